@@ -1,0 +1,24 @@
+//! What every part of the eBox pipeline shares.
+//!
+//! - Domain types, parsed once at the edge: [`ssin::Ssin`] (masked in logs),
+//!   [`cbe::CbeNumber`], [`ids`] (sender id, sender reference, eBox message id),
+//!   [`translated::TranslatedString`], [`digest::Sha256Digest`].
+//! - The sender contract's outcomes: [`status`] (statuses and stable codes).
+//! - The internal message between stages: [`publication::Publication`].
+//! - Reference data: [`registry`] (senders, applications, message types).
+//! - Infrastructure: [`config`] (`EBOX_*` settings), [`telemetry`] (logs), [`metrics`]
+//!   (Prometheus and health probes), [`db`] (pool and migrations), [`audit`] (the audit trail).
+
+pub mod audit;
+pub mod cbe;
+pub mod config;
+pub mod db;
+pub mod digest;
+pub mod ids;
+pub mod metrics;
+pub mod publication;
+pub mod registry;
+pub mod ssin;
+pub mod status;
+pub mod telemetry;
+pub mod translated;

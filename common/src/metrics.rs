@@ -1,0 +1,151 @@
+//! Every metric of the service, named in one place after Prometheus conventions
+//! (`ebox_` prefix, `_total` for counters, `_seconds` for durations, bounded label values),
+//! and the small HTTP server that exposes them with the health probes.
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::LazyLock;
+use tokio::sync::watch;
+
+pub struct Metrics {
+    pub registry: Registry,
+    /// Deliveries settled by a stage. Labels: `queue`, `outcome` (`ack`, `dead_letter`, `requeue`).
+    pub deliveries_total: IntCounterVec,
+    /// Time to process one batch, from the first delivery to the last ack. Label: `queue`.
+    pub batch_seconds: HistogramVec,
+    /// Deliveries per batch. Label: `queue`.
+    pub batch_size: HistogramVec,
+    /// Publishes by the service. Labels: `exchange`, `result` (`confirmed`, `failed`).
+    pub publishes_total: IntCounterVec,
+    /// Batches retried after a transient fault (database or broker). Label: `queue`.
+    pub transient_failures_total: IntCounterVec,
+    /// Intake decisions. Labels: `status`, `code`.
+    pub intake_decisions_total: IntCounterVec,
+}
+
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+impl Metrics {
+    fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let metric = IntCounterVec::new(Opts::new(name, help), labels)
+                .unwrap_or_else(|e| panic!("metric {name} is malformed: {e}"));
+            registry
+                .register(Box::new(metric.clone()))
+                .unwrap_or_else(|e| panic!("metric {name} registered twice: {e}"));
+            metric
+        };
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            let metric =
+                HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), &["queue"])
+                    .unwrap_or_else(|e| panic!("metric {name} is malformed: {e}"));
+            registry
+                .register(Box::new(metric.clone()))
+                .unwrap_or_else(|e| panic!("metric {name} registered twice: {e}"));
+            metric
+        };
+        Self {
+            deliveries_total: counter(
+                "ebox_deliveries_total",
+                "Deliveries settled by a stage",
+                &["queue", "outcome"],
+            ),
+            batch_seconds: histogram(
+                "ebox_batch_seconds",
+                "Time to process one batch of deliveries",
+                prometheus::exponential_buckets(0.001, 2.0, 15).unwrap_or_default(),
+            ),
+            batch_size: histogram(
+                "ebox_batch_size",
+                "Deliveries per batch",
+                vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
+            ),
+            publishes_total: counter(
+                "ebox_publishes_total",
+                "Messages published by the service",
+                &["exchange", "result"],
+            ),
+            transient_failures_total: counter(
+                "ebox_transient_failures_total",
+                "Batches retried after a transient fault",
+                &["queue"],
+            ),
+            intake_decisions_total: counter(
+                "ebox_intake_decisions_total",
+                "Intake decisions by status and code",
+                &["status", "code"],
+            ),
+            registry,
+        }
+    }
+
+    pub fn render(&self) -> String {
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_default()
+    }
+}
+
+/// One worker's readiness: true while its consumer runs. The process is ready when all are.
+#[derive(Clone)]
+pub struct Readiness(Arc<watch::Sender<bool>>);
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Self(Arc::new(watch::channel(false).0))
+    }
+}
+
+impl Readiness {
+    pub fn set(&self, ready: bool) {
+        self.0.send_replace(ready);
+    }
+
+    pub fn get(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Returns once the worker consumes.
+    pub async fn wait_until_ready(&self) {
+        let mut receiver = self.0.subscribe();
+        // The sender lives in `self`, so the channel cannot close while we wait.
+        let _ = receiver.wait_for(|ready| *ready).await;
+    }
+}
+
+/// Serves `/metrics`, `/livez` and `/readyz` until `shutdown` completes.
+pub async fn serve(
+    addr: SocketAddr,
+    readiness: Vec<Readiness>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(|| async { METRICS.render() }))
+        .route("/livez", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = readiness.iter().all(Readiness::get);
+                async move {
+                    if ready {
+                        (StatusCode::OK, "ready")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+                    }
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("Failed to listen on {addr} for metrics: {e}"))?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}

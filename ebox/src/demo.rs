@@ -1,0 +1,202 @@
+//! A sender, as a sender organisation would write one: publish to `ebox.publish` with
+//! publisher confirms, read the answers on its own status queue. `ebox demo` uses it to show
+//! the pipeline, and the end-to-end tests use it to drive the pipeline for real.
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use common::status::StatusEvent;
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions,
+};
+use lapin::types::{FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, Consumer};
+use queues::topology::{PUBLISH_EXCHANGE, PUBLISH_ROUTING_KEY, status_queue};
+use std::time::Duration;
+
+pub struct SenderClient {
+    connection: Connection,
+    channel: Channel,
+    sender_id: String,
+    statuses: Consumer,
+}
+
+impl SenderClient {
+    /// Connects as the sender's broker user (`amqp_url` carries its credentials) and starts
+    /// consuming its status queue.
+    pub async fn connect(amqp_url: &str, sender_id: &str) -> anyhow::Result<Self> {
+        let connection = queues::driver::connect(amqp_url, &format!("sender {sender_id}"))
+            .await
+            .with_context(|| format!("Failed to connect as sender {sender_id}"))?;
+        let channel = connection.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        let statuses = channel
+            .basic_consume(
+                status_queue(sender_id).as_str().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .with_context(|| format!("Failed to consume {}", status_queue(sender_id)))?;
+        Ok(Self {
+            connection,
+            channel,
+            sender_id: sender_id.to_owned(),
+            statuses,
+        })
+    }
+
+    /// The properties a well-behaved sender sets: its reference, the release, its user.
+    pub fn properties(&self, reference: &str, kind: &str) -> BasicProperties {
+        BasicProperties::default()
+            .with_message_id(ShortString::from(reference))
+            .with_type(ShortString::from(kind))
+            .with_user_id(ShortString::from(self.sender_id.as_str()))
+            .with_content_type(ShortString::from("application/json"))
+            .with_delivery_mode(2)
+    }
+
+    /// Publishes to `ebox.publish` and waits for the broker's confirm.
+    pub async fn publish(&self, properties: BasicProperties, body: &[u8]) -> anyhow::Result<()> {
+        let confirmation = self
+            .channel
+            .basic_publish(
+                PUBLISH_EXCHANGE.into(),
+                PUBLISH_ROUTING_KEY.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                body,
+                properties,
+            )
+            .await?
+            .await?;
+        match confirmation {
+            Confirmation::Ack(None) => Ok(()),
+            other => bail!("the broker did not take the publication: {other:?}"),
+        }
+    }
+
+    /// The next status event on the sender's queue, acknowledged.
+    pub async fn next_status(&mut self, timeout: Duration) -> anyhow::Result<StatusEvent> {
+        let delivery = tokio::time::timeout(timeout, self.statuses.next())
+            .await
+            .context("no status event arrived in time")?
+            .context("the status consumer was cancelled")??;
+        delivery.acker.ack(BasicAckOptions::default()).await?;
+        serde_json::from_slice(&delivery.data).context("a status event is not valid JSON")
+    }
+
+    pub async fn close(self) {
+        let _ = self.connection.close(200, "bye".into()).await;
+    }
+}
+
+/// A tiny valid PDF, for examples.
+pub const SAMPLE_PDF: &[u8] =
+    b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n";
+
+/// A valid national number for examples (born 30 July 1985).
+pub const SAMPLE_SSIN: &str = "85073003328";
+
+pub fn sample_v2(ssin: &str, message_type: &str) -> serde_json::Value {
+    serde_json::json!({
+        "recipient": {"eboxType": "citizen", "eboxIdValue": ssin},
+        "subject": {"nl": "Uw attest", "fr": "Votre attestation", "de": "Ihre Bescheinigung"},
+        "messageTypeId": message_type,
+        "attachments": [{
+            "fileName": "attest.pdf",
+            "mediaType": "application/pdf",
+            "mainContent": true,
+            "content": STANDARD.encode(SAMPLE_PDF),
+            "digest": {"digestMethod": "sha_256", "digestValue": common::digest::Sha256Digest::of(SAMPLE_PDF).to_base64url()}
+        }],
+        "bodyMainContent": false,
+        "replyAuthorized": false
+    })
+}
+
+pub fn sample_v1(ssin: &str, message_type: &str) -> serde_json::Value {
+    serde_json::json!({
+        "ssin": ssin,
+        "messageTypeId": message_type,
+        "subject": {"nl": "Uw attest", "fr": "Votre attestation"},
+        "document": {"fileName": "attest.pdf", "mediaType": "application/pdf", "content": STANDARD.encode(SAMPLE_PDF)},
+        "retentionDays": 60
+    })
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// The demo sender's broker URL (its own user and password).
+    #[arg(
+        long,
+        env = "EBOX_DEMO_SENDER_URL",
+        default_value = "amqp://demo:demo@127.0.0.1:5672/%2f"
+    )]
+    sender_url: String,
+    /// The demo sender's id (its broker user name, registered in the registry file).
+    #[arg(long, default_value = "demo")]
+    sender: String,
+    /// A message type the demo sender may publish.
+    #[arg(long, default_value = "unemployment-certificate")]
+    message_type: String,
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let mut client = SenderClient::connect(&args.sender_url, &args.sender).await?;
+    let run_id = chrono::Utc::now().format("%Y%m%dT%H%M%S");
+    let mut bad = sample_v2(SAMPLE_SSIN, &args.message_type);
+    bad["recipient"]["eboxIdValue"] = "85073003329".into();
+    let publications = [
+        (
+            format!("demo-{run_id}-v1"),
+            intake::contract::TYPE_V1,
+            sample_v1(SAMPLE_SSIN, &args.message_type),
+        ),
+        (
+            format!("demo-{run_id}-v2"),
+            intake::contract::TYPE_V2,
+            sample_v2(SAMPLE_SSIN, &args.message_type),
+        ),
+        (
+            format!("demo-{run_id}-bad-ssin"),
+            intake::contract::TYPE_V2,
+            bad,
+        ),
+    ];
+    for (reference, kind, body) in &publications {
+        client
+            .publish(
+                client.properties(reference, kind),
+                &serde_json::to_vec(body)?,
+            )
+            .await?;
+        println!("published {reference} ({kind})");
+    }
+    let mut seen = 0;
+    while seen < publications.len() {
+        let status = client.next_status(Duration::from_secs(30)).await?;
+        let ours = status
+            .sender_reference
+            .as_deref()
+            .is_some_and(|r| publications.iter().any(|(p, _, _)| p == r));
+        if ours {
+            seen += 1;
+        }
+        println!(
+            "status  {:<28} {:<10} {:<14} {}",
+            status.sender_reference.as_deref().unwrap_or("-"),
+            status.status.as_str(),
+            status.code,
+            status.message
+        );
+    }
+    client.close().await;
+    Ok(())
+}

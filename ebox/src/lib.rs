@@ -1,0 +1,12 @@
+//! The `ebox` command: administration (`migrate`, `registry load`), the workers
+//! (`worker <name>`, `run`) and the sender-side `demo`.
+//!
+//! - [`cli`]: the subcommands;
+//! - [`admin`]: applying reference data to the database and the broker;
+//! - [`workers`]: which stages exist and how a process runs them;
+//! - [`demo`]: a sender publishing v1 and v2 messages and reading its status queue.
+
+pub mod admin;
+pub mod cli;
+pub mod demo;
+pub mod workers;

@@ -1,0 +1,410 @@
+//! The one consumer driver. A worker is a [`Handler`]: decode → decide → effects → what to
+//! publish next. The driver owns everything else, once for every stage:
+//!
+//! 1. consume its queue with a bounded prefetch, and take up to `batch_size` deliveries that
+//!    are already there (it never waits to fill a batch);
+//! 2. run the handler for each delivery inside one database transaction, each in its own
+//!    savepoint, so one bad message cannot spoil the others' effects;
+//! 3. commit, then publish every outgoing message with publisher confirms;
+//! 4. only then ack (or dead-letter) each delivery.
+//!
+//! A crash between two steps loses nothing: before the commit, nothing happened and the broker
+//! redelivers; after the commit but before the confirm or the ack, the redelivery finds the
+//! effects committed and the handler, being idempotent, publishes the same messages again.
+//!
+//! Transient faults (database or broker unreachable, serialisation conflicts) retry the batch
+//! in place with capped exponential back-off, for as long as it takes: nothing is dead-lettered
+//! because a dependency is down. Permanent faults dead-letter that one delivery.
+
+use crate::publisher::{Outgoing, PublishError, Publisher};
+use crate::topology;
+use backon::{BackoffBuilder, ExponentialBuilder};
+use common::metrics::{METRICS, Readiness};
+use futures_util::{FutureExt, StreamExt};
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use sqlx::{Acquire, PgConnection, PgPool};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, error, info, info_span, warn};
+
+/// What a handler sees of a delivery: no acker, so a handler cannot settle it behind the
+/// driver's back, and a test can build one without a broker.
+#[derive(Debug, Clone, Copy)]
+pub struct Incoming<'a> {
+    pub properties: &'a BasicProperties,
+    pub body: &'a [u8],
+    pub redelivered: bool,
+}
+
+/// How the driver settles a delivery once the batch is committed and published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    Ack,
+    /// Parked on `ebox.dead-letter` (after the handler recorded why).
+    DeadLetter,
+}
+
+#[derive(Debug)]
+pub struct Outcome {
+    pub publish: Vec<Outgoing>,
+    pub disposition: Disposition,
+}
+
+impl Outcome {
+    pub fn ack(publish: Vec<Outgoing>) -> Self {
+        Self {
+            publish,
+            disposition: Disposition::Ack,
+        }
+    }
+
+    pub fn dead_letter() -> Self {
+        Self {
+            publish: Vec::new(),
+            disposition: Disposition::DeadLetter,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// Retry later: a dependency is unavailable or a transaction conflicted.
+    #[error("transient: {0:#}")]
+    Transient(anyhow::Error),
+    /// Retrying cannot help: the delivery is dead-lettered.
+    #[error("permanent: {0:#}")]
+    Permanent(anyhow::Error),
+}
+
+impl From<sqlx::Error> for HandlerError {
+    fn from(error: sqlx::Error) -> Self {
+        let transient = match &error {
+            sqlx::Error::Database(db) => matches!(
+                db.code().as_deref(),
+                // serialization_failure, deadlock_detected, admin shutdown, cannot connect now
+                Some("40001" | "40P01" | "57P01" | "57P03")
+            ),
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => true,
+            _ => false,
+        };
+        if transient {
+            HandlerError::Transient(error.into())
+        } else {
+            HandlerError::Permanent(error.into())
+        }
+    }
+}
+
+/// One stage of the pipeline.
+pub trait Handler: Send + Sync + 'static {
+    /// The queue this stage consumes.
+    fn queue(&self) -> &'static str;
+
+    /// Handles one delivery. Every database effect, including the audit slice and the record
+    /// that the delivery was processed, goes through `conn`, which is inside the batch's
+    /// transaction. Must be idempotent: the same delivery may come again after a crash.
+    fn handle(
+        &self,
+        conn: &mut PgConnection,
+        incoming: Incoming<'_>,
+    ) -> impl Future<Output = Result<Outcome, HandlerError>> + Send;
+}
+
+/// What the driver needs besides the handler.
+#[derive(Clone)]
+pub struct DriverSettings {
+    pub amqp_url: String,
+    pub prefetch: u16,
+    pub batch_size: usize,
+}
+
+/// Consumes until `shutdown`, reconnecting with back-off when the broker connection fails.
+/// `ready` is set while the consumer runs.
+pub async fn run<H: Handler>(
+    handler: Arc<H>,
+    pool: PgPool,
+    settings: DriverSettings,
+    ready: Readiness,
+    shutdown: CancellationToken,
+) {
+    let queue = handler.queue();
+    let mut backoff = reconnect_backoff();
+    while !shutdown.is_cancelled() {
+        let started = Instant::now();
+        match consume(&*handler, &pool, &settings, &ready, &shutdown).await {
+            Ok(()) => break,
+            Err(error) => {
+                ready.set(false);
+                if started.elapsed() > Duration::from_secs(60) {
+                    backoff = reconnect_backoff();
+                }
+                let delay = backoff.next().unwrap_or(Duration::from_secs(30));
+                error!(
+                    queue,
+                    error = format!("{error:#}"),
+                    retry_in_ms = delay.as_millis() as u64,
+                    "consumer stopped; reconnecting"
+                );
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+    ready.set(false);
+    info!(queue, "consumer stopped");
+}
+
+fn reconnect_backoff() -> backon::ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(30))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// Opens a connection named after the process, for the broker's management views.
+pub async fn connect(amqp_url: &str, name: &str) -> lapin::Result<Connection> {
+    Connection::connect(
+        amqp_url,
+        ConnectionProperties::default().with_connection_name(name.into()),
+    )
+    .await
+}
+
+async fn consume<H: Handler>(
+    handler: &H,
+    pool: &PgPool,
+    settings: &DriverSettings,
+    ready: &Readiness,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let queue = handler.queue();
+    let connection = connect(&settings.amqp_url, &format!("ebox {queue}")).await?;
+    let publisher = Publisher::open(&connection).await?;
+    topology::declare(publisher.channel()).await?;
+    for sender_id in common::registry::active_sender_ids(pool).await? {
+        topology::declare_status_queue(publisher.channel(), &sender_id).await?;
+    }
+    let channel = connection.create_channel().await?;
+    channel
+        .basic_qos(settings.prefetch, BasicQosOptions::default())
+        .await?;
+    let mut consumer = channel
+        .basic_consume(
+            queue.into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    ready.set(true);
+    info!(
+        queue,
+        prefetch = settings.prefetch,
+        batch_size = settings.batch_size,
+        "consuming"
+    );
+
+    loop {
+        let first = tokio::select! {
+            // Cancellation only here, between batches: a batch that started always finishes.
+            _ = shutdown.cancelled() => break,
+            next = consumer.next() => next,
+        };
+        let Some(first) = first else {
+            anyhow::bail!("the broker cancelled the consumer of {queue}");
+        };
+        let mut batch = vec![first?];
+        while batch.len() < settings.batch_size {
+            match consumer.next().now_or_never() {
+                Some(Some(delivery)) => batch.push(delivery?),
+                _ => break,
+            }
+        }
+        process_batch(handler, pool, &publisher, batch, shutdown).await?;
+    }
+    ready.set(false);
+    let _ = channel.close(200, "shutting down".into()).await;
+    let _ = connection.close(200, "shutting down".into()).await;
+    Ok(())
+}
+
+/// Handles, commits, publishes and settles one batch. Returns an error only when the broker
+/// connection is unusable (the caller reconnects and the broker redelivers).
+async fn process_batch<H: Handler>(
+    handler: &H,
+    pool: &PgPool,
+    publisher: &Publisher,
+    batch: Vec<Delivery>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let queue = handler.queue();
+    let started = Instant::now();
+    METRICS
+        .batch_size
+        .with_label_values(&[queue])
+        .observe(batch.len() as f64);
+    let mut backoff = retry_backoff();
+    let outcomes = loop {
+        match handle_batch(handler, pool, &batch).await {
+            Ok(outcomes) => break outcomes,
+            Err(error) => {
+                METRICS
+                    .transient_failures_total
+                    .with_label_values(&[queue])
+                    .inc();
+                let delay = backoff.next().unwrap_or(Duration::from_secs(30));
+                warn!(
+                    queue,
+                    error = format!("{error:#}"),
+                    retry_in_ms = delay.as_millis() as u64,
+                    "transient fault; retrying the batch"
+                );
+                tokio::select! {
+                    _ = shutdown.cancelled() => {
+                        requeue_all(queue, &batch).await;
+                        return Ok(());
+                    }
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    };
+
+    let outgoing: Vec<Outgoing> = outcomes
+        .iter()
+        .flat_map(|outcome| outcome.publish.iter().cloned())
+        .collect();
+    if let Err(error) = publisher.publish_all(&outgoing).await {
+        match error {
+            PublishError::Broker(_) => return Err(error.into()),
+            PublishError::Nacked { .. } | PublishError::Unroutable { .. } => {
+                // The effects are committed; the redelivery re-publishes. Pause so that a
+                // missing binding does not become a hot loop.
+                error!(queue, error = %error, "publish refused; requeueing the batch");
+                requeue_all(queue, &batch).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                return Ok(());
+            }
+        }
+    }
+
+    for (delivery, outcome) in batch.iter().zip(&outcomes) {
+        match outcome.disposition {
+            Disposition::Ack => {
+                delivery.acker.ack(BasicAckOptions::default()).await?;
+                count(queue, "ack");
+            }
+            Disposition::DeadLetter => {
+                delivery
+                    .acker
+                    .reject(BasicRejectOptions { requeue: false })
+                    .await?;
+                count(queue, "dead_letter");
+            }
+        }
+    }
+    METRICS
+        .batch_seconds
+        .with_label_values(&[queue])
+        .observe(started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Runs the handler over the batch in one transaction. A transient error anywhere aborts the
+/// whole batch (the caller retries it); a permanent one dead-letters its delivery only.
+async fn handle_batch<H: Handler>(
+    handler: &H,
+    pool: &PgPool,
+    batch: &[Delivery],
+) -> Result<Vec<Outcome>, anyhow::Error> {
+    let queue = handler.queue();
+    let mut tx = pool.begin().await?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for delivery in batch {
+        let incoming = Incoming {
+            properties: &delivery.properties,
+            body: &delivery.data,
+            redelivered: delivery.redelivered,
+        };
+        let span = info_span!(
+            "delivery",
+            queue,
+            delivery_tag = delivery.delivery_tag,
+            message_id = delivery
+                .properties
+                .message_id()
+                .as_ref()
+                .map(|id| id.as_str()),
+            redelivered = delivery.redelivered,
+        );
+        let mut savepoint = tx.begin().await?;
+        match handler
+            .handle(&mut savepoint, incoming)
+            .instrument(span.clone())
+            .await
+        {
+            Ok(outcome) => {
+                savepoint.commit().await?;
+                outcomes.push(outcome);
+            }
+            Err(HandlerError::Permanent(error)) => {
+                savepoint.rollback().await?;
+                span.in_scope(|| {
+                    error!(
+                        error = format!("{error:#}"),
+                        "permanent fault; dead-lettering the delivery"
+                    )
+                });
+                outcomes.push(Outcome::dead_letter());
+            }
+            Err(HandlerError::Transient(error)) => return Err(error),
+        }
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+fn retry_backoff() -> backon::ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(30))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+async fn requeue_all(queue: &str, batch: &[Delivery]) {
+    for delivery in batch {
+        let _ = delivery
+            .acker
+            .nack(BasicNackOptions {
+                requeue: true,
+                ..BasicNackOptions::default()
+            })
+            .await;
+        count(queue, "requeue");
+    }
+}
+
+fn count(queue: &str, outcome: &str) {
+    METRICS
+        .deliveries_total
+        .with_label_values(&[queue, outcome])
+        .inc();
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The run command: starts PostgreSQL and RabbitMQ if needed, builds `ebox`, prepares a demo
+# database, broker user and registry, runs the whole pipeline, and lets the demo sender publish
+# a v1, a v2 and an invalid message and print the statuses it hears back.
+#
+# Pass --keep-running to leave the pipeline running afterwards (Ctrl-C stops it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/services.sh
+
+export EBOX_AMQP_URL=${EBOX_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
+export EBOX_DATABASE_URL=${EBOX_DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/ebox}
+export EBOX_SSIN_HASH_KEY=${EBOX_SSIN_HASH_KEY:-demo-only-secret-never-use-it-in-production}
+export EBOX_METRICS_ADDR=${EBOX_METRICS_ADDR:-127.0.0.1:9464}
+export EBOX_LOG_FORMAT=${EBOX_LOG_FORMAT:-text}
+export EBOX_LOG=${EBOX_LOG:-warn}
+
+cargo build --locked -p ebox
+ebox="${CARGO_TARGET_DIR:-target}/debug/ebox"
+
+# The demo database, and the demo sender's broker user with a sender's permissions only:
+# publish to ebox.publish, read its own status queue.
+admin_url="${EBOX_DATABASE_URL%/*}/postgres"
+psql "$admin_url" -Atc "SELECT 1 FROM pg_database WHERE datname = 'ebox'" | grep -q 1 \
+  || psql "$admin_url" -qc "CREATE DATABASE ebox"
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+as_root rabbitmqctl -q list_users | grep -q '^demo\b' || as_root rabbitmqctl -q add_user demo demo
+as_root rabbitmqctl -q set_permissions -p / demo '^$' '^ebox\.publish$' '^ebox\.status\.demo$'
+
+"$ebox" migrate
+"$ebox" registry load demo/registry.yaml
+
+"$ebox" run &
+pipeline=$!
+trap 'kill -TERM $pipeline 2>/dev/null; wait $pipeline 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  curl -fsS "http://$EBOX_METRICS_ADDR/readyz" >/dev/null 2>&1 && break
+  kill -0 $pipeline 2>/dev/null || { echo "the pipeline stopped; see its log above" >&2; exit 1; }
+  sleep 0.2
+done
+
+"$ebox" demo
+
+if [ "${1:-}" = "--keep-running" ]; then
+  echo "The pipeline runs (metrics: http://$EBOX_METRICS_ADDR/metrics). Ctrl-C stops it."
+  wait $pipeline
+fi

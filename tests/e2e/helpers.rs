@@ -1,0 +1,327 @@
+//! `spawn_app()`: a fresh database, a fresh vhost with a registered sender, and the workers
+//! running in-process against them.
+
+use common::config::Settings;
+use common::registry::RegistryFile;
+use common::status::StatusEvent;
+use ebox::demo::SenderClient;
+use ebox::workers::{self, Worker};
+use futures_util::StreamExt;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicGetOptions};
+use lapin::types::FieldTable;
+use sqlx::{Connection, PgConnection, PgPool};
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub const MESSAGE_TYPE: &str = "unemployment-certificate";
+pub const OTHER_MESSAGE_TYPE: &str = "pension-statement";
+pub const ORGANIZATION: &str = "0406798006";
+pub const WAIT: Duration = Duration::from_secs(20);
+const PASSWORD: &str = "sender-password";
+
+fn env_or(key: &str, default: &str) -> String {
+    std::env::var(key).unwrap_or_else(|_| default.to_owned())
+}
+
+fn admin_database_url() -> String {
+    env_or(
+        "EBOX_TEST_DATABASE_URL",
+        "postgres://postgres:postgres@127.0.0.1:5432/postgres",
+    )
+}
+
+fn broker_host() -> String {
+    env_or("EBOX_TEST_AMQP_HOST", "127.0.0.1:5672")
+}
+
+fn management_api() -> String {
+    env_or(
+        "EBOX_TEST_RABBITMQ_API",
+        "http://guest:guest@127.0.0.1:15672/api",
+    )
+}
+
+pub struct TestApp {
+    pub id: String,
+    pub vhost: String,
+    pub pool: PgPool,
+    pub settings: Settings,
+    pub sender_id: String,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+pub struct Options {
+    pub max_message_bytes: usize,
+    pub workers: Vec<Worker>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 16 * 1024 * 1024,
+            workers: vec![Worker::Intake],
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+pub async fn spawn_app_with(options: Options) -> TestApp {
+    let id = Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let vhost = format!("ebox-test-{id}");
+    let database = format!("ebox_test_{id}");
+
+    let mut admin = PgConnection::connect(&admin_database_url())
+        .await
+        .expect("connect to PostgreSQL as admin");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
+        .execute(&mut admin)
+        .await
+        .expect("create the test database");
+    let database_url = admin_database_url()
+        .rsplit_once('/')
+        .map(|(base, _)| format!("{base}/{database}"))
+        .expect("a database URL has a path");
+
+    let api = reqwest::Client::new();
+    let put = |path: String, body: serde_json::Value| {
+        let request = api.put(format!("{}/{path}", management_api())).json(&body);
+        async move {
+            let response = request
+                .send()
+                .await
+                .expect("RabbitMQ management API reachable");
+            assert!(
+                response.status().is_success(),
+                "PUT {path}: {}",
+                response.status()
+            );
+        }
+    };
+    put(format!("vhosts/{vhost}"), serde_json::json!({})).await;
+    put(
+        format!("permissions/{vhost}/guest"),
+        serde_json::json!({"configure": ".*", "write": ".*", "read": ".*"}),
+    )
+    .await;
+
+    let sender_id = format!("onem-{id}");
+    create_sender_user(&vhost, &sender_id).await;
+
+    let settings = Settings::from_vars([
+        (
+            "EBOX_AMQP_URL".to_owned(),
+            format!("amqp://guest:guest@{}/{vhost}", broker_host()),
+        ),
+        ("EBOX_DATABASE_URL".to_owned(), database_url),
+        (
+            "EBOX_SSIN_HASH_KEY".to_owned(),
+            format!("test-key-{id}-0123456789abcdef0123"),
+        ),
+        (
+            "EBOX_MAX_MESSAGE_BYTES".to_owned(),
+            options.max_message_bytes.to_string(),
+        ),
+        ("EBOX_PREFETCH".to_owned(), "16".to_owned()),
+        ("EBOX_BATCH_SIZE".to_owned(), "8".to_owned()),
+    ])
+    .expect("valid test settings");
+    let pool = common::db::connect(&settings)
+        .await
+        .expect("connect to the test database");
+    common::db::migrate(&pool)
+        .await
+        .expect("migrate the test database");
+    let registry = RegistryFile::parse(&registry_yaml(&sender_id)).expect("valid test registry");
+    ebox::admin::apply_registry(&pool, &settings.amqp_url, &registry)
+        .await
+        .expect("apply the test registry");
+
+    let shutdown = CancellationToken::new();
+    let (tasks, readiness) = workers::spawn(&settings, &pool, &options.workers, &shutdown);
+    for ready in &readiness {
+        tokio::time::timeout(WAIT, ready.wait_until_ready())
+            .await
+            .expect("the workers start consuming");
+    }
+    TestApp {
+        id,
+        vhost,
+        pool,
+        settings,
+        sender_id,
+        shutdown,
+        tasks,
+    }
+}
+
+/// A broker user that may only publish to `ebox.publish` and read its own status queue: the
+/// permissions the README tells operators to give a sender.
+pub async fn create_sender_user(vhost: &str, user: &str) {
+    let api = reqwest::Client::new();
+    for (path, body) in [
+        (
+            format!("users/{user}"),
+            serde_json::json!({"password": PASSWORD, "tags": ""}),
+        ),
+        (
+            format!("permissions/{vhost}/{user}"),
+            serde_json::json!({
+                "configure": "^$",
+                "write": "^ebox\\.publish$",
+                "read": format!("^ebox\\.status\\.{user}$"),
+            }),
+        ),
+    ] {
+        let response = api
+            .put(format!("{}/{path}", management_api()))
+            .json(&body)
+            .send()
+            .await
+            .expect("RabbitMQ management API reachable");
+        assert!(
+            response.status().is_success(),
+            "PUT {path}: {}",
+            response.status()
+        );
+    }
+}
+
+pub fn registry_yaml(sender_id: &str) -> String {
+    format!(
+        r#"
+senders:
+  - id: {sender_id}
+    organizationId: "{ORGANIZATION}"
+    name: {{nl: RVA, fr: ONEM, de: LfA}}
+    applications: [{{id: unemployment, name: {{nl: Werkloosheid, fr: Chômage}}}}]
+    messageTypes: [{MESSAGE_TYPE}]
+messageTypes:
+  - id: {MESSAGE_TYPE}
+    name: {{nl: Attest, fr: Attestation, de: Bescheinigung}}
+    validityPeriod: {{validityPeriodNumber: 1, validityPeriodUnit: year}}
+  - id: {OTHER_MESSAGE_TYPE}
+    name: {{nl: Pensioen, fr: Pension, de: Rente}}
+    validityPeriod: {{validityPeriodNumber: 6, validityPeriodUnit: month}}
+"#
+    )
+}
+
+impl TestApp {
+    pub fn amqp_url_for(&self, user: &str) -> String {
+        format!("amqp://{user}:{PASSWORD}@{}/{}", broker_host(), self.vhost)
+    }
+
+    /// The registered sender of this test, connected and consuming its status queue.
+    pub async fn sender(&self) -> SenderClient {
+        SenderClient::connect(&self.amqp_url_for(&self.sender_id), &self.sender_id)
+            .await
+            .expect("the sender connects")
+    }
+
+    /// A connection with the service's own user, to look into internal queues.
+    pub async fn service_channel(&self) -> lapin::Channel {
+        let connection = queues::driver::connect(&self.settings.amqp_url, "test inspector")
+            .await
+            .expect("the service user connects");
+        connection.create_channel().await.expect("a channel")
+    }
+
+    /// Takes every message currently in `queue`, acknowledging them.
+    pub async fn drain(&self, queue: &str) -> Vec<lapin::message::Delivery> {
+        let channel = self.service_channel().await;
+        let mut messages = Vec::new();
+        while let Some(message) = channel
+            .basic_get(queue.into(), BasicGetOptions::default())
+            .await
+            .expect("basic.get")
+        {
+            message
+                .delivery
+                .acker
+                .ack(BasicAckOptions::default())
+                .await
+                .expect("ack");
+            messages.push(message.delivery);
+        }
+        messages
+    }
+
+    /// Waits for the next message on `queue` (for queues that fill asynchronously).
+    pub async fn next_on(&self, queue: &str) -> lapin::message::Delivery {
+        let channel = self.service_channel().await;
+        let mut consumer = channel
+            .basic_consume(
+                queue.into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("basic.consume");
+        let delivery = tokio::time::timeout(WAIT, consumer.next())
+            .await
+            .unwrap_or_else(|_| panic!("nothing arrived on {queue}"))
+            .expect("consumer open")
+            .expect("delivery");
+        delivery
+            .acker
+            .ack(BasicAckOptions::default())
+            .await
+            .expect("ack");
+        delivery
+    }
+
+    pub async fn audit_actions(&self, reference: &str) -> Vec<(String, Option<String>)> {
+        sqlx::query_as(
+            "SELECT action, code FROM audit_events WHERE sender_reference = $1 ORDER BY id",
+        )
+        .bind(reference)
+        .fetch_all(&self.pool)
+        .await
+        .expect("read the audit trail")
+    }
+
+    /// Stops the workers, finishing their batches, as a rollout would.
+    pub async fn stop_workers(&mut self) {
+        self.shutdown.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Starts the workers again on the same database and vhost.
+    pub async fn start_workers(&mut self, names: &[Worker]) {
+        self.shutdown = CancellationToken::new();
+        let (tasks, readiness) = workers::spawn(&self.settings, &self.pool, names, &self.shutdown);
+        self.tasks = tasks;
+        for ready in &readiness {
+            tokio::time::timeout(WAIT, ready.wait_until_ready())
+                .await
+                .expect("the workers start consuming");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Publishes `body` as the test's sender with type `kind` and returns the status it receives.
+pub async fn publish_and_wait(
+    sender: &mut SenderClient,
+    reference: &str,
+    kind: &str,
+    body: &[u8],
+) -> StatusEvent {
+    sender
+        .publish(sender.properties(reference, kind), body)
+        .await
+        .expect("the broker takes the publication");
+    sender.next_status(WAIT).await.expect("a status event")
+}

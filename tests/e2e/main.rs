@@ -1,0 +1,6 @@
+//! End-to-end tests: the real RabbitMQ and PostgreSQL of this machine, each test in its own
+//! database and its own vhost, senders publishing through real AMQP connections with their own
+//! broker users. `scripts/test.sh` starts the services.
+
+mod helpers;
+mod intake;
