@@ -22,10 +22,13 @@ ebox="${CARGO_TARGET_DIR:-target}/debug/ebox"
 # The demo database, and the demo sender's broker user with a sender's permissions only:
 # publish to ebox.publish, read its own status queue.
 admin_url="${EBOX_DATABASE_URL%/*}/postgres"
-psql "$admin_url" -Atc "SELECT 1 FROM pg_database WHERE datname = 'ebox'" | grep -q 1 \
-  || psql "$admin_url" -qc "CREATE DATABASE ebox"
+# (Outputs are captured before grepping: `grep -q` closing a pipe early would fail it under
+# pipefail.)
+exists=$(psql "$admin_url" -Atc "SELECT 1 FROM pg_database WHERE datname = 'ebox'")
+[ "$exists" = 1 ] || psql "$admin_url" -qc "CREATE DATABASE ebox"
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-as_root rabbitmqctl -q list_users | grep -q '^demo\b' || as_root rabbitmqctl -q add_user demo demo
+users=$(as_root rabbitmqctl -q list_users)
+grep -q '^demo[[:space:]]' <<<"$users" || as_root rabbitmqctl -q add_user demo demo
 as_root rabbitmqctl -q set_permissions -p / demo '^$' '^ebox\.publish$' '^ebox\.status\.demo$'
 
 "$ebox" migrate
