@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The run command: starts PostgreSQL and RabbitMQ if needed, builds `ebox`, prepares a demo
-# database, broker user and registry, runs the whole pipeline, and lets the demo sender publish
-# a v1, a v2 and an invalid message and print the statuses it hears back.
+# database, broker user, registry and two citizens (one consenting with an e-mail preference, one
+# who never consented), starts a development SMTP server, runs the whole pipeline, and lets the
+# demo sender publish four messages and print the statuses it hears back.
 #
 # Pass --keep-running to leave the pipeline running afterwards (Ctrl-C stops it).
 set -euo pipefail
@@ -15,6 +16,7 @@ export EBOX_SSIN_HASH_KEY=${EBOX_SSIN_HASH_KEY:-demo-only-secret-never-use-it-in
 export EBOX_METRICS_ADDR=${EBOX_METRICS_ADDR:-127.0.0.1:9464}
 export EBOX_LOG_FORMAT=${EBOX_LOG_FORMAT:-text}
 export EBOX_LOG=${EBOX_LOG:-warn}
+export EBOX_SMTP_URL=${EBOX_SMTP_URL:-smtp://127.0.0.1:2525}
 
 cargo build --locked -p ebox
 ebox="${CARGO_TARGET_DIR:-target}/debug/ebox"
@@ -34,9 +36,21 @@ as_root rabbitmqctl -q set_permissions -p / demo '^$' '^ebox\.publish$' '^ebox\.
 "$ebox" migrate
 "$ebox" registry load demo/registry.yaml
 
+# The consenting citizen gets e-mails in French; the other one never consented.
+"$ebox" consent grant 85073003328
+"$ebox" citizen set 85073003328 --language fr --channel email --email citoyen@example.be
+
+# A development SMTP server stands in for the mail relay and prints what it receives.
+pids=()
+trap 'kill -TERM "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null || true' EXIT
+if [ "$EBOX_SMTP_URL" = smtp://127.0.0.1:2525 ]; then
+  "$ebox" smtp-sink --listen 127.0.0.1:2525 &
+  pids+=($!)
+fi
+
 "$ebox" run &
 pipeline=$!
-trap 'kill -TERM $pipeline 2>/dev/null; wait $pipeline 2>/dev/null || true' EXIT
+pids+=($pipeline)
 for _ in $(seq 1 100); do
   curl -fsS "http://$EBOX_METRICS_ADDR/readyz" >/dev/null 2>&1 && break
   kill -0 $pipeline 2>/dev/null || { echo "the pipeline stopped; see its log above" >&2; exit 1; }
@@ -44,6 +58,7 @@ for _ in $(seq 1 100); do
 done
 
 "$ebox" demo
+sleep 1 # let the notification e-mail reach the SMTP server's output
 
 if [ "${1:-}" = "--keep-running" ]; then
   echo "The pipeline runs (metrics: http://$EBOX_METRICS_ADDR/metrics). Ctrl-C stops it."

@@ -29,6 +29,20 @@ pub struct Settings {
     /// `tracing` filter, e.g. `info` or `info,queues=debug`.
     pub log_filter: String,
     pub log_format: LogFormat,
+    /// Notifications: the SMTP relay (`smtp://host:port`, `smtps://…`; credentials in the URL).
+    /// Required by the notify worker only.
+    pub smtp_url: Option<String>,
+    /// `From` of notification e-mails.
+    pub mail_from: String,
+    /// The eBox portal the notification e-mails link to.
+    pub portal_url: String,
+    /// Gives up on a notification after this many failed attempts.
+    pub notify_max_attempts: u32,
+    /// This document provider's id in the events it publishes (`eventProviderId`).
+    pub provider_id: String,
+    /// Partners' webhook signing secrets: every `EBOX_PARTNER_<NAME>_SECRET` variable, by name
+    /// (the registry file's `secretEnv` names one).
+    pub partner_secrets: HashMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +64,15 @@ impl fmt::Debug for Settings {
             .field("metrics_addr", &self.metrics_addr)
             .field("log_filter", &self.log_filter)
             .field("log_format", &self.log_format)
+            .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
+            .field("mail_from", &self.mail_from)
+            .field("portal_url", &self.portal_url)
+            .field("notify_max_attempts", &self.notify_max_attempts)
+            .field("provider_id", &self.provider_id)
+            .field(
+                "partner_secrets",
+                &self.partner_secrets.keys().collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -144,6 +167,33 @@ impl Settings {
             _ => Err("must be json or text".into()),
         });
 
+        let smtp_url = env.optional("EBOX_SMTP_URL", None, |v| {
+            if v.starts_with("smtp://") || v.starts_with("smtps://") {
+                Ok(Some(v.to_owned()))
+            } else {
+                Err("must start with smtp:// or smtps://".into())
+            }
+        });
+        let mail_from = env.optional(
+            "EBOX_MAIL_FROM",
+            "eBox <noreply@ebox.localhost>".to_owned(),
+            |v| Ok(v.to_owned()),
+        );
+        let portal_url = env.optional("EBOX_PORTAL_URL", "https://www.myebox.be".to_owned(), |v| {
+            if v.starts_with("https://") || v.starts_with("http://") {
+                Ok(v.to_owned())
+            } else {
+                Err("must be an http(s) URL".into())
+            }
+        });
+        let notify_max_attempts =
+            env.optional("EBOX_NOTIFY_MAX_ATTEMPTS", 12, |v| parse_in(v, 1..=100));
+        let provider_id = env.optional(
+            "EBOX_PROVIDER_ID",
+            "ebox-document-provider".to_owned(),
+            |v| Ok(v.to_owned()),
+        );
+
         if let (Some(prefetch), Some(batch)) = (prefetch, batch_size)
             && usize::from(prefetch) < batch
         {
@@ -152,44 +202,48 @@ impl Settings {
             ));
         }
 
-        match (
-            amqp_url,
-            database_url,
-            ssin_hash_key,
-            database_max_connections,
-            max_message_bytes,
-            prefetch,
-            batch_size,
-            metrics_addr,
-            log_filter,
-            log_format,
-        ) {
-            (
-                Some(amqp_url),
-                Some(database_url),
-                Some(ssin_hash_key),
-                Some(database_max_connections),
-                Some(max_message_bytes),
-                Some(prefetch),
-                Some(batch_size),
-                Some(metrics_addr),
-                Some(log_filter),
-                Some(log_format),
-            ) if problems.is_empty() => Ok(Settings {
-                amqp_url,
-                database_url,
-                database_max_connections,
-                ssin_hash_key,
-                max_message_bytes,
-                prefetch,
-                batch_size,
-                metrics_addr,
-                log_filter,
-                log_format,
-            }),
+        let partner_secrets: HashMap<String, String> = vars
+            .iter()
+            .filter(|(k, _)| is_partner_secret_name(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let settings = (|| {
+            Some(Settings {
+                amqp_url: amqp_url?,
+                database_url: database_url?,
+                database_max_connections: database_max_connections?,
+                ssin_hash_key: ssin_hash_key?,
+                max_message_bytes: max_message_bytes?,
+                prefetch: prefetch?,
+                batch_size: batch_size?,
+                metrics_addr: metrics_addr?,
+                log_filter: log_filter?,
+                log_format: log_format?,
+                smtp_url: smtp_url?,
+                mail_from: mail_from?,
+                portal_url: portal_url?,
+                notify_max_attempts: notify_max_attempts?,
+                provider_id: provider_id?,
+                partner_secrets,
+            })
+        })();
+        match settings {
+            Some(settings) if problems.is_empty() => Ok(settings),
             _ => Err(ConfigErrors(problems)),
         }
     }
+}
+
+/// `EBOX_PARTNER_<NAME>_SECRET`, NAME in A-Z, 0-9 and `_`.
+pub fn is_partner_secret_name(name: &str) -> bool {
+    name.strip_prefix("EBOX_PARTNER_")
+        .and_then(|rest| rest.strip_suffix("_SECRET"))
+        .is_some_and(|middle| {
+            !middle.is_empty()
+                && middle
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        })
 }
 
 struct Env<'a> {

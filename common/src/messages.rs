@@ -1,8 +1,9 @@
-//! Intake's record of accepted messages (table `messages`): one row per (sender, reference).
+//! The record of accepted messages (table `messages`): one row per (sender, reference), with
+//! the status the sender last heard. Intake creates it; each later stage moves the status on.
 
+use crate::publication::Publication;
+use crate::status::{Code, Status, StatusEvent};
 use chrono::{DateTime, Utc};
-use common::publication::Publication;
-use common::status::{Code, Status, StatusEvent};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -77,4 +78,28 @@ pub async fn insert_accepted(
     .execute(conn)
     .await?;
     Ok(inserted.rows_affected() == 1)
+}
+
+/// Moves the sender-visible status on, and returns the status event that announces it.
+pub async fn set_status(
+    conn: &mut PgConnection,
+    id: Uuid,
+    status: Status,
+    code: Code,
+    message: &str,
+    at: DateTime<Utc>,
+) -> sqlx::Result<Option<MessageRecord>> {
+    sqlx::query_as(
+        "UPDATE messages SET status = $2, status_code = $3, status_message = $4, status_at = $5
+         WHERE id = $1
+         RETURNING id, sender_reference, content_sha256, correlation_id, expiration_date,
+                   status, status_code, status_message, status_at, accepted_at",
+    )
+    .bind(id)
+    .bind(status.as_str())
+    .bind(code.as_str())
+    .bind(message)
+    .bind(at)
+    .fetch_optional(conn)
+    .await
 }

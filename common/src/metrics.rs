@@ -26,6 +26,11 @@ pub struct Metrics {
     pub transient_failures_total: IntCounterVec,
     /// Intake decisions. Labels: `status`, `code`.
     pub intake_decisions_total: IntCounterVec,
+    /// Consent-check decisions. Label: `decision` (`consented`, `no-digital-user`).
+    pub consent_decisions_total: IntCounterVec,
+    /// Notifications. Labels: `channel` (`email`, `partner`, `none`), `result` (`queued`,
+    /// `sent`, `retry`, `failed`, `skipped`).
+    pub notifications_total: IntCounterVec,
 }
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -80,6 +85,16 @@ impl Metrics {
                 "ebox_intake_decisions_total",
                 "Intake decisions by status and code",
                 &["status", "code"],
+            ),
+            consent_decisions_total: counter(
+                "ebox_consent_decisions_total",
+                "Consent-check decisions",
+                &["decision"],
+            ),
+            notifications_total: counter(
+                "ebox_notifications_total",
+                "Citizen notifications by channel and result",
+                &["channel", "result"],
             ),
             registry,
         }

@@ -17,6 +17,32 @@ pub struct RegistryFile {
     pub senders: Vec<SenderEntry>,
     #[serde(default)]
     pub message_types: Vec<MessageTypeEntry>,
+    #[serde(default)]
+    pub partners: Vec<PartnerEntry>,
+}
+
+/// A service provider's interface (partner app) that citizens may choose for notifications.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PartnerEntry {
+    pub id: String,
+    pub name: TranslatedString,
+    /// Where notifications are POSTed: https, or http to a loopback address (for tests).
+    pub webhook_url: String,
+    /// The environment variable that holds the partner's signing secret:
+    /// `EBOX_PARTNER_<NAME>_SECRET`.
+    pub secret_env: String,
+}
+
+/// True for https URLs, and for http URLs to this machine only.
+pub fn webhook_url_allowed(url: &str) -> bool {
+    url.starts_with("https://")
+        || ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+            .iter()
+            .any(|prefix| {
+                url.strip_prefix(prefix)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/']))
+            })
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -150,6 +176,24 @@ impl RegistryFile {
                 }
             }
         }
+        let mut partner_ids = HashSet::new();
+        for partner in &file.partners {
+            if !partner_ids.insert(partner.id.as_str()) {
+                problems.push(format!("partner {} is listed twice", partner.id));
+            }
+            if !webhook_url_allowed(&partner.webhook_url) {
+                problems.push(format!(
+                    "partner {} has webhookUrl {:?}: it must be https (http only to this machine)",
+                    partner.id, partner.webhook_url
+                ));
+            }
+            if !crate::config::is_partner_secret_name(&partner.secret_env) {
+                problems.push(format!(
+                    "partner {} has secretEnv {:?}: name a variable EBOX_PARTNER_<NAME>_SECRET",
+                    partner.id, partner.secret_env
+                ));
+            }
+        }
         if problems.is_empty() {
             Ok(file)
         } else {
@@ -189,6 +233,26 @@ impl RegistryFile {
                 .await
                 .with_context(|| format!("Failed to store sender {}", sender.id))?;
         }
+        for partner in &self.partners {
+            sqlx::query(
+                "INSERT INTO partners (id, name, webhook_url, secret_env, active)
+                 VALUES ($1, $2, $3, $4, true)
+                 ON CONFLICT (id) DO UPDATE SET name = $2, webhook_url = $3, secret_env = $4, active = true",
+            )
+            .bind(&partner.id)
+            .bind(sqlx::types::Json(&partner.name))
+            .bind(&partner.webhook_url)
+            .bind(&partner.secret_env)
+            .execute(&mut *tx)
+            .await
+            .with_context(|| format!("Failed to store partner {}", partner.id))?;
+        }
+        let partners: Vec<&str> = self.partners.iter().map(|p| p.id.as_str()).collect();
+        sqlx::query("UPDATE partners SET active = false WHERE active AND NOT (id = ANY($1))")
+            .bind(&partners)
+            .execute(&mut *tx)
+            .await
+            .context("Failed to deactivate partners no longer listed")?;
         let listed: Vec<&str> = self.senders.iter().map(|s| s.id.as_str()).collect();
         sqlx::query("UPDATE senders SET active = false, updated_at = now() WHERE active AND NOT (id = ANY($1))")
             .bind(&listed)
@@ -280,6 +344,22 @@ pub async fn find_validity_period(
     }))
 }
 
+/// A registered partner, as the notify worker needs it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Partner {
+    pub id: String,
+    pub webhook_url: String,
+    pub secret_env: String,
+    pub active: bool,
+}
+
+pub async fn find_partner(conn: &mut PgConnection, id: &str) -> sqlx::Result<Option<Partner>> {
+    sqlx::query_as("SELECT id, webhook_url, secret_env, active FROM partners WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
 /// Every active sender's id, to declare their status queues.
 pub async fn active_sender_ids(pool: &PgPool) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar("SELECT id FROM senders WHERE active ORDER BY id")
@@ -317,6 +397,14 @@ messageTypes:
         assert!(problems[0].contains("pension"), "{problems:?}");
         let bad_cbe = EXAMPLE.replace("0406798006", "0406798007");
         assert!(RegistryFile::parse(&bad_cbe).is_err());
+    }
+
+    #[test]
+    fn webhooks_must_be_https_except_to_this_machine() {
+        assert!(webhook_url_allowed("https://partner.example/hook"));
+        assert!(webhook_url_allowed("http://127.0.0.1:8080/hook"));
+        assert!(!webhook_url_allowed("http://partner.example/hook"));
+        assert!(!webhook_url_allowed("http://127.0.0.1.evil.example/hook"));
     }
 
     #[test]

@@ -65,6 +65,7 @@ pub enum Code {
     InvalidExpirationDate,
     DuplicateReferenceConflict,
     NoDigitalUser,
+    Published,
 }
 
 impl Code {
@@ -83,6 +84,7 @@ impl Code {
             Code::InvalidExpirationDate => "INVALID_EXPIRATION_DATE",
             Code::DuplicateReferenceConflict => "DUPLICATE_REFERENCE_CONFLICT",
             Code::NoDigitalUser => "NO_DIGITAL_USER",
+            Code::Published => "PUBLISHED",
         }
     }
 }

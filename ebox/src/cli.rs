@@ -3,9 +3,14 @@
 
 use crate::workers::{self, Worker};
 use anyhow::Context;
+use chrono::Utc;
 use clap::{Parser, Subcommand};
+use common::audit::SsinHasher;
+use common::citizens::{Channel, Consent, Preferences};
 use common::config::Settings;
 use common::registry::RegistryFile;
+use common::ssin::Ssin;
+use common::translated::Language;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
@@ -38,8 +43,51 @@ enum Command {
     },
     /// Run every worker in one process (development and the demo); migrates first.
     Run,
-    /// Act as a demo sender: publish a v1, a v2 and an invalid message, print the statuses.
+    /// Record a citizen's consent to electronic delivery, or its withdrawal.
+    Consent {
+        #[command(subcommand)]
+        command: ConsentCommand,
+    },
+    /// Citizens' notification preferences.
+    Citizen {
+        #[command(subcommand)]
+        command: CitizenCommand,
+    },
+    /// Act as a demo sender: publish messages, print the statuses.
     Demo(crate::demo::DemoArgs),
+    /// A development SMTP server that prints every message it receives (never in production).
+    SmtpSink {
+        #[arg(long, default_value = "127.0.0.1:2525")]
+        listen: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConsentCommand {
+    /// The citizen consents to receive government mail electronically.
+    Grant { ssin: String },
+    /// The citizen withdraws that consent: senders must use paper again.
+    Withdraw { ssin: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum CitizenCommand {
+    /// Set how the citizen is notified of new documents.
+    Set {
+        ssin: String,
+        /// nl, fr or de.
+        #[arg(long, default_value = "nl")]
+        language: String,
+        /// email, partner or none (opted out).
+        #[arg(long)]
+        channel: String,
+        /// The address, for --channel email.
+        #[arg(long)]
+        email: Option<String>,
+        /// The partner id from the registry file, for --channel partner.
+        #[arg(long)]
+        partner: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -50,6 +98,26 @@ enum RegistryCommand {
 
 impl Cli {
     pub async fn run(self) -> ExitCode {
+        if let Command::SmtpSink { listen } = &self.command {
+            return match crate::smtp_sink::start(listen).await {
+                Ok((addr, mut mails)) => {
+                    println!("smtp-sink listening on {addr}");
+                    while let Some(mail) = mails.recv().await {
+                        println!(
+                            "--- mail from {} to {}\n{}",
+                            mail.from,
+                            mail.to.join(", "),
+                            mail.data
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("smtp-sink cannot listen on {listen}: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         if let Command::Demo(args) = self.command {
             common::telemetry::init("warn", common::config::LogFormat::Text);
             return match crate::demo::run(args).await {
@@ -92,7 +160,72 @@ impl Command {
             } => load_registry(&settings, &file).await,
             Command::Worker { name } => run_workers(&settings, &[name], false).await,
             Command::Run => run_workers(&settings, &Worker::ALL, true).await,
-            Command::Demo(_) => unreachable!("handled before settings are read"),
+            Command::Consent { command } => {
+                let (ssin, consent) = match command {
+                    ConsentCommand::Grant { ssin } => (ssin, Consent::Granted),
+                    ConsentCommand::Withdraw { ssin } => (ssin, Consent::Withdrawn),
+                };
+                let ssin = Ssin::parse(&ssin).context("SSIN is not a valid national number")?;
+                let pool = common::db::connect(&settings).await?;
+                let mut tx = pool.begin().await?;
+                let hasher = SsinHasher::new(&settings.ssin_hash_key);
+                consent_check::updates::record_consent(
+                    &mut tx,
+                    &hasher,
+                    &ssin,
+                    consent,
+                    Utc::now(),
+                    "cli",
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                tx.commit().await?;
+                println!("consent {} recorded", consent.as_str());
+                Ok(())
+            }
+            Command::Citizen {
+                command:
+                    CitizenCommand::Set {
+                        ssin,
+                        language,
+                        channel,
+                        email,
+                        partner,
+                    },
+            } => {
+                let ssin = Ssin::parse(&ssin).context("SSIN is not a valid national number")?;
+                let language = Language::ALL
+                    .into_iter()
+                    .find(|l| l.code() == language)
+                    .context("--language must be nl, fr or de")?;
+                let channel = match (channel.as_str(), email, partner) {
+                    ("email", Some(email), None) => Channel::Email { email },
+                    ("partner", None, Some(partner_id)) => Channel::Partner { partner_id },
+                    ("none", None, None) => Channel::None,
+                    _ => anyhow::bail!(
+                        "use --channel email --email ADDRESS, --channel partner --partner ID, or --channel none"
+                    ),
+                };
+                let pool = common::db::connect(&settings).await?;
+                let mut tx = pool.begin().await?;
+                let hasher = SsinHasher::new(&settings.ssin_hash_key);
+                let preferences = Preferences { language, channel };
+                consent_check::updates::record_preferences(
+                    &mut tx,
+                    &hasher,
+                    &ssin,
+                    &preferences,
+                    Utc::now(),
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                tx.commit().await?;
+                println!("preferences recorded");
+                Ok(())
+            }
+            Command::Demo(_) | Command::SmtpSink { .. } => {
+                unreachable!("handled before settings are read")
+            }
         }
     }
 }
@@ -123,7 +256,7 @@ async fn run_workers(settings: &Settings, names: &[Worker], migrate: bool) -> an
         common::db::migrate(&pool).await?;
     }
     let shutdown = CancellationToken::new();
-    let (mut tasks, readiness) = workers::spawn(settings, &pool, names, &shutdown);
+    let (mut tasks, readiness) = workers::spawn(settings, &pool, names, &shutdown)?;
     let metrics = tokio::spawn(common::metrics::serve(
         settings.metrics_addr,
         readiness,

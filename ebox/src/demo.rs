@@ -5,7 +5,7 @@
 use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::status::StatusEvent;
+use common::status::{Status, StatusEvent};
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions,
@@ -101,8 +101,13 @@ impl SenderClient {
 pub const SAMPLE_PDF: &[u8] =
     b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n";
 
-/// A valid national number for examples (born 30 July 1985).
+/// A valid national number for examples (born 30 July 1985). The demo script records this
+/// citizen's consent and an e-mail preference.
 pub const SAMPLE_SSIN: &str = "85073003328";
+
+/// Another valid national number (born 1 January 2001, after the 2000 rule) for a citizen
+/// who never consented.
+pub const SAMPLE_SSIN_NO_CONSENT: &str = "01010100126";
 
 pub fn sample_v2(ssin: &str, message_type: &str) -> serde_json::Value {
     serde_json::json!({
@@ -153,22 +158,25 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let run_id = chrono::Utc::now().format("%Y%m%dT%H%M%S");
     let mut bad = sample_v2(SAMPLE_SSIN, &args.message_type);
     bad["recipient"]["eboxIdValue"] = "85073003329".into();
+    let v1 = intake::contract::TYPE_V1;
+    let v2 = intake::contract::TYPE_V2;
     let publications = [
         (
             format!("demo-{run_id}-v1"),
-            intake::contract::TYPE_V1,
+            v1,
             sample_v1(SAMPLE_SSIN, &args.message_type),
         ),
         (
             format!("demo-{run_id}-v2"),
-            intake::contract::TYPE_V2,
+            v2,
             sample_v2(SAMPLE_SSIN, &args.message_type),
         ),
         (
-            format!("demo-{run_id}-bad-ssin"),
-            intake::contract::TYPE_V2,
-            bad,
+            format!("demo-{run_id}-no-consent"),
+            v2,
+            sample_v2(SAMPLE_SSIN_NO_CONSENT, &args.message_type),
         ),
+        (format!("demo-{run_id}-bad-ssin"), v2, bad),
     ];
     for (reference, kind, body) in &publications {
         client
@@ -179,19 +187,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .await?;
         println!("published {reference} ({kind})");
     }
-    let mut seen = 0;
-    while seen < publications.len() {
+    // Every publication ends in published, no-digital-user or rejected.
+    let mut open: Vec<&str> = publications.iter().map(|(r, _, _)| r.as_str()).collect();
+    while !open.is_empty() {
         let status = client.next_status(Duration::from_secs(30)).await?;
-        let ours = status
-            .sender_reference
-            .as_deref()
-            .is_some_and(|r| publications.iter().any(|(p, _, _)| p == r));
-        if ours {
-            seen += 1;
+        let reference = status.sender_reference.as_deref().unwrap_or("-");
+        let last = matches!(
+            status.status,
+            Status::Published | Status::NoDigitalUser | Status::Rejected
+        );
+        if last {
+            open.retain(|r| *r != reference);
         }
         println!(
-            "status  {:<28} {:<10} {:<14} {}",
-            status.sender_reference.as_deref().unwrap_or("-"),
+            "status  {:<34} {:<16} {:<14} {}",
+            reference,
             status.status.as_str(),
             status.code,
             status.message

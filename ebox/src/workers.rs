@@ -1,9 +1,10 @@
 //! The stages this binary can run, and how one process runs several of them.
 
+use anyhow::Context;
 use common::audit::SsinHasher;
 use common::config::Settings;
 use common::metrics::Readiness;
-use queues::DriverSettings;
+use queues::{DriverSettings, Handler};
 use sqlx::PgPool;
 use std::sync::Arc;
 use tokio::task::JoinSet;
@@ -13,19 +14,34 @@ use tokio_util::sync::CancellationToken;
 pub enum Worker {
     /// Authenticate, validate and deduplicate what senders publish (`ebox.intake`).
     Intake,
+    /// Deliver electronically only to consenting citizens (`ebox.consent-check`).
+    ConsentCheck,
+    /// Record consent and preference changes from the portal (`ebox.consent-updates`).
+    ConsentUpdates,
+    /// Keep the document in the citizen's eBox and announce it (`ebox.store`).
+    Store,
+    /// Notify the citizen on their chosen channel (`ebox.notify`, plus the sending dispatcher).
+    Notify,
 }
 
 impl Worker {
-    pub const ALL: [Worker; 1] = [Worker::Intake];
+    pub const ALL: [Worker; 5] = [
+        Worker::Intake,
+        Worker::ConsentCheck,
+        Worker::ConsentUpdates,
+        Worker::Store,
+        Worker::Notify,
+    ];
 }
 
 /// Runs `workers` until `shutdown`; each gets its own readiness flag, returned for the probes.
+/// Fails before starting anything when a worker's own settings are missing.
 pub fn spawn(
     settings: &Settings,
     pool: &PgPool,
     workers: &[Worker],
     shutdown: &CancellationToken,
-) -> (JoinSet<()>, Vec<Readiness>) {
+) -> anyhow::Result<(JoinSet<()>, Vec<Readiness>)> {
     let mut tasks = JoinSet::new();
     let mut readiness = Vec::new();
     let driver = DriverSettings {
@@ -33,19 +49,80 @@ pub fn spawn(
         prefetch: settings.prefetch,
         batch_size: settings.batch_size,
     };
-    for worker in workers {
+    let hasher = || SsinHasher::new(&settings.ssin_hash_key);
+    let mut start = |handler: Arc<dyn Spawnable>| {
         let ready = Readiness::default();
         readiness.push(ready.clone());
-        let (pool, driver, shutdown) = (pool.clone(), driver.clone(), shutdown.clone());
+        handler.spawn(
+            &mut tasks,
+            pool.clone(),
+            driver.clone(),
+            ready,
+            shutdown.clone(),
+        );
+    };
+    let mut dispatcher = None;
+    for worker in workers {
         match worker {
-            Worker::Intake => {
-                let handler = Arc::new(intake::Intake::new(
-                    SsinHasher::new(&settings.ssin_hash_key),
-                    settings.max_message_bytes,
-                ));
-                tasks.spawn(queues::driver::run(handler, pool, driver, ready, shutdown));
+            Worker::Intake => start(Arc::new(intake::Intake::new(
+                hasher(),
+                settings.max_message_bytes,
+            ))),
+            Worker::ConsentCheck => start(Arc::new(consent_check::ConsentCheck::new(hasher()))),
+            Worker::ConsentUpdates => start(Arc::new(consent_check::updates::ConsentUpdates::new(
+                hasher(),
+            ))),
+            Worker::Store => start(Arc::new(store::Store::new(
+                hasher(),
+                settings.provider_id.clone(),
+            ))),
+            Worker::Notify => {
+                let smtp_url = settings
+                    .smtp_url
+                    .as_deref()
+                    .context("the notify worker needs EBOX_SMTP_URL (the SMTP relay)")?;
+                let mailer = notify::email::Mailer::new(
+                    smtp_url,
+                    &settings.mail_from,
+                    &settings.portal_url,
+                )?;
+                dispatcher = Some(notify::dispatcher::Dispatcher::new(
+                    pool.clone(),
+                    mailer,
+                    settings.notify_max_attempts,
+                    settings.partner_secrets.clone(),
+                )?);
+                start(Arc::new(notify::Notify::new(hasher())));
             }
         }
     }
-    (tasks, readiness)
+    if let Some(dispatcher) = dispatcher {
+        tasks.spawn(dispatcher.run(shutdown.clone()));
+    }
+    Ok((tasks, readiness))
+}
+
+/// A handler the driver can run, whatever its type.
+trait Spawnable: Send + Sync {
+    fn spawn(
+        self: Arc<Self>,
+        tasks: &mut JoinSet<()>,
+        pool: PgPool,
+        driver: DriverSettings,
+        ready: Readiness,
+        shutdown: CancellationToken,
+    );
+}
+
+impl<H: Handler> Spawnable for H {
+    fn spawn(
+        self: Arc<Self>,
+        tasks: &mut JoinSet<()>,
+        pool: PgPool,
+        driver: DriverSettings,
+        ready: Readiness,
+        shutdown: CancellationToken,
+    ) {
+        tasks.spawn(queues::driver::run(self, pool, driver, ready, shutdown));
+    }
 }

@@ -88,8 +88,10 @@ impl From<sqlx::Error> for HandlerError {
         let transient = match &error {
             sqlx::Error::Database(db) => matches!(
                 db.code().as_deref(),
-                // serialization_failure, deadlock_detected, admin shutdown, cannot connect now
-                Some("40001" | "40P01" | "57P01" | "57P03")
+                // serialization_failure, deadlock_detected, admin shutdown, cannot connect now,
+                // and unique_violation: two copies of one message handled at once in different
+                // batches; the retry finds the winner's row and replays.
+                Some("40001" | "40P01" | "57P01" | "57P03" | "23505")
             ),
             sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)

@@ -22,6 +22,11 @@ pub const DEAD_LETTER_QUEUE: &str = "ebox.dead-letter";
 /// Stage queues.
 pub const INTAKE_QUEUE: &str = "ebox.intake";
 pub const CONSENT_CHECK_QUEUE: &str = "ebox.consent-check";
+pub const STORE_QUEUE: &str = "ebox.store";
+/// Bound to [`EVENTS_EXCHANGE`] with `newDocument`.
+pub const NOTIFY_QUEUE: &str = "ebox.notify";
+/// Consent and preference changes from the eBox portal.
+pub const CONSENT_UPDATES_QUEUE: &str = "ebox.consent-updates";
 
 /// A message delivered more often than this (a crash loop) is dead-lettered instead.
 pub const DELIVERY_LIMIT: i64 = 20;
@@ -101,18 +106,29 @@ pub async fn declare(channel: &Channel) -> lapin::Result<()> {
             FieldTable::default(),
         )
         .await?;
-    for queue in [INTAKE_QUEUE, CONSENT_CHECK_QUEUE] {
+    for queue in [
+        INTAKE_QUEUE,
+        CONSENT_CHECK_QUEUE,
+        STORE_QUEUE,
+        NOTIFY_QUEUE,
+        CONSENT_UPDATES_QUEUE,
+    ] {
         declare_queue(channel, queue, stage_queue_arguments()).await?;
     }
-    channel
-        .queue_bind(
-            INTAKE_QUEUE.into(),
-            PUBLISH_EXCHANGE.into(),
-            PUBLISH_ROUTING_KEY.into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    for (queue, exchange, key) in [
+        (INTAKE_QUEUE, PUBLISH_EXCHANGE, PUBLISH_ROUTING_KEY),
+        (NOTIFY_QUEUE, EVENTS_EXCHANGE, common::events::NEW_DOCUMENT),
+    ] {
+        channel
+            .queue_bind(
+                queue.into(),
+                exchange.into(),
+                key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+    }
     Ok(())
 }
 

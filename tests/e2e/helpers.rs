@@ -1,16 +1,19 @@
 //! `spawn_app()`: a fresh database, a fresh vhost with a registered sender, and the workers
 //! running in-process against them.
 
+use common::audit::SsinHasher;
 use common::config::Settings;
 use common::registry::RegistryFile;
 use common::status::StatusEvent;
 use ebox::demo::SenderClient;
+use ebox::smtp_sink::Mail;
 use ebox::workers::{self, Worker};
 use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicGetOptions};
 use lapin::types::FieldTable;
 use sqlx::{Connection, PgConnection, PgPool};
 use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -19,6 +22,7 @@ pub const MESSAGE_TYPE: &str = "unemployment-certificate";
 pub const OTHER_MESSAGE_TYPE: &str = "pension-statement";
 pub const ORGANIZATION: &str = "0406798006";
 pub const WAIT: Duration = Duration::from_secs(20);
+pub const PORTAL: &str = "https://portal.ebox.test/";
 const PASSWORD: &str = "sender-password";
 
 fn env_or(key: &str, default: &str) -> String {
@@ -49,6 +53,11 @@ pub struct TestApp {
     pub pool: PgPool,
     pub settings: Settings,
     pub sender_id: String,
+    /// What the notify worker sent through the test's own SMTP server.
+    pub mails: mpsc::UnboundedReceiver<Mail>,
+    pub hasher: SsinHasher,
+    /// Broker users created for this test, removed with it.
+    users: std::sync::Mutex<Vec<String>>,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -56,6 +65,10 @@ pub struct TestApp {
 pub struct Options {
     pub max_message_bytes: usize,
     pub workers: Vec<Worker>,
+    /// Extra registry YAML (e.g. `partners:`), appended to the test registry.
+    pub registry_extra: String,
+    /// Extra `EBOX_*` variables (e.g. partner secrets).
+    pub vars: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -63,6 +76,18 @@ impl Default for Options {
         Self {
             max_message_bytes: 16 * 1024 * 1024,
             workers: vec![Worker::Intake],
+            registry_extra: String::new(),
+            vars: Vec::new(),
+        }
+    }
+}
+
+impl Options {
+    /// The whole pipeline.
+    pub fn pipeline() -> Self {
+        Self {
+            workers: Worker::ALL.to_vec(),
+            ..Self::default()
         }
     }
 }
@@ -72,6 +97,9 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(options: Options) -> TestApp {
+    if let Ok(filter) = std::env::var("EBOX_TEST_LOG") {
+        common::telemetry::init(&filter, common::config::LogFormat::Text);
+    }
     let id = Uuid::new_v4().simple().to_string()[..12].to_owned();
     let vhost = format!("ebox-test-{id}");
     let database = format!("ebox_test_{id}");
@@ -113,7 +141,12 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let sender_id = format!("onem-{id}");
     create_sender_user(&vhost, &sender_id).await;
 
-    let settings = Settings::from_vars([
+    let (smtp, mails) = ebox::smtp_sink::start("127.0.0.1:0")
+        .await
+        .expect("SMTP sink listens");
+    let mut vars = vec![
+        ("EBOX_SMTP_URL".to_owned(), format!("smtp://{smtp}")),
+        ("EBOX_PORTAL_URL".to_owned(), PORTAL.to_owned()),
         (
             "EBOX_AMQP_URL".to_owned(),
             format!("amqp://guest:guest@{}/{vhost}", broker_host()),
@@ -129,32 +162,40 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         ),
         ("EBOX_PREFETCH".to_owned(), "16".to_owned()),
         ("EBOX_BATCH_SIZE".to_owned(), "8".to_owned()),
-    ])
-    .expect("valid test settings");
+    ];
+    vars.extend(options.vars);
+    let settings = Settings::from_vars(vars).expect("valid test settings");
     let pool = common::db::connect(&settings)
         .await
         .expect("connect to the test database");
     common::db::migrate(&pool)
         .await
         .expect("migrate the test database");
-    let registry = RegistryFile::parse(&registry_yaml(&sender_id)).expect("valid test registry");
+    let yaml = format!("{}{}", registry_yaml(&sender_id), options.registry_extra);
+    let registry = RegistryFile::parse(&yaml).expect("valid test registry");
     ebox::admin::apply_registry(&pool, &settings.amqp_url, &registry)
         .await
         .expect("apply the test registry");
 
     let shutdown = CancellationToken::new();
-    let (tasks, readiness) = workers::spawn(&settings, &pool, &options.workers, &shutdown);
+    let (tasks, readiness) =
+        workers::spawn(&settings, &pool, &options.workers, &shutdown).expect("workers start");
     for ready in &readiness {
         tokio::time::timeout(WAIT, ready.wait_until_ready())
             .await
             .expect("the workers start consuming");
     }
+    let hasher = SsinHasher::new(&settings.ssin_hash_key);
+    let sender_user = sender_id.clone();
     TestApp {
         id,
         vhost,
         pool,
         settings,
         sender_id,
+        mails,
+        hasher,
+        users: std::sync::Mutex::new(vec![sender_user]),
         shutdown,
         tasks,
     }
@@ -213,6 +254,15 @@ messageTypes:
 }
 
 impl TestApp {
+    /// Another broker user with a sender's permissions (registered or not), removed with the
+    /// test.
+    pub async fn broker_user(&self, user: &str) {
+        create_sender_user(&self.vhost, user).await;
+        if let Ok(mut users) = self.users.lock() {
+            users.push(user.to_owned());
+        }
+    }
+
     pub fn amqp_url_for(&self, user: &str) -> String {
         format!("amqp://{user}:{PASSWORD}@{}/{}", broker_host(), self.vhost)
     }
@@ -296,7 +346,8 @@ impl TestApp {
     /// Starts the workers again on the same database and vhost.
     pub async fn start_workers(&mut self, names: &[Worker]) {
         self.shutdown = CancellationToken::new();
-        let (tasks, readiness) = workers::spawn(&self.settings, &self.pool, names, &self.shutdown);
+        let (tasks, readiness) = workers::spawn(&self.settings, &self.pool, names, &self.shutdown)
+            .expect("workers start");
         self.tasks = tasks;
         for ready in &readiness {
             tokio::time::timeout(WAIT, ready.wait_until_ready())
@@ -307,8 +358,48 @@ impl TestApp {
 }
 
 impl Drop for TestApp {
+    /// Stops the workers and removes the test's vhost, broker users and database: the broker
+    /// slows to a halt when hundreds of idle quorum queues pile up. `EBOX_TEST_KEEP=1` keeps
+    /// them for inspection (`scripts/test.sh` sweeps leftovers before each run).
     fn drop(&mut self) {
         self.shutdown.cancel();
+        if std::env::var_os("EBOX_TEST_KEEP").is_some() {
+            return;
+        }
+        let vhost = self.vhost.clone();
+        let users: Vec<String> = self.users.lock().map(|u| u.clone()).unwrap_or_default();
+        let database = format!("ebox_test_{}", self.id);
+        let pool = self.pool.clone();
+        // Drop cannot await, and the test's runtime is the current thread: clean up on a
+        // thread of its own with a runtime of its own.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async move {
+                let api = reqwest::Client::new();
+                let _ = api
+                    .delete(format!("{}/vhosts/{vhost}", management_api()))
+                    .send()
+                    .await;
+                for user in users {
+                    let _ = api
+                        .delete(format!("{}/users/{user}", management_api()))
+                        .send()
+                        .await;
+                }
+                if let Ok(mut admin) = PgConnection::connect(&admin_database_url()).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
+                    )))
+                    .execute(&mut admin)
+                    .await;
+                }
+            });
+        });
+        drop(pool);
+        let _ = cleanup.join();
     }
 }
 
@@ -324,4 +415,20 @@ pub async fn publish_and_wait(
         .await
         .expect("the broker takes the publication");
     sender.next_status(WAIT).await.expect("a status event")
+}
+
+/// Waits until `check` holds, looking again every 50 ms, for at most [`WAIT`].
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

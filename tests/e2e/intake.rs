@@ -629,7 +629,7 @@ async fn a_poison_message_does_not_stop_the_ones_behind_it() {
 async fn a_broker_user_without_registration_is_dead_lettered_and_audited() {
     let app = spawn_app().await;
     let stranger = format!("stranger-{}", app.id);
-    create_sender_user(&app.vhost, &stranger).await;
+    app.broker_user(&stranger).await;
     let connection = queues::driver::connect(&app.amqp_url_for(&stranger), "stranger")
         .await
         .expect("connects");
@@ -677,7 +677,7 @@ async fn the_broker_refuses_a_sender_claiming_another_senders_user_id() {
     // Intake trusts `user_id` because RabbitMQ checks it against the connection's user.
     let app = spawn_app().await;
     let impostor = format!("impostor-{}", app.id);
-    create_sender_user(&app.vhost, &impostor).await;
+    app.broker_user(&impostor).await;
     let sender = SenderClient::connect(&app.amqp_url_for(&impostor), &impostor).await;
     // The impostor has no status queue to read: connect with a plain channel instead.
     assert!(sender.is_err());

@@ -9,24 +9,23 @@
 //!    before with the same content re-sends the current status, with other content it is
 //!    `rejected` with `DUPLICATE_REFERENCE_CONFLICT`;
 //! 3. the body is decoded per its release ([`contract`]) and checked ([`validate`]);
-//! 4. an accepted message is recorded ([`messages`]) with its audit slice in the batch's
+//! 4. an accepted message is recorded ([`common::messages`]) with its audit slice in the batch's
 //!    transaction, then forwarded to `ebox.consent-check`; the sender hears `accepted` or
 //!    `rejected` on its status queue.
 
 pub mod contract;
-pub mod messages;
 pub mod validate;
 
 use chrono::{SubsecRound as _, Utc};
 use common::audit::{AuditEvent, SsinHasher};
 use common::digest::Sha256Digest;
 use common::ids::{MessageId, SenderId, SenderReference};
+use common::messages::{self, MessageRecord};
 use common::metrics::METRICS;
 use common::publication::{PUBLICATION_TYPE, Publication};
 use common::registry::{self, RegisteredSender};
 use common::status::{Code, Status, StatusEvent};
 use contract::ContractVersion;
-use messages::MessageRecord;
 use queues::status::status_message;
 use queues::topology::{CONSENT_CHECK_QUEUE, INTAKE_QUEUE};
 use queues::{Handler, HandlerError, Incoming, Outcome, Outgoing};
@@ -283,7 +282,7 @@ impl Intake {
                     format!(
                         "the body is not a valid {} message: {}",
                         version.as_str(),
-                        mask_numbers(&error.to_string())
+                        common::ssin::mask_numbers(&error.to_string())
                     ),
                 )));
             }
@@ -499,42 +498,9 @@ fn permanent(error: impl Into<anyhow::Error>) -> HandlerError {
     HandlerError::Permanent(error.into())
 }
 
-/// Replaces runs of six or more digits: a decoder's message may quote a value, and a national
-/// number must not reach the audit trail or a log line that way.
-fn mask_numbers(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut digits = String::new();
-    for c in text.chars().chain(std::iter::once('\0')) {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        if digits.len() >= 6 {
-            out.push_str("***");
-        } else {
-            out.push_str(&digits);
-        }
-        digits.clear();
-        if c != '\0' {
-            out.push(c);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn long_digit_runs_are_masked_and_positions_kept() {
-        assert_eq!(
-            mask_numbers(
-                "invalid type: integer `85073003328`, expected a string at line 1 column 20"
-            ),
-            "invalid type: integer `***`, expected a string at line 1 column 20"
-        );
-    }
 
     #[test]
     fn the_content_hash_tells_releases_apart() {
