@@ -40,6 +40,8 @@ pub struct Settings {
     pub notify_max_attempts: u32,
     /// This document provider's id in the events it publishes (`eventProviderId`).
     pub provider_id: String,
+    /// How often the store worker looks for expired documents to delete.
+    pub retention_interval: std::time::Duration,
     /// Partners' webhook signing secrets: every `EBOX_PARTNER_<NAME>_SECRET` variable, by name
     /// (the registry file's `secretEnv` names one).
     pub partner_secrets: HashMap<String, String>,
@@ -194,6 +196,12 @@ impl Settings {
             |v| Ok(v.to_owned()),
         );
 
+        let retention_interval = env.optional(
+            "EBOX_RETENTION_INTERVAL_SECONDS",
+            std::time::Duration::from_secs(60),
+            |v| parse_in::<u64>(v, 1..=86_400).map(std::time::Duration::from_secs),
+        );
+
         if let (Some(prefetch), Some(batch)) = (prefetch, batch_size)
             && usize::from(prefetch) < batch
         {
@@ -224,6 +232,7 @@ impl Settings {
                 portal_url: portal_url?,
                 notify_max_attempts: notify_max_attempts?,
                 provider_id: provider_id?,
+                retention_interval: retention_interval?,
                 partner_secrets,
             })
         })();

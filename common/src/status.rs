@@ -66,6 +66,7 @@ pub enum Code {
     DuplicateReferenceConflict,
     NoDigitalUser,
     Published,
+    Expired,
 }
 
 impl Code {
@@ -85,6 +86,7 @@ impl Code {
             Code::DuplicateReferenceConflict => "DUPLICATE_REFERENCE_CONFLICT",
             Code::NoDigitalUser => "NO_DIGITAL_USER",
             Code::Published => "PUBLISHED",
+            Code::Expired => "EXPIRED",
         }
     }
 }

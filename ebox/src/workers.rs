@@ -18,7 +18,8 @@ pub enum Worker {
     ConsentCheck,
     /// Record consent and preference changes from the portal (`ebox.consent-updates`).
     ConsentUpdates,
-    /// Keep the document in the citizen's eBox and announce it (`ebox.store`).
+    /// Keep the document in the citizen's eBox and announce it (`ebox.store`); delete it when
+    /// it expires.
     Store,
     /// Notify the citizen on their chosen channel (`ebox.notify`, plus the sending dispatcher).
     Notify,
@@ -62,6 +63,7 @@ pub fn spawn(
         );
     };
     let mut dispatcher = None;
+    let mut retention = false;
     for worker in workers {
         match worker {
             Worker::Intake => start(Arc::new(intake::Intake::new(
@@ -72,10 +74,13 @@ pub fn spawn(
             Worker::ConsentUpdates => start(Arc::new(consent_check::updates::ConsentUpdates::new(
                 hasher(),
             ))),
-            Worker::Store => start(Arc::new(store::Store::new(
-                hasher(),
-                settings.provider_id.clone(),
-            ))),
+            Worker::Store => {
+                start(Arc::new(store::Store::new(
+                    hasher(),
+                    settings.provider_id.clone(),
+                )));
+                retention = true;
+            }
             Worker::Notify => {
                 let smtp_url = settings
                     .smtp_url
@@ -98,6 +103,14 @@ pub fn spawn(
     }
     if let Some(dispatcher) = dispatcher {
         tasks.spawn(dispatcher.run(shutdown.clone()));
+    }
+    if retention {
+        tasks.spawn(store::retention::run(
+            pool.clone(),
+            settings.amqp_url.clone(),
+            settings.retention_interval,
+            shutdown.clone(),
+        ));
     }
     Ok((tasks, readiness))
 }

@@ -597,3 +597,60 @@ async fn a_partner_webhook_is_signed_retried_after_a_500_and_keyed_against_repea
         "nothing more once the partner said 200"
     );
 }
+
+#[tokio::test]
+async fn an_expired_document_is_deleted_and_the_sender_hears_expired() {
+    let app = spawn_app_with(Options {
+        vars: vec![("EBOX_RETENTION_INTERVAL_SECONDS".to_owned(), "1".to_owned())],
+        ..Options::pipeline()
+    })
+    .await;
+    consent(&app, SAMPLE_SSIN, Consent::Granted, Utc::now()).await;
+    let mut sender = app.sender().await;
+    let kept = journey(&mut sender, "ref-kept", SAMPLE_SSIN).await;
+    assert_eq!(kinds(&kept), [Status::Accepted, Status::Published]);
+
+    let mut body = sample_v2(SAMPLE_SSIN, MESSAGE_TYPE);
+    body["expirationDate"] = (Utc::now() + Span::seconds(3)).to_rfc3339().into();
+    let body = serde_json::to_vec(&body).expect("JSON");
+    sender
+        .publish(sender.properties("ref-short", TYPE_V2), &body)
+        .await
+        .expect("published");
+    let mut statuses = Vec::new();
+    while statuses.last() != Some(&Status::Expired) {
+        let status = sender.next_status(WAIT).await.expect("a status");
+        assert_eq!(status.sender_reference.as_deref(), Some("ref-short"));
+        statuses.push(status.status);
+    }
+    assert_eq!(
+        statuses,
+        [Status::Accepted, Status::Published, Status::Expired]
+    );
+
+    // The status goes out just before the deletion commits (so that it cannot be lost).
+    eventually("the expired document to be deleted", || async {
+        let left: Vec<String> = sqlx::query_scalar("SELECT sender_reference FROM documents")
+            .fetch_all(&app.pool)
+            .await
+            .expect("query");
+        left == ["ref-kept"]
+    })
+    .await;
+
+    let attachments: i64 = sqlx::query_scalar("SELECT count(*) FROM document_attachments")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(attachments, 1, "its bytes went with it");
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_events WHERE action = 'deleted' AND sender_reference = 'ref-short'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("count");
+    assert_eq!(audited, 1);
+    // Publishing the same reference again tells the sender where it stands: expired.
+    let again = publish_and_wait(&mut sender, "ref-short", TYPE_V2, &body).await;
+    assert_eq!(again.status, Status::Expired);
+}

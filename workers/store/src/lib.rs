@@ -6,6 +6,10 @@
 //! `eventSequenceNbr`, and then publishes `newDocument` on `ebox.events` and `published` to the
 //! sender. A redelivery of a stored message publishes the same event again (same sequence
 //! number and correlation id) and re-sends the status.
+//!
+//! [`retention`] deletes documents once they expire and tells the sender `expired`.
+
+pub mod retention;
 
 use chrono::{DateTime, SubsecRound as _, Utc};
 use common::audit::{AuditEvent, SsinHasher};
