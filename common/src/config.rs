@@ -42,9 +42,43 @@ pub struct Settings {
     pub provider_id: String,
     /// How often the store worker looks for expired documents to delete.
     pub retention_interval: std::time::Duration,
+    /// The citizen API: where it listens, and the path it is served under (`/` or `/ebox-api`).
+    pub api_addr: SocketAddr,
+    pub api_base_path: String,
+    /// The identity provider's verification keys: a JWKS (JSON) or PEM public key file.
+    /// Required by the API only, like the issuer and audience.
+    pub jwt_keys_file: Option<std::path::PathBuf>,
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: Option<String>,
+    /// The lowest eIDAS assurance level (`acr`) the API accepts.
+    pub jwt_min_acr: AssuranceLevel,
     /// Partners' webhook signing secrets: every `EBOX_PARTNER_<NAME>_SECRET` variable, by name
     /// (the registry file's `secretEnv` names one).
     pub partner_secrets: HashMap<String, String>,
+}
+
+/// eIDAS levels of assurance, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AssuranceLevel {
+    Low,
+    Substantial,
+    High,
+}
+
+impl AssuranceLevel {
+    pub const LOW: &'static str = "http://eidas.europa.eu/LoA/low";
+    pub const SUBSTANTIAL: &'static str = "http://eidas.europa.eu/LoA/substantial";
+    pub const HIGH: &'static str = "http://eidas.europa.eu/LoA/high";
+
+    /// Reads an `acr` value: the eIDAS URI, or its last word.
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            Self::LOW | "low" => Some(Self::Low),
+            Self::SUBSTANTIAL | "substantial" => Some(Self::Substantial),
+            Self::HIGH | "high" => Some(Self::High),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,6 +236,26 @@ impl Settings {
             |v| parse_in::<u64>(v, 1..=86_400).map(std::time::Duration::from_secs),
         );
 
+        let api_addr = env.optional("EBOX_API_ADDR", ([0, 0, 0, 0], 8080).into(), |v| {
+            v.parse()
+                .map_err(|_| "must be an address like 0.0.0.0:8080".into())
+        });
+        let api_base_path = env.optional("EBOX_API_BASE_PATH", "/".to_owned(), |v| {
+            if v.starts_with('/') && !v.contains(char::is_whitespace) {
+                Ok(format!("/{}", v.trim_matches('/')))
+            } else {
+                Err("must be a path starting with /".into())
+            }
+        });
+        let jwt_keys_file = env.optional("EBOX_JWT_KEYS_FILE", None, |v| {
+            Ok(Some(std::path::PathBuf::from(v)))
+        });
+        let jwt_issuer = env.optional("EBOX_JWT_ISSUER", None, |v| Ok(Some(v.to_owned())));
+        let jwt_audience = env.optional("EBOX_JWT_AUDIENCE", None, |v| Ok(Some(v.to_owned())));
+        let jwt_min_acr = env.optional("EBOX_JWT_MIN_ACR", AssuranceLevel::Substantial, |v| {
+            AssuranceLevel::parse(v)
+                .ok_or_else(|| "must be substantial or high (or an eIDAS LoA URI)".into())
+        });
         if let (Some(prefetch), Some(batch)) = (prefetch, batch_size)
             && usize::from(prefetch) < batch
         {
@@ -233,6 +287,12 @@ impl Settings {
                 notify_max_attempts: notify_max_attempts?,
                 provider_id: provider_id?,
                 retention_interval: retention_interval?,
+                api_addr: api_addr?,
+                api_base_path: api_base_path?,
+                jwt_keys_file: jwt_keys_file?,
+                jwt_issuer: jwt_issuer?,
+                jwt_audience: jwt_audience?,
+                jwt_min_acr: jwt_min_acr?,
                 partner_secrets,
             })
         })();

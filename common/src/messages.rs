@@ -80,7 +80,13 @@ pub async fn insert_accepted(
     Ok(inserted.rows_affected() == 1)
 }
 
-/// Moves the sender-visible status on, and returns the status event that announces it.
+/// The order statuses move in; a status never moves back (a late replay cannot turn `expired`
+/// into `published`).
+const RANK: &str =
+    "CASE {} WHEN 'accepted' THEN 0 WHEN 'published' THEN 1 WHEN 'no-digital-user' THEN 1
+                    WHEN 'read' THEN 2 WHEN 'expired' THEN 3 WHEN 'failed' THEN 3 ELSE 0 END";
+
+/// Moves the sender-visible status forward (never back); returns the record when it moved.
 pub async fn set_status(
     conn: &mut PgConnection,
     id: Uuid,
@@ -89,17 +95,20 @@ pub async fn set_status(
     message: &str,
     at: DateTime<Utc>,
 ) -> sqlx::Result<Option<MessageRecord>> {
-    sqlx::query_as(
+    let sql = format!(
         "UPDATE messages SET status = $2, status_code = $3, status_message = $4, status_at = $5
-         WHERE id = $1
+         WHERE id = $1 AND {} < {}
          RETURNING id, sender_reference, content_sha256, correlation_id, expiration_date,
                    status, status_code, status_message, status_at, accepted_at",
-    )
-    .bind(id)
-    .bind(status.as_str())
-    .bind(code.as_str())
-    .bind(message)
-    .bind(at)
-    .fetch_optional(conn)
-    .await
+        RANK.replace("{}", "status"),
+        RANK.replace("{}", "$2"),
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(status.as_str())
+        .bind(code.as_str())
+        .bind(message)
+        .bind(at)
+        .fetch_optional(conn)
+        .await
 }

@@ -82,24 +82,38 @@ impl<'de> Deserialize<'de> for Ssin {
     }
 }
 
-/// Replaces runs of six or more digits: a decoder's message may quote a value, and a national
-/// number must not reach the audit trail or a log line that way.
+/// Replaces runs of six or more digits, separators included (`85.07.30-033.28`): a decoder's
+/// message may quote a value, and a national number must not reach the audit trail or a log
+/// line that way.
 pub fn mask_numbers(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
-    let mut digits = String::new();
-    for c in text.chars().chain(std::iter::once('\0')) {
-        if c.is_ascii_digit() {
-            digits.push(c);
+    let mut i = 0;
+    while i < chars.len() {
+        if !chars[i].is_ascii_digit() {
+            out.push(chars[i]);
+            i += 1;
             continue;
         }
-        if digits.len() >= 6 {
+        // A run: digits, and separators that stand between two digits.
+        let start = i;
+        let mut digits = 0;
+        while i < chars.len() {
+            if chars[i].is_ascii_digit() {
+                digits += 1;
+                i += 1;
+            } else if matches!(chars[i], '.' | '-' | ' ' | '/')
+                && chars.get(i + 1).is_some_and(char::is_ascii_digit)
+            {
+                i += 1;
+            } else {
+                break;
+            }
+        }
+        if digits >= 6 {
             out.push_str("***");
         } else {
-            out.push_str(&digits);
-        }
-        digits.clear();
-        if c != '\0' {
-            out.push(c);
+            out.extend(&chars[start..i]);
         }
     }
     out
@@ -165,6 +179,12 @@ mod tests {
             ),
             "invalid type: integer `***`, expected a string at line 1 column 20"
         );
+        assert_eq!(
+            mask_numbers("value \"85.07.30-033.28\" found"),
+            "value \"***\" found"
+        );
+        assert_eq!(mask_numbers("2026-11-28"), "***");
+        assert_eq!(mask_numbers("line 12 column 3"), "line 12 column 3");
     }
 
     #[test]

@@ -86,13 +86,18 @@ pub enum HandlerError {
 impl From<sqlx::Error> for HandlerError {
     fn from(error: sqlx::Error) -> Self {
         let transient = match &error {
-            sqlx::Error::Database(db) => matches!(
-                db.code().as_deref(),
-                // serialization_failure, deadlock_detected, admin shutdown, cannot connect now,
-                // and unique_violation: two copies of one message handled at once in different
-                // batches; the retry finds the winner's row and replays.
-                Some("40001" | "40P01" | "57P01" | "57P03" | "23505")
-            ),
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                matches!(
+                    code.as_ref(),
+                    // serialization_failure, deadlock_detected, lock_not_available,
+                    // read_only_sql_transaction (a failover in progress), query_canceled
+                    // (statement timeout), and unique_violation: two copies of one message
+                    // handled at once in different batches; the retry finds the winner's row.
+                    "40001" | "40P01" | "55P03" | "25006" | "57014" | "23505"
+                ) || code.starts_with("08") // connection exceptions
+                    || code.starts_with("53") // insufficient resources
+                    || code.starts_with("57P") // operator intervention: shutdowns, cannot connect now
+            }),
             sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
             | sqlx::Error::Protocol(_)
@@ -292,17 +297,23 @@ async fn process_batch<H: Handler>(
         .iter()
         .flat_map(|outcome| outcome.publish.iter().cloned())
         .collect();
-    if let Err(error) = publisher.publish_all(&outgoing).await {
-        match error {
-            PublishError::Broker(_) => return Err(error.into()),
-            PublishError::Nacked { .. } | PublishError::Unroutable { .. } => {
-                // The effects are committed; the redelivery re-publishes. Pause so that a
-                // missing binding does not become a hot loop.
-                error!(queue, error = %error, "publish refused; requeueing the batch");
+    // The effects are committed: never requeue them (each requeue counts toward the delivery
+    // limit). A refused publish (a missing binding, a full queue) is retried in place until
+    // it goes through; a broken connection ends the consumer and the broker redelivers.
+    let mut backoff = retry_backoff();
+    while let Err(error) = publisher.publish_all(&outgoing).await {
+        if let PublishError::Broker(_) = error {
+            return Err(error.into());
+        }
+        let delay = backoff.next().unwrap_or(Duration::from_secs(30));
+        error!(queue, error = %error, retry_in_ms = delay.as_millis() as u64, "publish refused; retrying");
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                // Redelivery after the restart publishes again (the handlers are idempotent).
                 requeue_all(queue, &batch).await;
-                tokio::time::sleep(Duration::from_secs(1)).await;
                 return Ok(());
             }
+            _ = tokio::time::sleep(delay) => {}
         }
     }
 

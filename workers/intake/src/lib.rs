@@ -30,7 +30,7 @@ use queues::status::status_message;
 use queues::topology::{CONSENT_CHECK_QUEUE, INTAKE_QUEUE};
 use queues::{Handler, HandlerError, Incoming, Outcome, Outgoing};
 use sqlx::PgConnection;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 use uuid::Uuid;
 use validate::{Envelope, Rejection};
 
@@ -297,10 +297,9 @@ impl Intake {
     /// A reference seen before: same content re-sends the current status; other content is a
     /// conflict and the first message is left untouched.
     ///
-    /// A *redelivery* (the broker's flag: this delivery may have been processed before) of a
-    /// message still at `accepted` is also forwarded again: the crash may have come between the
-    /// commit and the forward's confirm. A fresh re-publication by the sender is not, since its
-    /// first copy was forwarded before it was acked.
+    /// A message still at `accepted` is also forwarded again: the first forward may have been
+    /// lost (a crash between commit and confirm, or a dead-lettered delivery moved back), and
+    /// every later stage is idempotent, so a second copy costs a replay, never a duplicate.
     #[allow(clippy::too_many_arguments)]
     async fn duplicate(
         &self,
@@ -320,19 +319,14 @@ impl Intake {
                     existing.sender_reference
                 ),
             );
+            // The status names no message id: the message with this id is the first one, and
+            // it is not rejected.
             return self
-                .reject(
-                    conn,
-                    sender,
-                    properties,
-                    Some(existing.id),
-                    Some(version),
-                    rejection,
-                )
+                .reject(conn, sender, properties, None, Some(version), rejection)
                 .await;
         }
         let mut publish = Vec::new();
-        if incoming.redelivered && existing.status == Status::Accepted.as_str() {
+        if existing.status == Status::Accepted.as_str() {
             let envelope = Envelope {
                 message_id: existing.id,
                 sender_id: sender.id.clone(),
@@ -348,10 +342,10 @@ impl Intake {
                     publication.expiration_date = existing.expiration_date;
                     publish.push(forward(&publication)?);
                 }
-                Err(rejection) => warn!(
+                Err(rejection) => error!(
                     message_id = %existing.id,
                     code = rejection.code.as_str(),
-                    "an accepted message no longer validates (registry changed?); not forwarded again"
+                    "an accepted message no longer validates (the registry changed); it stays at accepted until an operator acts"
                 ),
             }
         }

@@ -1,9 +1,10 @@
 //! Sends the notifications the [`crate::Notify`] handler recorded, and marks them sent.
 //!
-//! Several dispatchers may run (one per notify replica): each claims due rows with
+//! Several dispatchers may run (one per notify replica): each claims one due row at a time with
 //! `FOR UPDATE SKIP LOCKED` and a two-minute lease (the claim counts an attempt and pushes
-//! `next_attempt_at` past the lease), so a row is sent by one dispatcher at a time, and a
-//! dispatcher that dies mid-send leaves it to be retried when the lease ends.
+//! `next_attempt_at` past the lease; a send times out after 30 s, well within it), so a row is
+//! sent by one dispatcher at a time, and a dispatcher that dies mid-send leaves it to be
+//! retried when the lease ends. Settling checks that the claim is still its own.
 
 use crate::email::Mailer;
 use crate::{STAGE, WAKE_CHANNEL, webhook};
@@ -19,8 +20,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
-/// Rows claimed at once.
-const CLAIM: i64 = 16;
+/// Rows claimed at once: one, so that no claimed row waits behind others' sends while its
+/// lease runs out.
+const CLAIM: i64 = 1;
 /// Longest wait between two looks at the outbox when nothing wakes the dispatcher.
 const POLL: Duration = Duration::from_secs(2);
 
@@ -178,42 +180,45 @@ impl Dispatcher {
     async fn settle(&self, notification: &Due, result: anyhow::Result<()>) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
         let attempts = u32::try_from(notification.attempts).unwrap_or(u32::MAX);
-        let (action, outcome) = match &result {
+        let (action, outcome, updated) = match &result {
             Ok(()) => {
                 // The partner payload names the citizen: keep it no longer than needed.
-                sqlx::query(
+                let updated = sqlx::query(
                     "UPDATE notifications SET state = 'sent', sent_at = now(), last_error = NULL,
                             payload = '{}'::jsonb
-                      WHERE message_id = $1 AND channel = $2",
+                      WHERE message_id = $1 AND channel = $2 AND state = 'pending' AND attempts = $3",
                 )
                 .bind(notification.message_id)
                 .bind(&notification.channel)
+                .bind(notification.attempts)
                 .execute(&mut *tx)
                 .await?;
-                ("notified", "sent")
+                ("notified", "sent", updated.rows_affected())
             }
             Err(e) if attempts >= self.max_attempts => {
-                sqlx::query(
+                let updated = sqlx::query(
                     "UPDATE notifications SET state = 'failed', last_error = $3, payload = '{}'::jsonb
-                      WHERE message_id = $1 AND channel = $2",
+                      WHERE message_id = $1 AND channel = $2 AND state = 'pending' AND attempts = $4",
                 )
                 .bind(notification.message_id)
                 .bind(&notification.channel)
                 .bind(format!("{e:#}"))
+                .bind(notification.attempts)
                 .execute(&mut *tx)
                 .await?;
-                ("notification-failed", "failed")
+                ("notification-failed", "failed", updated.rows_affected())
             }
             Err(e) => {
                 let delay = retry_delay(attempts);
                 sqlx::query(
                     "UPDATE notifications SET next_attempt_at = now() + $3, last_error = $4
-                      WHERE message_id = $1 AND channel = $2",
+                      WHERE message_id = $1 AND channel = $2 AND state = 'pending' AND attempts = $5",
                 )
                 .bind(notification.message_id)
                 .bind(&notification.channel)
                 .bind(delay)
                 .bind(format!("{e:#}"))
+                .bind(notification.attempts)
                 .execute(&mut *tx)
                 .await?;
                 warn!(message_id = %notification.message_id, channel = notification.channel, attempts, retry_in_s = delay.as_secs(), error = format!("{e:#}"), "notification failed; will retry");
@@ -225,6 +230,11 @@ impl Dispatcher {
                 return Ok(());
             }
         };
+        if updated == 0 {
+            // The lease ran out and another dispatcher owns the row now: its word counts.
+            warn!(message_id = %notification.message_id, channel = notification.channel, "notification re-claimed by another dispatcher; not settling");
+            return Ok(());
+        }
         let mut audit = AuditEvent::new(STAGE, action);
         audit.message_id = Some(notification.message_id);
         audit.ssin_hash = Some(notification.citizen.clone());

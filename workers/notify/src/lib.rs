@@ -104,7 +104,13 @@ impl Handler for Notify {
             .bind(idempotency_key)
             .bind(target)
             .bind(preferences.language.code())
-            .bind(sqlx::types::Json(&envelope))
+            // Only a partner needs the event (which names the citizen); an e-mail needs nothing
+            // of it, so nothing is kept.
+            .bind(if channel == "partner" {
+                serde_json::to_value(&envelope).map_err(|e| HandlerError::Permanent(e.into()))?
+            } else {
+                serde_json::json!({})
+            })
             .execute(&mut *conn)
             .await?;
             sqlx::query("SELECT pg_notify($1, '')")

@@ -28,6 +28,14 @@ const STAGE: &str = "store";
 pub const PUBLISHED_MESSAGE: &str =
     "the message is in the citizen's eBox until its expiration date";
 
+/// What store recorded for a message: enough to announce it again identically.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreDecision {
+    pub event_sequence_nbr: i64,
+    pub receipt_date: DateTime<Utc>,
+}
+
 pub struct Store {
     hasher: SsinHasher,
     provider_id: String,
@@ -61,23 +69,36 @@ impl Handler for Store {
             .map_err(|e| HandlerError::Permanent(anyhow::anyhow!("not a publication: {e}")))?;
         let message_id = publication.message_id;
 
-        let stored: Option<(i64, DateTime<Utc>)> = sqlx::query_as(
-            "SELECT event_sequence_nbr, receipt_date FROM documents WHERE message_id = $1",
+        // The decision, not the document, says whether the message was stored: retention
+        // deletes the document, and a late copy must not store it again.
+        let decided: Option<sqlx::types::Json<StoreDecision>> = sqlx::query_scalar(
+            "SELECT details FROM stage_decisions WHERE message_id = $1 AND stage = $2",
         )
         .bind(message_id)
+        .bind(STAGE)
         .fetch_optional(&mut *conn)
         .await?;
-        let (sequence, receipt_date) = match stored {
-            Some(stored) => {
+        let decision = match decided {
+            Some(decision) => {
                 info!(%message_id, "already stored; publishing the event and status again");
-                stored
+                decision.0
             }
             None => self.store(conn, &publication).await?,
         };
+        let (sequence, receipt_date) = (decision.event_sequence_nbr, decision.receipt_date);
 
         let record = messages::find(conn, message_id).await?.ok_or_else(|| {
             HandlerError::Permanent(anyhow::anyhow!("message {message_id} has no intake record"))
         })?;
+        let status = status_message(
+            &publication.sender_id,
+            &record.current_status(publication.correlation_id.clone()),
+        )
+        .map_err(permanent)?;
+        if record.status == Status::Expired.as_str() {
+            // Deleted since: tell the sender where it stands, announce nothing.
+            return Ok(Outcome::ack(vec![status]));
+        }
         let event = EventEnvelope {
             event_sequence_nbr: sequence,
             event_time: receipt_date,
@@ -108,11 +129,7 @@ impl Handler for Store {
             &event,
         )
         .map_err(permanent)?;
-        let status = record.current_status(publication.correlation_id.clone());
-        Ok(Outcome::ack(vec![
-            event,
-            status_message(&publication.sender_id, &status).map_err(permanent)?,
-        ]))
+        Ok(Outcome::ack(vec![event, status]))
     }
 }
 
@@ -121,7 +138,7 @@ impl Store {
         &self,
         conn: &mut PgConnection,
         publication: &Publication,
-    ) -> Result<(i64, DateTime<Utc>), HandlerError> {
+    ) -> Result<StoreDecision, HandlerError> {
         let message_id = publication.message_id;
         let receipt_date = Utc::now().trunc_subsecs(6);
         let citizen = self.hasher.hash(&publication.recipient);
@@ -203,8 +220,20 @@ impl Store {
             })).collect::<Vec<_>>(),
         });
         audit.record(conn).await?;
+        let decision = StoreDecision {
+            event_sequence_nbr: sequence,
+            receipt_date,
+        };
+        sqlx::query(
+            "INSERT INTO stage_decisions (message_id, stage, decision, details) VALUES ($1, $2, 'stored', $3)",
+        )
+        .bind(message_id)
+        .bind(STAGE)
+        .bind(sqlx::types::Json(&decision))
+        .execute(&mut *conn)
+        .await?;
         info!(%message_id, sequence, "stored");
-        Ok((sequence, receipt_date))
+        Ok(decision)
     }
 }
 

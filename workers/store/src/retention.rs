@@ -3,7 +3,9 @@
 //!
 //! Every store replica runs a sweeper; `FOR UPDATE SKIP LOCKED` gives each expired document to
 //! one of them. The `expired` status is published (with confirms) *before* the deletion is
-//! committed: a crash in between publishes it again at the next sweep, never loses it.
+//! committed: a crash in between publishes it again at the next sweep, never loses it. A status
+//! the broker refuses (the sender's queue was deleted) is logged and the document deleted all
+//! the same.
 
 use chrono::{DateTime, SubsecRound as _, Utc};
 use common::audit::AuditEvent;
@@ -107,7 +109,16 @@ pub async fn sweep(pool: &PgPool, publisher: &Publisher) -> anyhow::Result<usize
                 status_message(&e.sender_id, &event)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        publisher.publish_all(&statuses).await?;
+        // A refused status (the sender's queue is gone) must not stop the deletions of
+        // everyone else: C.10 comes first. A broken connection aborts the sweep.
+        for status in &statuses {
+            if let Err(error) = publisher.publish_all(std::slice::from_ref(status)).await {
+                if let queues::publisher::PublishError::Broker(_) = error {
+                    return Err(error.into());
+                }
+                warn!(error = %error, routing_key = status.routing_key, "expired status refused; deleting anyway");
+            }
+        }
 
         let ids: Vec<Uuid> = expired.iter().map(|e| e.message_id).collect();
         sqlx::query("DELETE FROM documents WHERE message_id = ANY($1)")
