@@ -17,6 +17,11 @@ export EBOX_METRICS_ADDR=${EBOX_METRICS_ADDR:-127.0.0.1:9464}
 export EBOX_LOG_FORMAT=${EBOX_LOG_FORMAT:-text}
 export EBOX_LOG=${EBOX_LOG:-warn}
 export EBOX_SMTP_URL=${EBOX_SMTP_URL:-smtp://127.0.0.1:2525}
+# The citizen API, trusting the test-only keys of tests/fixtures (never in production).
+export EBOX_API_ADDR=${EBOX_API_ADDR:-127.0.0.1:8080}
+export EBOX_JWT_KEYS_FILE=${EBOX_JWT_KEYS_FILE:-tests/fixtures/jwks.json}
+export EBOX_JWT_ISSUER=${EBOX_JWT_ISSUER:-https://idp.ebox.localhost}
+export EBOX_JWT_AUDIENCE=${EBOX_JWT_AUDIENCE:-ebox-document-provider}
 
 cargo build --locked -p ebox
 ebox="${CARGO_TARGET_DIR:-target}/debug/ebox"
@@ -57,8 +62,18 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 
-"$ebox" demo
-sleep 1 # let the notification e-mail reach the SMTP server's output
+token=$("$ebox" token --key tests/fixtures/es256-private.pem --kid test-es256 --sub 85073003328 --ttl 86400)
+"$ebox" demo --api-url "http://$EBOX_API_ADDR" --citizen-token "$token"
+sleep 1 # let the notification e-mails reach the SMTP server's output
+
+cat <<MSG
+
+The citizen API runs at http://$EBOX_API_ADDR while the pipeline runs (--keep-running).
+A demo token of citizen 85073003328, valid for a day:
+
+TOKEN=$token
+curl -H "Authorization: Bearer \$TOKEN" http://$EBOX_API_ADDR/ebox/messages
+MSG
 
 if [ "${1:-}" = "--keep-running" ]; then
   echo "The pipeline runs (metrics: http://$EBOX_METRICS_ADDR/metrics). Ctrl-C stops it."

@@ -19,6 +19,10 @@ impl Sha256Digest {
         bytes.try_into().ok().map(Self)
     }
 
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        bytes.try_into().ok().map(Self)
+    }
+
     pub fn to_base64url(&self) -> String {
         URL_SAFE_NO_PAD.encode(self.0)
     }

@@ -67,6 +67,7 @@ pub enum Code {
     NoDigitalUser,
     Published,
     Expired,
+    Read,
 }
 
 impl Code {
@@ -87,6 +88,7 @@ impl Code {
             Code::NoDigitalUser => "NO_DIGITAL_USER",
             Code::Published => "PUBLISHED",
             Code::Expired => "EXPIRED",
+            Code::Read => "READ",
         }
     }
 }

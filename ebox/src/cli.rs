@@ -41,8 +41,14 @@ enum Command {
         #[arg(value_enum)]
         name: Worker,
     },
-    /// Run every worker in one process (development and the demo); migrates first.
+    /// Run every worker and the citizen API in one process (development and the demo);
+    /// migrates first.
     Run,
+    /// Run the citizen API (the Message Registry contract) alone.
+    Api,
+    /// Mint a token for development and the demo, signed with a private key (ES256 for a P-256
+    /// key, RS256 for an RSA key) that the API's EBOX_JWT_KEYS_FILE verifies.
+    Token(crate::token::TokenArgs),
     /// Record a citizen's consent to electronic delivery, or its withdrawal.
     Consent {
         #[command(subcommand)]
@@ -98,6 +104,18 @@ enum RegistryCommand {
 
 impl Cli {
     pub async fn run(self) -> ExitCode {
+        if let Command::Token(args) = &self.command {
+            return match crate::token::mint(args) {
+                Ok(token) => {
+                    println!("{token}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("token: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         if let Command::SmtpSink { listen } = &self.command {
             return match crate::smtp_sink::start(listen).await {
                 Ok((addr, mut mails)) => {
@@ -158,8 +176,9 @@ impl Command {
             Command::Registry {
                 command: RegistryCommand::Load { file },
             } => load_registry(&settings, &file).await,
-            Command::Worker { name } => run_workers(&settings, &[name], false).await,
-            Command::Run => run_workers(&settings, &Worker::ALL, true).await,
+            Command::Worker { name } => run_workers(&settings, &[name], false, false).await,
+            Command::Run => run_workers(&settings, &Worker::ALL, true, true).await,
+            Command::Api => run_workers(&settings, &[], false, true).await,
             Command::Consent { command } => {
                 let (ssin, consent) = match command {
                     ConsentCommand::Grant { ssin } => (ssin, Consent::Granted),
@@ -223,7 +242,7 @@ impl Command {
                 println!("preferences recorded");
                 Ok(())
             }
-            Command::Demo(_) | Command::SmtpSink { .. } => {
+            Command::Demo(_) | Command::SmtpSink { .. } | Command::Token(_) => {
                 unreachable!("handled before settings are read")
             }
         }
@@ -250,13 +269,22 @@ async fn load_registry(settings: &Settings, file: &PathBuf) -> anyhow::Result<()
     Ok(())
 }
 
-async fn run_workers(settings: &Settings, names: &[Worker], migrate: bool) -> anyhow::Result<()> {
+async fn run_workers(
+    settings: &Settings,
+    names: &[Worker],
+    migrate: bool,
+    with_api: bool,
+) -> anyhow::Result<()> {
     let pool = common::db::connect(settings).await?;
     if migrate {
         common::db::migrate(&pool).await?;
     }
     let shutdown = CancellationToken::new();
     let (mut tasks, readiness) = workers::spawn(settings, &pool, names, &shutdown)?;
+    if with_api {
+        let addr = workers::start_api(settings, &pool, &mut tasks, &shutdown).await?;
+        info!(api = %addr, base_path = settings.api_base_path, "API listening");
+    }
     let metrics = tokio::spawn(common::metrics::serve(
         settings.metrics_addr,
         readiness,

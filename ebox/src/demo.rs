@@ -151,6 +151,13 @@ pub struct DemoArgs {
     /// A message type the demo sender may publish.
     #[arg(long, default_value = "unemployment-certificate")]
     message_type: String,
+    /// The citizen API's root URL: with --citizen-token, the demo then plays the portal, lists
+    /// the consenting citizen's messages and opens one, and the sender hears `read`.
+    #[arg(long)]
+    api_url: Option<String>,
+    /// A token of citizen 85073003328 for the API (see `ebox token`).
+    #[arg(long, env = "EBOX_DEMO_CITIZEN_TOKEN")]
+    citizen_token: Option<String>,
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
@@ -207,6 +214,63 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             status.message
         );
     }
+    if let (Some(api), Some(token)) = (&args.api_url, &args.citizen_token) {
+        open_as_citizen(&mut client, api, token).await?;
+    }
     client.close().await;
     Ok(())
+}
+
+/// Plays the eBox portal: lists the citizen's messages, opens the newest one's main content,
+/// and waits for the sender's `read`.
+async fn open_as_citizen(client: &mut SenderClient, api: &str, token: &str) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let list: serde_json::Value = http
+        .get(format!("{api}/ebox/messages?pageSize=100"))
+        .bearer_auth(token)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    println!(
+        "citizen 85073003328 has {} messages in the eBox",
+        list["totalItems"]
+    );
+    let Some(message) = list["items"].as_array().and_then(|items| items.first()) else {
+        return Ok(());
+    };
+    let Some(main) = message["attachments"]["items"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["mainContent"] == true))
+    else {
+        return Ok(());
+    };
+    let href = main["contentHref"].as_str().unwrap_or_default();
+    let bytes = http
+        .get(href)
+        .bearer_auth(token)
+        .send()
+        .await?
+        .error_for_status()?
+        .bytes()
+        .await?;
+    println!(
+        "the citizen opened {} ({} bytes)",
+        main["fileName"],
+        bytes.len()
+    );
+    loop {
+        let status = client.next_status(Duration::from_secs(30)).await?;
+        if status.status == Status::Read {
+            println!(
+                "status  {:<34} {:<16} {:<14} read at {}",
+                status.sender_reference.as_deref().unwrap_or("-"),
+                status.status.as_str(),
+                status.code,
+                status.read_at.map(|t| t.to_rfc3339()).unwrap_or_default()
+            );
+            return Ok(());
+        }
+    }
 }

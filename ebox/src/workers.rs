@@ -23,15 +23,18 @@ pub enum Worker {
     Store,
     /// Notify the citizen on their chosen channel (`ebox.notify`, plus the sending dispatcher).
     Notify,
+    /// Tell the sender its message was read (`ebox.read-receipt`).
+    ReadReceipt,
 }
 
 impl Worker {
-    pub const ALL: [Worker; 5] = [
+    pub const ALL: [Worker; 6] = [
         Worker::Intake,
         Worker::ConsentCheck,
         Worker::ConsentUpdates,
         Worker::Store,
         Worker::Notify,
+        Worker::ReadReceipt,
     ];
 }
 
@@ -81,6 +84,7 @@ pub fn spawn(
                 )));
                 retention = true;
             }
+            Worker::ReadReceipt => start(Arc::new(read_receipt::ReadReceipt)),
             Worker::Notify => {
                 let smtp_url = settings
                     .smtp_url
@@ -138,4 +142,56 @@ impl<H: Handler> Spawnable for H {
     ) {
         tasks.spawn(queues::driver::run(self, pool, driver, ready, shutdown));
     }
+}
+
+/// Starts the citizen API on `settings.api_addr`; returns the address it listens on.
+/// Fails before listening when the identity provider's settings are missing or unusable.
+pub async fn start_api(
+    settings: &Settings,
+    pool: &PgPool,
+    tasks: &mut JoinSet<()>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<std::net::SocketAddr> {
+    let mut missing = Vec::new();
+    if settings.jwt_keys_file.is_none() {
+        missing.push("EBOX_JWT_KEYS_FILE");
+    }
+    if settings.jwt_issuer.is_none() {
+        missing.push("EBOX_JWT_ISSUER");
+    }
+    if settings.jwt_audience.is_none() {
+        missing.push("EBOX_JWT_AUDIENCE");
+    }
+    if let (Some(keys), Some(issuer), Some(audience)) = (
+        &settings.jwt_keys_file,
+        &settings.jwt_issuer,
+        &settings.jwt_audience,
+    ) {
+        let verifier = api::auth::Verifier::from_file(
+            keys,
+            issuer.clone(),
+            audience.clone(),
+            settings.jwt_min_acr,
+        )?;
+        let state = Arc::new(api::AppState {
+            pool: pool.clone(),
+            verifier,
+            hasher: SsinHasher::new(&settings.ssin_hash_key),
+            events: api::read::EventPublisher::new(settings.amqp_url.clone()),
+            provider_id: settings.provider_id.clone(),
+            base_path: settings.api_base_path.clone(),
+        });
+        let listener = tokio::net::TcpListener::bind(settings.api_addr)
+            .await
+            .with_context(|| format!("Failed to listen on {} for the API", settings.api_addr))?;
+        let addr = listener.local_addr()?;
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(e) = api::serve(listener, state, shutdown.cancelled_owned()).await {
+                tracing::error!(error = format!("{e:#}"), "the API stopped");
+            }
+        });
+        return Ok(addr);
+    }
+    anyhow::bail!("the API needs {}", missing.join(", "))
 }

@@ -25,6 +25,8 @@ pub const CONSENT_CHECK_QUEUE: &str = "ebox.consent-check";
 pub const STORE_QUEUE: &str = "ebox.store";
 /// Bound to [`EVENTS_EXCHANGE`] with `newDocument`.
 pub const NOTIFY_QUEUE: &str = "ebox.notify";
+/// Bound to [`EVENTS_EXCHANGE`] with `readDocument`.
+pub const READ_RECEIPT_QUEUE: &str = "ebox.read-receipt";
 /// Consent and preference changes from the eBox portal.
 pub const CONSENT_UPDATES_QUEUE: &str = "ebox.consent-updates";
 
@@ -111,6 +113,7 @@ pub async fn declare(channel: &Channel) -> lapin::Result<()> {
         CONSENT_CHECK_QUEUE,
         STORE_QUEUE,
         NOTIFY_QUEUE,
+        READ_RECEIPT_QUEUE,
         CONSENT_UPDATES_QUEUE,
     ] {
         declare_queue(channel, queue, stage_queue_arguments()).await?;
@@ -118,6 +121,11 @@ pub async fn declare(channel: &Channel) -> lapin::Result<()> {
     for (queue, exchange, key) in [
         (INTAKE_QUEUE, PUBLISH_EXCHANGE, PUBLISH_ROUTING_KEY),
         (NOTIFY_QUEUE, EVENTS_EXCHANGE, common::events::NEW_DOCUMENT),
+        (
+            READ_RECEIPT_QUEUE,
+            EVENTS_EXCHANGE,
+            common::events::READ_DOCUMENT,
+        ),
     ] {
         channel
             .queue_bind(

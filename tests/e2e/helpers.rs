@@ -23,6 +23,13 @@ pub const OTHER_MESSAGE_TYPE: &str = "pension-statement";
 pub const ORGANIZATION: &str = "0406798006";
 pub const WAIT: Duration = Duration::from_secs(20);
 pub const PORTAL: &str = "https://portal.ebox.test/";
+pub const ISSUER: &str = "https://idp.ebox.test";
+pub const AUDIENCE: &str = "ebox-document-provider";
+
+/// A file of `tests/fixtures/`.
+pub fn fixture(name: &str) -> String {
+    format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
 const PASSWORD: &str = "sender-password";
 
 fn env_or(key: &str, default: &str) -> String {
@@ -56,6 +63,8 @@ pub struct TestApp {
     /// What the notify worker sent through the test's own SMTP server.
     pub mails: mpsc::UnboundedReceiver<Mail>,
     pub hasher: SsinHasher,
+    /// The API's root URL, when it runs.
+    pub api: Option<String>,
     /// Broker users created for this test, removed with it.
     users: std::sync::Mutex<Vec<String>>,
     shutdown: CancellationToken,
@@ -69,6 +78,8 @@ pub struct Options {
     pub registry_extra: String,
     /// Extra `EBOX_*` variables (e.g. partner secrets).
     pub vars: Vec<(String, String)>,
+    /// Also serve the citizen API.
+    pub api: bool,
 }
 
 impl Default for Options {
@@ -78,6 +89,7 @@ impl Default for Options {
             workers: vec![Worker::Intake],
             registry_extra: String::new(),
             vars: Vec::new(),
+            api: false,
         }
     }
 }
@@ -88,6 +100,14 @@ impl Options {
         Self {
             workers: Worker::ALL.to_vec(),
             ..Self::default()
+        }
+    }
+
+    /// The whole pipeline and the citizen API.
+    pub fn with_api() -> Self {
+        Self {
+            api: true,
+            ..Self::pipeline()
         }
     }
 }
@@ -147,6 +167,10 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     let mut vars = vec![
         ("EBOX_SMTP_URL".to_owned(), format!("smtp://{smtp}")),
         ("EBOX_PORTAL_URL".to_owned(), PORTAL.to_owned()),
+        ("EBOX_API_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
+        ("EBOX_JWT_KEYS_FILE".to_owned(), fixture("jwks.json")),
+        ("EBOX_JWT_ISSUER".to_owned(), ISSUER.to_owned()),
+        ("EBOX_JWT_AUDIENCE".to_owned(), AUDIENCE.to_owned()),
         (
             "EBOX_AMQP_URL".to_owned(),
             format!("amqp://guest:guest@{}/{vhost}", broker_host()),
@@ -178,8 +202,16 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         .expect("apply the test registry");
 
     let shutdown = CancellationToken::new();
-    let (tasks, readiness) =
+    let (mut tasks, readiness) =
         workers::spawn(&settings, &pool, &options.workers, &shutdown).expect("workers start");
+    let api = if options.api {
+        let addr = workers::start_api(&settings, &pool, &mut tasks, &shutdown)
+            .await
+            .expect("the API starts");
+        Some(format!("http://{addr}"))
+    } else {
+        None
+    };
     for ready in &readiness {
         tokio::time::timeout(WAIT, ready.wait_until_ready())
             .await
@@ -195,6 +227,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         sender_id,
         mails,
         hasher,
+        api,
         users: std::sync::Mutex::new(vec![sender_user]),
         shutdown,
         tasks,

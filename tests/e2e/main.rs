@@ -2,6 +2,7 @@
 //! database and its own vhost, senders publishing through real AMQP connections with their own
 //! broker users. `scripts/test.sh` starts the services.
 
+mod citizen_api;
 mod helpers;
 mod intake;
 mod pipeline;

@@ -1,0 +1,509 @@
+//! `/ebox` and `/ebox/messages/**`: a citizen's own messages, and nobody else's.
+//!
+//! A message that does not exist, expired, or belongs to another citizen gets the same 404 (same
+//! body, same single query), so nobody can probe for ids. Expired messages are never returned;
+//! hidden ones are listed only when `visible=false` is asked for.
+
+use crate::AppState;
+use crate::audit::{AuditSlot, bearer};
+use crate::auth::{SCOPE_MESSAGES, SCOPE_SUMMARY};
+use crate::error::ApiError;
+use crate::model::{ATTACHMENT_COLUMNS, AttachmentRow, DOCUMENT_COLUMNS, DocumentRow, Page};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, NaiveDate, Utc};
+use common::ssin::Ssin;
+use serde::Deserialize;
+use sqlx::{Postgres, QueryBuilder};
+use std::collections::HashMap;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Verifies the token for `scope` and records who called in the audit slot.
+pub fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    slot: &AuditSlot,
+    scope: &str,
+) -> Result<(Ssin, String), ApiError> {
+    let token = bearer(headers).ok_or_else(ApiError::unauthorized)?;
+    let principal = state.verifier.verify(token)?;
+    slot.with(|info| info.client_id = principal.client_id.clone());
+    let ssin = state.verifier.citizen(&principal, scope)?;
+    let citizen = state.hasher.hash(&ssin);
+    slot.with(|info| info.ssin_hash = Some(citizen.clone()));
+    Ok((ssin, citizen))
+}
+
+/// The absolute URL of the API's root, for `contentHref`.
+fn href_base(state: &AppState, headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("http");
+    let base = state.base_path.trim_end_matches('/');
+    format!("{scheme}://{host}{base}")
+}
+
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    number_of_messages: i64,
+    number_of_unread_messages: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_receipt_date: Option<DateTime<Utc>>,
+    ebox_size: f64,
+}
+
+pub async fn summary(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::Extension(slot): axum::Extension<AuditSlot>,
+) -> Result<Json<Summary>, ApiError> {
+    let (_, citizen) = authenticate(&state, &headers, &slot, SCOPE_SUMMARY)?;
+    let (number_of_messages, number_of_unread_messages, last_receipt_date, bytes): (
+        i64,
+        i64,
+        Option<DateTime<Utc>>,
+        i64,
+    ) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE d.read_at IS NULL), max(d.receipt_date),
+                coalesce(sum((SELECT sum(a.size) FROM document_attachments a
+                              WHERE a.message_id = d.message_id)), 0)::bigint
+           FROM documents d
+          WHERE d.citizen = $1 AND d.expiration_date > now() AND d.visible",
+    )
+    .bind(&citizen)
+    .fetch_one(&state.pool)
+    .await?;
+    Ok(Json(Summary {
+        number_of_messages,
+        number_of_unread_messages,
+        last_receipt_date,
+        ebox_size: bytes as f64 / 1024.0,
+    }))
+}
+
+/// The list filters, checked one by one so that a bad one gets a `StatusMessage` naming it.
+struct Filters {
+    page: i64,
+    page_size: i64,
+    received_before: Option<DateTime<Utc>>,
+    received_after: Option<DateTime<Utc>>,
+    expired_before: Option<DateTime<Utc>>,
+    expired_after: Option<DateTime<Utc>>,
+    read_status: Option<bool>,
+    visible: bool,
+    message_type_id: Option<String>,
+    sender_organization_id: Option<String>,
+    sender_application_id: Option<String>,
+    registered_mail: Option<bool>,
+    q: Option<String>,
+    qlang: Option<String>,
+}
+
+impl Filters {
+    fn parse(query: &HashMap<String, String>) -> Result<Self, ApiError> {
+        let number = |name: &str, default: i64, range: std::ops::RangeInclusive<i64>| match query
+            .get(name)
+        {
+            None => Ok(default),
+            Some(raw) => raw
+                .parse::<i64>()
+                .ok()
+                .filter(|n| range.contains(n))
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "{name} must be a whole number from {} to {}",
+                        range.start(),
+                        range.end()
+                    ))
+                }),
+        };
+        let date = |name: &str| -> Result<Option<DateTime<Utc>>, ApiError> {
+            query
+                .get(name)
+                .map(|raw| {
+                    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+                        .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
+                        .or_else(|_| {
+                            DateTime::parse_from_rfc3339(raw).map(|d| d.with_timezone(&Utc))
+                        })
+                        .map_err(|_| {
+                            ApiError::bad_request(format!("{name} must be a date (2017-07-01)"))
+                        })
+                })
+                .transpose()
+        };
+        let boolean = |name: &str| -> Result<Option<bool>, ApiError> {
+            query
+                .get(name)
+                .map(|raw| match raw.as_str() {
+                    "true" => Ok(true),
+                    "false" => Ok(false),
+                    _ => Err(ApiError::bad_request(format!(
+                        "{name} must be true or false"
+                    ))),
+                })
+                .transpose()
+        };
+        let qlang = query.get("qlang").cloned();
+        if let Some(lang) = &qlang
+            && !matches!(lang.as_str(), "nl" | "fr" | "de")
+        {
+            return Err(ApiError::bad_request("qlang must be nl, fr or de"));
+        }
+        Ok(Self {
+            page: number("page", 1, 1..=i64::from(i32::MAX))?,
+            page_size: number("pageSize", 25, 1..=100)?,
+            received_before: date("receivedBefore")?,
+            received_after: date("receivedAfter")?,
+            expired_before: date("expiredBefore")?,
+            expired_after: date("expiredAfter")?,
+            read_status: boolean("readStatus")?,
+            visible: boolean("visible")?.unwrap_or(true),
+            message_type_id: query.get("messageTypeId").cloned(),
+            sender_organization_id: query.get("senderOrganizationId").cloned(),
+            sender_application_id: query.get("senderApplicationId").cloned(),
+            registered_mail: boolean("registeredMail")?,
+            q: query.get("q").cloned().filter(|q| !q.is_empty()),
+            qlang,
+        })
+    }
+
+    /// Appends the WHERE clause (the citizen, not expired, and every filter given).
+    fn push_where(&self, sql: &mut QueryBuilder<Postgres>, citizen: &str) {
+        sql.push(" WHERE d.citizen = ").push_bind(citizen);
+        sql.push(" AND d.expiration_date > now() AND d.visible = ")
+            .push_bind(self.visible);
+        let mut date = |column: &str, op: &str, value: &Option<DateTime<Utc>>| {
+            if let Some(value) = value {
+                sql.push(format!(" AND d.{column} {op} ")).push_bind(value);
+            }
+        };
+        date("receipt_date", "<", &self.received_before);
+        date("receipt_date", ">=", &self.received_after);
+        date("expiration_date", "<", &self.expired_before);
+        date("expiration_date", ">=", &self.expired_after);
+        if let Some(read) = self.read_status {
+            sql.push(if read {
+                " AND d.read_at IS NOT NULL"
+            } else {
+                " AND d.read_at IS NULL"
+            });
+        }
+        for (column, value) in [
+            ("message_type_id", &self.message_type_id),
+            ("sender_organization_id", &self.sender_organization_id),
+            ("sender_application_id", &self.sender_application_id),
+        ] {
+            if let Some(value) = value {
+                sql.push(format!(" AND d.{column} = ")).push_bind(value);
+            }
+        }
+        if let Some(registered) = self.registered_mail {
+            sql.push(" AND d.registered_mail = ").push_bind(registered);
+        }
+        if let Some(q) = &self.q {
+            // Substring search in the textual metadata (the subject), never in the content.
+            let pattern = format!(
+                "%{}%",
+                q.replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            );
+            match &self.qlang {
+                Some(lang) => {
+                    sql.push(" AND d.subject ->> ").push_bind(lang.as_str());
+                    sql.push(" ILIKE ").push_bind(pattern);
+                }
+                None => {
+                    sql.push(" AND (SELECT bool_or(v ILIKE ")
+                        .push_bind(pattern)
+                        .push(") FROM jsonb_each_text(d.subject) AS t(k, v))");
+                }
+            }
+        }
+    }
+}
+
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::Extension(slot): axum::Extension<AuditSlot>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Page<crate::model::Message>>, ApiError> {
+    let (_, citizen) = authenticate(&state, &headers, &slot, SCOPE_MESSAGES)?;
+    let filters = Filters::parse(&query)?;
+    let mut count = QueryBuilder::new("SELECT count(*) FROM documents d");
+    filters.push_where(&mut count, &citizen);
+    let total_items: i64 = count.build_query_scalar().fetch_one(&state.pool).await?;
+
+    let mut select = QueryBuilder::new(format!("SELECT {DOCUMENT_COLUMNS} FROM documents d"));
+    filters.push_where(&mut select, &citizen);
+    select
+        .push(" ORDER BY d.receipt_date DESC, d.message_id LIMIT ")
+        .push_bind(filters.page_size)
+        .push(" OFFSET ")
+        .push_bind((filters.page - 1).saturating_mul(filters.page_size));
+    let rows: Vec<DocumentRow> = select.build_query_as().fetch_all(&state.pool).await?;
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.message_id).collect();
+    let attachments = attachments_of(&state, &ids).await?;
+    let base = href_base(&state, &headers);
+    let items = rows
+        .iter()
+        .map(|row| {
+            let own = attachments
+                .iter()
+                .filter(|a| a.message_id == row.message_id)
+                .map(|a| a.to_attachment(&base))
+                .collect();
+            row.to_message(own)
+        })
+        .collect::<Vec<_>>();
+    slot.with(|info| {
+        info.details
+            .insert("messageIds".into(), serde_json::json!(ids));
+    });
+    Ok(Json(Page { items, total_items }))
+}
+
+async fn attachments_of(state: &AppState, ids: &[Uuid]) -> Result<Vec<AttachmentRow>, ApiError> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {ATTACHMENT_COLUMNS} FROM document_attachments a
+          WHERE a.message_id = ANY($1) ORDER BY a.message_id, a.position"
+    )))
+    .bind(ids)
+    .fetch_all(&state.pool)
+    .await?)
+}
+
+/// The citizen's live message with this id, or the one 404.
+pub async fn own_document(
+    state: &AppState,
+    citizen: &str,
+    raw_id: &str,
+) -> Result<DocumentRow, ApiError> {
+    let Ok(id) = Uuid::parse_str(raw_id) else {
+        return Err(ApiError::not_found());
+    };
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {DOCUMENT_COLUMNS} FROM documents d
+          WHERE d.message_id = $1 AND d.citizen = $2 AND d.expiration_date > now()"
+    )))
+    .bind(id)
+    .bind(citizen)
+    .fetch_optional(&state.pool)
+    .await?
+    .ok_or_else(ApiError::not_found)
+}
+
+pub async fn message(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::Extension(slot): axum::Extension<AuditSlot>,
+    Path(message_id): Path<String>,
+) -> Result<Json<crate::model::Message>, ApiError> {
+    let (_, citizen) = authenticate(&state, &headers, &slot, SCOPE_MESSAGES)?;
+    let document = own_document(&state, &citizen, &message_id).await?;
+    slot.with(|info| info.message_id = Some(document.message_id));
+    let base = href_base(&state, &headers);
+    let attachments = attachments_of(&state, &[document.message_id])
+        .await?
+        .iter()
+        .map(|a| a.to_attachment(&base))
+        .collect();
+    Ok(Json(document.to_message(attachments)))
+}
+
+pub async fn attachments(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::Extension(slot): axum::Extension<AuditSlot>,
+    Path(message_id): Path<String>,
+) -> Result<Json<Page<crate::model::Attachment>>, ApiError> {
+    let (_, citizen) = authenticate(&state, &headers, &slot, SCOPE_MESSAGES)?;
+    let document = own_document(&state, &citizen, &message_id).await?;
+    slot.with(|info| info.message_id = Some(document.message_id));
+    let base = href_base(&state, &headers);
+    let items: Vec<_> = attachments_of(&state, &[document.message_id])
+        .await?
+        .iter()
+        .map(|a| a.to_attachment(&base))
+        .collect();
+    let total_items = items.len() as i64;
+    Ok(Json(Page { items, total_items }))
+}
+
+async fn own_attachment(
+    state: &AppState,
+    document: &DocumentRow,
+    raw_id: &str,
+) -> Result<AttachmentRow, ApiError> {
+    let Ok(id) = Uuid::parse_str(raw_id) else {
+        return Err(ApiError::not_found());
+    };
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {ATTACHMENT_COLUMNS} FROM document_attachments a
+          WHERE a.message_id = $1 AND a.attachment_id = $2"
+    )))
+    .bind(document.message_id)
+    .bind(id)
+    .fetch_optional(&state.pool)
+    .await?
+    .ok_or_else(ApiError::not_found)
+}
+
+fn attachment_details(slot: &AuditSlot, attachment: &AttachmentRow) {
+    slot.with(|info| {
+        info.message_id = Some(attachment.message_id);
+        info.details.insert(
+            "attachments".into(),
+            serde_json::json!([{
+                "attachmentId": attachment.attachment_id,
+                "mediaType": attachment.media_type,
+                "size": attachment.size,
+                "digest": common::digest::Sha256Digest::from_slice(&attachment.sha256)
+                    .map(|d| d.to_base64url()),
+            }]),
+        );
+    });
+}
+
+pub async fn attachment(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::Extension(slot): axum::Extension<AuditSlot>,
+    Path((message_id, attachment_id)): Path<(String, String)>,
+) -> Result<Json<crate::model::Attachment>, ApiError> {
+    let (_, citizen) = authenticate(&state, &headers, &slot, SCOPE_MESSAGES)?;
+    let document = own_document(&state, &citizen, &message_id).await?;
+    let row = own_attachment(&state, &document, &attachment_id).await?;
+    attachment_details(&slot, &row);
+    Ok(Json(row.to_attachment(&href_base(&state, &headers))))
+}
+
+pub async fn content(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::Extension(slot): axum::Extension<AuditSlot>,
+    Path((message_id, attachment_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (ssin, citizen) = authenticate(&state, &headers, &slot, SCOPE_MESSAGES)?;
+    let document = own_document(&state, &citizen, &message_id).await?;
+    let row = own_attachment(&state, &document, &attachment_id).await?;
+    attachment_details(&slot, &row);
+    let bytes: Vec<u8> = sqlx::query_scalar(
+        "SELECT content FROM document_attachments WHERE message_id = $1 AND attachment_id = $2",
+    )
+    .bind(row.message_id)
+    .bind(row.attachment_id)
+    .fetch_one(&state.pool)
+    .await?;
+    if row.main_content {
+        crate::read::mark_read(&state, &document, &ssin).await;
+    }
+    let disposition = format!(
+        "attachment; filename=\"{}\"",
+        row.file_name.replace(['"', '\\', '\r', '\n'], "_")
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, row.media_type.clone()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+pub async fn body(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::Extension(slot): axum::Extension<AuditSlot>,
+    Path(message_id): Path<String>,
+) -> Result<Json<common::translated::TranslatedString>, ApiError> {
+    let (ssin, citizen) = authenticate(&state, &headers, &slot, SCOPE_MESSAGES)?;
+    let document = own_document(&state, &citizen, &message_id).await?;
+    slot.with(|info| info.message_id = Some(document.message_id));
+    let body = document
+        .body_content
+        .as_ref()
+        .map(|b| b.0.filled())
+        .ok_or_else(ApiError::not_found)?;
+    if document.body_main_content {
+        crate::read::mark_read(&state, &document, &ssin).await;
+    }
+    Ok(Json(body))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessagesToUpdate {
+    items: Vec<MessageToUpdate>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MessageToUpdate {
+    message_id: String,
+    visible: bool,
+}
+
+/// `PATCH /ebox/messages` (`application/merge-patch+json`): hide or show messages. All or
+/// nothing: one id that is not the citizen's live message makes it a 404 and changes nothing.
+pub async fn update(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::Extension(slot): axum::Extension<AuditSlot>,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (_, citizen) = authenticate(&state, &headers, &slot, SCOPE_MESSAGES)?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !(content_type.starts_with("application/merge-patch+json")
+        || content_type.starts_with("application/json"))
+    {
+        return Err(ApiError::bad_request(
+            "the body must be application/merge-patch+json",
+        ));
+    }
+    let request: MessagesToUpdate = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not a MessagesToUpdate: {e}")))?;
+    let mut tx = state.pool.begin().await?;
+    let mut changed = Vec::new();
+    for item in &request.items {
+        let Ok(id) = Uuid::parse_str(&item.message_id) else {
+            return Err(ApiError::not_found());
+        };
+        let updated = sqlx::query(
+            "UPDATE documents SET visible = $3
+              WHERE message_id = $1 AND citizen = $2 AND expiration_date > now()",
+        )
+        .bind(id)
+        .bind(&citizen)
+        .bind(item.visible)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() != 1 {
+            return Err(ApiError::not_found());
+        }
+        changed.push(serde_json::json!({"messageId": id, "visible": item.visible}));
+    }
+    tx.commit().await?;
+    slot.with(|info| {
+        info.details
+            .insert("updated".into(), serde_json::json!(changed));
+    });
+    Ok(Json(
+        serde_json::json!({"items": changed, "totalItems": changed.len()}),
+    ))
+}

@@ -1,0 +1,114 @@
+//! The citizen API: the citizen side of the federation's Message Registry contract
+//! (`ebox-rest-2.1.yaml`), which the eBox portal calls to list and open a citizen's documents,
+//! and the senders' status search.
+//!
+//! - [`auth`]: bearer tokens (signature, issuer, audience, validity; scope and assurance level
+//!   per endpoint family);
+//! - [`citizen`]: `/ebox` and `/ebox/messages/**`; opening a main content marks the message
+//!   read and announces `readDocument` ([`read`]);
+//! - [`reference`]: `/referenceData/**`, cacheable;
+//! - [`sender`]: `POST /searchMessageStatus`;
+//! - [`audit`]: every call's audit record (writes always, reads when they succeed);
+//! - [`error`]: errors as the contract's `StatusMessage`.
+
+pub mod audit;
+pub mod auth;
+pub mod citizen;
+pub mod error;
+pub mod model;
+pub mod read;
+pub mod reference;
+pub mod sender;
+
+use axum::Router;
+use axum::routing::{get, post};
+use common::audit::SsinHasher;
+use sqlx::PgPool;
+use std::sync::Arc;
+
+/// The project's own OpenAPI document: what this service implements of the contract.
+pub const OPENAPI: &str = include_str!("../openapi.yaml");
+
+pub struct AppState {
+    pub pool: PgPool,
+    pub verifier: auth::Verifier,
+    pub hasher: SsinHasher,
+    pub events: read::EventPublisher,
+    pub provider_id: String,
+    pub base_path: String,
+}
+
+/// The routes, under `base_path` (`/` or e.g. `/ebox-api`).
+pub fn router(state: Arc<AppState>) -> Router {
+    let routes = Router::new()
+        .route("/ebox", get(citizen::summary))
+        .route("/ebox/messages", get(citizen::list).patch(citizen::update))
+        .route("/ebox/messages/{message_id}", get(citizen::message))
+        .route(
+            "/ebox/messages/{message_id}/attachments",
+            get(citizen::attachments),
+        )
+        .route(
+            "/ebox/messages/{message_id}/attachments/{attachment_id}",
+            get(citizen::attachment),
+        )
+        .route(
+            "/ebox/messages/{message_id}/attachments/{attachment_id}/content",
+            get(citizen::content),
+        )
+        .route("/ebox/messages/{message_id}/body", get(citizen::body))
+        .route("/referenceData/messageTypes", get(reference::message_types))
+        .route(
+            "/referenceData/messageTypes/{id}",
+            get(reference::message_type),
+        )
+        .route(
+            "/referenceData/senderOrganizations",
+            get(reference::organizations),
+        )
+        .route(
+            "/referenceData/senderOrganizations/{id}",
+            get(reference::organization),
+        )
+        .route(
+            "/referenceData/senderApplications",
+            get(reference::applications),
+        )
+        .route(
+            "/referenceData/senderApplications/{id}",
+            get(reference::application),
+        )
+        .route("/searchMessageStatus", post(sender::search_status))
+        .route(
+            "/openapi.yaml",
+            get(|| async {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/yaml")],
+                    OPENAPI,
+                )
+            }),
+        )
+        .fallback(|| async { error::ApiError::not_found() })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::record,
+        ))
+        .with_state(state.clone());
+    if state.base_path == "/" {
+        routes
+    } else {
+        Router::new().nest(&state.base_path, routes)
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! `POST /searchMessageStatus`: a sender asks where its own messages stand. A sender token
+//! (`client_id` = the sender id, scope `ebox:sender`) sees only messages that sender published,
+//! addressed to the eBox it names.
+
+use crate::AppState;
+use crate::audit::{AuditSlot, bearer};
+use crate::error::ApiError;
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use chrono::{DateTime, Utc};
+use common::ssin::Ssin;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use uuid::Uuid;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageIdEboxId {
+    message_id: String,
+    ebox_id: EboxId,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EboxId {
+    ebox_type: String,
+    ebox_id_value: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageStatus {
+    message_id: Uuid,
+    ebox_id: EboxId,
+    expiration_date: DateTime<Utc>,
+    read_status: bool,
+    visible: bool,
+}
+
+pub async fn search_status(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::Extension(slot): axum::Extension<AuditSlot>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Vec<MessageStatus>>), ApiError> {
+    let token = bearer(&headers).ok_or_else(ApiError::unauthorized)?;
+    let principal = state.verifier.verify(token)?;
+    slot.with(|info| info.client_id = principal.client_id.clone());
+    let sender = state.verifier.sender(&principal)?;
+    let request: Vec<MessageIdEboxId> = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!("the body is not a MessagesStatusRequest: {e}"))
+    })?;
+    if request.len() > 100 {
+        return Err(ApiError::bad_request("at most 100 messages per request"));
+    }
+    let mut found = Vec::new();
+    for item in request {
+        let (Ok(id), Ok(ssin)) = (
+            Uuid::parse_str(&item.message_id),
+            Ssin::parse(&item.ebox_id.ebox_id_value),
+        ) else {
+            continue;
+        };
+        if item.ebox_id.ebox_type != "citizen" {
+            continue;
+        }
+        let row: Option<(DateTime<Utc>, Option<DateTime<Utc>>, bool)> = sqlx::query_as(
+            "SELECT expiration_date, read_at, visible FROM documents
+              WHERE message_id = $1 AND sender_id = $2 AND citizen = $3",
+        )
+        .bind(id)
+        .bind(&sender)
+        .bind(state.hasher.hash(&ssin))
+        .fetch_optional(&state.pool)
+        .await?;
+        if let Some((expiration_date, read_at, visible)) = row {
+            found.push(MessageStatus {
+                message_id: id,
+                ebox_id: item.ebox_id,
+                expiration_date,
+                read_status: read_at.is_some(),
+                visible,
+            });
+        }
+    }
+    slot.with(|info| {
+        info.details.insert(
+            "messageIds".into(),
+            serde_json::json!(found.iter().map(|f| f.message_id).collect::<Vec<_>>()),
+        );
+    });
+    // The contract answers this search with 201.
+    Ok((StatusCode::CREATED, Json(found)))
+}

@@ -1,0 +1,743 @@
+//! The citizen API (Message Registry contract) and read receipts, through a real HTTP client
+//! against the running API, with tokens minted by the test.
+
+use crate::helpers::*;
+use chrono::{Duration as Span, Utc};
+use common::citizens::Consent;
+use common::status::Status;
+use consent_check::updates::record_consent;
+use ebox::demo::{SAMPLE_SSIN, SenderClient, sample_v2};
+use ebox::token::{TokenArgs, mint};
+use intake::contract::TYPE_V2;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::sync::OnceLock;
+
+const OTHER_SSIN: &str = "01010100126";
+const ALL_SCOPES: &str = "ebox:summary ebox:messages ebox:referencedata";
+
+fn args(key: &str) -> TokenArgs {
+    TokenArgs {
+        key: fixture(key).into(),
+        issuer: ISSUER.into(),
+        audience: AUDIENCE.into(),
+        sub: Some(SAMPLE_SSIN.into()),
+        client_id: Some("ebox-portal".into()),
+        scope: ALL_SCOPES.into(),
+        acr: "http://eidas.europa.eu/LoA/substantial".into(),
+        ttl: 600,
+        kid: Some("test-es256".into()),
+    }
+}
+
+fn citizen_token(ssin: &str) -> String {
+    mint(&TokenArgs {
+        sub: Some(ssin.into()),
+        ..args("es256-private.pem")
+    })
+    .expect("token")
+}
+
+/// The contract's definitions, as JSON Schema.
+fn contract() -> &'static Value {
+    static CONTRACT: OnceLock<Value> = OnceLock::new();
+    CONTRACT.get_or_init(|| {
+        let yaml = std::fs::read_to_string(fixture("ebox-rest-2.1.yaml")).expect("the contract");
+        let spec: Value = serde_yaml_ng::from_str(&yaml).expect("YAML");
+        json!({"definitions": spec["definitions"]})
+    })
+}
+
+fn assert_valid(definition: &str, instance: &Value) {
+    let mut schema = contract().clone();
+    schema["$ref"] = json!(format!("#/definitions/{definition}"));
+    let validator = jsonschema::draft7::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("a schema");
+    let errors: Vec<String> = validator
+        .iter_errors(instance)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{definition} invalid: {errors:?}\n{instance:#}"
+    );
+}
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    fn of(app: &TestApp) -> Self {
+        Self {
+            base: app.api.clone().expect("the API runs"),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("the API answers");
+        let status = response.status();
+        let body = response.bytes().await.expect("a body");
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    async fn get_raw(&self, path: &str, token: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("the API answers")
+    }
+}
+
+async fn consent_to(app: &TestApp, ssin: &str) {
+    let ssin = common::ssin::Ssin::parse(ssin).expect("valid");
+    let mut tx = app.pool.begin().await.expect("tx");
+    record_consent(
+        &mut tx,
+        &app.hasher,
+        &ssin,
+        Consent::Granted,
+        Utc::now(),
+        "test",
+    )
+    .await
+    .expect("recorded");
+    tx.commit().await.expect("commit");
+}
+
+/// Publishes and waits for `published`; returns the eBox message id.
+async fn deliver(sender: &mut SenderClient, reference: &str, body: Value) -> uuid::Uuid {
+    sender
+        .publish(
+            sender.properties(reference, TYPE_V2),
+            &serde_json::to_vec(&body).expect("JSON"),
+        )
+        .await
+        .expect("published");
+    loop {
+        let status = sender.next_status(WAIT).await.expect("a status");
+        if status.sender_reference.as_deref() == Some(reference)
+            && status.status == Status::Published
+        {
+            return status.message_id.expect("an id");
+        }
+        assert_ne!(status.status, Status::Rejected, "{status:?}");
+        assert_ne!(status.status, Status::NoDigitalUser, "{status:?}");
+    }
+}
+
+fn with_annex(ssin: &str, subject_nl: &str) -> Value {
+    let mut body = sample_v2(ssin, MESSAGE_TYPE);
+    body["subject"]["nl"] = subject_nl.into();
+    let mut annex = body["attachments"][0].clone();
+    annex["fileName"] = "bijlage.txt".into();
+    annex["mediaType"] = "text/plain".into();
+    annex["mainContent"] = false.into();
+    annex["content"] = "aGFsbG8=".into();
+    annex.as_object_mut().expect("object").remove("digest");
+    body["attachments"]
+        .as_array_mut()
+        .expect("array")
+        .push(annex);
+    body["bodyContent"] = json!({"fr": "Voir l'attestation."});
+    body
+}
+
+#[tokio::test]
+async fn a_citizen_lists_and_opens_their_messages_as_the_contract_describes() {
+    let app = spawn_app_with(Options::with_api()).await;
+    consent_to(&app, SAMPLE_SSIN).await;
+    consent_to(&app, OTHER_SSIN).await;
+    let mut sender = app.sender().await;
+    let first = deliver(
+        &mut sender,
+        "ref-api-1",
+        with_annex(SAMPLE_SSIN, "Jaarattest 2025"),
+    )
+    .await;
+    let second = deliver(
+        &mut sender,
+        "ref-api-2",
+        sample_v2(SAMPLE_SSIN, MESSAGE_TYPE),
+    )
+    .await;
+    let theirs = deliver(
+        &mut sender,
+        "ref-api-other",
+        sample_v2(OTHER_SSIN, MESSAGE_TYPE),
+    )
+    .await;
+    let api = Api::of(&app);
+    let token = citizen_token(SAMPLE_SSIN);
+
+    let (status, summary) = api.get("/ebox", Some(&token)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_valid("Ebox", &summary);
+    assert_eq!(
+        (
+            summary["numberOfMessages"].clone(),
+            summary["numberOfUnreadMessages"].clone()
+        ),
+        (json!(2), json!(2))
+    );
+
+    let (status, list) = api.get("/ebox/messages", Some(&token)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_valid("Messages", &list);
+    assert_eq!(list["totalItems"], 2);
+    let ids: Vec<String> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|m| m["messageId"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        ids,
+        [second.to_string(), first.to_string()],
+        "newest first, and only their own"
+    );
+    assert_eq!(
+        list["items"][1]["subject"]["de"], "Ihre Bescheinigung",
+        "every language filled"
+    );
+
+    // Paging edges.
+    let (_, page) = api
+        .get("/ebox/messages?pageSize=1&page=2", Some(&token))
+        .await;
+    assert_eq!(
+        (
+            page["items"].as_array().map(Vec::len),
+            page["totalItems"].clone()
+        ),
+        (Some(1), json!(2))
+    );
+    let (_, beyond) = api.get("/ebox/messages?page=9", Some(&token)).await;
+    assert_eq!(
+        (beyond["items"].clone(), beyond["totalItems"].clone()),
+        (json!([]), json!(2))
+    );
+    for bad in [
+        "pageSize=0",
+        "pageSize=101",
+        "page=0",
+        "readStatus=maybe",
+        "receivedAfter=yesterday",
+        "qlang=en&q=x",
+    ] {
+        let (status, error) = api
+            .get(&format!("/ebox/messages?{bad}"), Some(&token))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_valid("StatusMessage", &error);
+    }
+
+    // Filters.
+    let (_, found) = api
+        .get("/ebox/messages?q=jaarattest&qlang=nl", Some(&token))
+        .await;
+    assert_eq!(found["totalItems"], 1);
+    assert_eq!(found["items"][0]["messageId"], first.to_string());
+    let (_, none) = api
+        .get("/ebox/messages?q=jaarattest&qlang=fr", Some(&token))
+        .await;
+    assert_eq!(none["totalItems"], 0);
+    let (_, content_not_searched) = api.get("/ebox/messages?q=attestation", Some(&token)).await;
+    assert_eq!(
+        content_not_searched["totalItems"], 2,
+        "the French subject matches both, the body is not searched"
+    );
+    let (_, none) = api.get("/ebox/messages?q=Voir", Some(&token)).await;
+    assert_eq!(none["totalItems"], 0, "never the content");
+    let (_, typed) = api
+        .get(
+            &format!(
+                "/ebox/messages?messageTypeId={MESSAGE_TYPE}&senderOrganizationId={ORGANIZATION}"
+            ),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(typed["totalItems"], 2);
+    let tomorrow = (Utc::now() + Span::days(1)).format("%Y-%m-%d");
+    let (_, received) = api
+        .get(
+            &format!("/ebox/messages?receivedAfter={tomorrow}"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(received["totalItems"], 0);
+
+    // One message, its attachments, its body.
+    let (status, message) = api
+        .get(&format!("/ebox/messages/{first}"), Some(&token))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_valid("Message", &message);
+    let (_, attachments) = api
+        .get(&format!("/ebox/messages/{first}/attachments"), Some(&token))
+        .await;
+    assert_valid("Attachments", &attachments);
+    assert_eq!(attachments["totalItems"], 2);
+    let main_id = attachments["items"][0]["attachmentId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let annex_id = attachments["items"][1]["attachmentId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (_, attachment) = api
+        .get(
+            &format!("/ebox/messages/{first}/attachments/{main_id}"),
+            Some(&token),
+        )
+        .await;
+    assert_valid("Attachment", &attachment);
+    assert_eq!(
+        attachment["digest"]["digestValue"],
+        common::digest::Sha256Digest::of(ebox::demo::SAMPLE_PDF).to_base64url()
+    );
+    let (status, body) = api
+        .get(&format!("/ebox/messages/{first}/body"), Some(&token))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_valid("TranslatedString", &body);
+    assert_eq!(body["nl"], "Voir l'attestation.");
+
+    // An annex does not make the message read; the main content does, once.
+    let annex = api
+        .get_raw(
+            &format!("/ebox/messages/{first}/attachments/{annex_id}/content"),
+            &token,
+        )
+        .await;
+    assert_eq!(annex.status(), StatusCode::OK);
+    assert_eq!(annex.headers()["content-type"], "text/plain");
+    let (_, message) = api
+        .get(&format!("/ebox/messages/{first}"), Some(&token))
+        .await;
+    assert_eq!(message["readStatus"], false);
+    for _ in 0..3 {
+        let main = api
+            .get_raw(
+                &format!("/ebox/messages/{first}/attachments/{main_id}/content"),
+                &token,
+            )
+            .await;
+        assert_eq!(main.status(), StatusCode::OK);
+        assert_eq!(main.headers()["content-type"], "application/pdf");
+        assert_eq!(
+            main.bytes().await.expect("bytes").as_ref(),
+            ebox::demo::SAMPLE_PDF
+        );
+    }
+    let (_, message) = api
+        .get(&format!("/ebox/messages/{first}"), Some(&token))
+        .await;
+    assert_eq!(message["readStatus"], true);
+    let (_, unread) = api
+        .get("/ebox/messages?readStatus=false", Some(&token))
+        .await;
+    assert_eq!(unread["totalItems"], 1);
+
+    // The sender hears `read` once. Opening the second message afterwards gives a marker: the
+    // read-receipt queue is first in, first out, so when its receipt arrives every earlier
+    // receipt has been sent.
+    let (_, second_attachments) = api
+        .get(
+            &format!("/ebox/messages/{second}/attachments"),
+            Some(&token),
+        )
+        .await;
+    let second_main = second_attachments["items"][0]["attachmentId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    api.get_raw(
+        &format!("/ebox/messages/{second}/attachments/{second_main}/content"),
+        &token,
+    )
+    .await;
+    let mut reads = Vec::new();
+    while reads.last() != Some(&second) {
+        let status = sender.next_status(WAIT).await.expect("a status");
+        assert_eq!(status.status, Status::Read, "{status:?}");
+        assert!(status.read_at.is_some());
+        reads.push(status.message_id.expect("id"));
+    }
+    assert_eq!(reads, [first, second], "one receipt per message");
+
+    // Hiding: gone from the default list, there with visible=false.
+    let patch = api
+        .http
+        .patch(format!("{}/ebox/messages", api.base))
+        .bearer_auth(&token)
+        .header("content-type", "application/merge-patch+json")
+        .body(json!({"items": [{"messageId": second, "visible": false}]}).to_string())
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(patch.status(), StatusCode::OK);
+    let (_, visible) = api.get("/ebox/messages", Some(&token)).await;
+    assert_eq!(visible["totalItems"], 1);
+    let (_, hidden) = api.get("/ebox/messages?visible=false", Some(&token)).await;
+    assert_eq!(hidden["items"][0]["messageId"], second.to_string());
+    let refused = api
+        .http
+        .patch(format!("{}/ebox/messages", api.base))
+        .bearer_auth(&token)
+        .header("content-type", "application/merge-patch+json")
+        .body(json!({"items": [{"messageId": theirs, "visible": false}]}).to_string())
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(
+        refused.status(),
+        StatusCode::NOT_FOUND,
+        "nobody hides someone else's message"
+    );
+
+    // Every call is audited with the token's hash, never the token or the national number.
+    let audited: Vec<Value> =
+        sqlx::query_scalar("SELECT details FROM audit_events WHERE stage = 'api'")
+            .fetch_all(&app.pool)
+            .await
+            .expect("audit");
+    let token_hash = api::auth::token_sha256(&token);
+    assert!(
+        audited
+            .iter()
+            .any(|d| d["tokenSha256"] == token_hash.as_str() && d["method"] == "GET")
+    );
+    assert!(
+        audited
+            .iter()
+            .any(|d| d["method"] == "PATCH" && d["responseCode"] == 404),
+        "writes are audited even when refused"
+    );
+    assert!(
+        audited
+            .iter()
+            .any(|d| d["attachments"][0]["mediaType"] == "application/pdf")
+    );
+    let text = serde_json::to_string(&audited).expect("JSON");
+    assert!(!text.contains(SAMPLE_SSIN) && !text.contains(&token));
+}
+
+#[tokio::test]
+async fn nobody_gets_in_without_a_valid_token_and_nobody_sees_another_citizens_message() {
+    let app = spawn_app_with(Options::with_api()).await;
+    consent_to(&app, SAMPLE_SSIN).await;
+    consent_to(&app, OTHER_SSIN).await;
+    let mut sender = app.sender().await;
+    let mine = deliver(
+        &mut sender,
+        "ref-mine",
+        sample_v2(SAMPLE_SSIN, MESSAGE_TYPE),
+    )
+    .await;
+    let theirs = deliver(
+        &mut sender,
+        "ref-theirs",
+        sample_v2(OTHER_SSIN, MESSAGE_TYPE),
+    )
+    .await;
+    let api = Api::of(&app);
+    let path = format!("/ebox/messages/{mine}");
+
+    let now = Utc::now().timestamp();
+    let unsigned = format!(
+        "{}.{}.",
+        base64_url(&json!({"alg": "none", "typ": "JWT"})),
+        base64_url(
+            &json!({"iss": ISSUER, "aud": AUDIENCE, "sub": SAMPLE_SSIN, "exp": now + 600, "scope": ALL_SCOPES, "acr": "high"})
+        )
+    );
+    let rs256 = mint(&TokenArgs {
+        kid: Some("test-rs256".into()),
+        ..args("rs256-private.pem")
+    })
+    .expect("token");
+    let (status, _) = api.get(&path, Some(&rs256)).await;
+    assert_eq!(status, StatusCode::OK, "RS256 tokens are accepted too");
+    let unauthorized = [
+        ("no token", None),
+        ("alg none", Some(unsigned)),
+        ("garbage", Some("not.a.token".to_owned())),
+        (
+            "wrong audience",
+            Some(
+                mint(&TokenArgs {
+                    audience: "someone-else".into(),
+                    ..args("es256-private.pem")
+                })
+                .expect("t"),
+            ),
+        ),
+        (
+            "wrong issuer",
+            Some(
+                mint(&TokenArgs {
+                    issuer: "https://evil.test".into(),
+                    ..args("es256-private.pem")
+                })
+                .expect("t"),
+            ),
+        ),
+        (
+            "expired",
+            Some(
+                mint(&TokenArgs {
+                    ttl: -3600,
+                    ..args("es256-private.pem")
+                })
+                .expect("t"),
+            ),
+        ),
+        (
+            "unknown key",
+            Some(
+                mint(&TokenArgs {
+                    kid: None,
+                    ..args("stranger-es256-private.pem")
+                })
+                .expect("t"),
+            ),
+        ),
+    ];
+    for (case, token) in &unauthorized {
+        let (status, body) = api.get(&path, token.as_deref()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}");
+        assert_valid("StatusMessage", &body);
+    }
+    let forbidden = [
+        (
+            "no scope",
+            mint(&TokenArgs {
+                scope: "ebox:summary".into(),
+                ..args("es256-private.pem")
+            })
+            .expect("t"),
+        ),
+        (
+            "low assurance",
+            mint(&TokenArgs {
+                acr: "http://eidas.europa.eu/LoA/low".into(),
+                ..args("es256-private.pem")
+            })
+            .expect("t"),
+        ),
+        (
+            "not a citizen",
+            mint(&TokenArgs {
+                sub: Some("portal".into()),
+                ..args("es256-private.pem")
+            })
+            .expect("t"),
+        ),
+    ];
+    for (case, token) in &forbidden {
+        let (status, body) = api.get(&path, Some(token)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{case}");
+        assert_valid("StatusMessage", &body);
+    }
+
+    // Another citizen's message, attachment, body or content, and a message that does not
+    // exist: one and the same 404.
+    let token = citizen_token(SAMPLE_SSIN);
+    let other_token = citizen_token(OTHER_SSIN);
+    let (_, their_attachments) = api
+        .get(
+            &format!("/ebox/messages/{theirs}/attachments"),
+            Some(&other_token),
+        )
+        .await;
+    let their_attachment = their_attachments["items"][0]["attachmentId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let mut bodies = Vec::new();
+    for probe in [
+        format!("/ebox/messages/{theirs}"),
+        format!("/ebox/messages/{theirs}/attachments"),
+        format!("/ebox/messages/{theirs}/attachments/{their_attachment}"),
+        format!("/ebox/messages/{theirs}/attachments/{their_attachment}/content"),
+        format!("/ebox/messages/{theirs}/body"),
+        format!("/ebox/messages/{mine}/attachments/{their_attachment}"),
+        format!("/ebox/messages/{}", uuid::Uuid::new_v4()),
+        "/ebox/messages/not-even-a-uuid".to_owned(),
+    ] {
+        let (status, body) = api.get(&probe, Some(&token)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{probe}");
+        assert_valid("StatusMessage", &body);
+        bodies.push((body["code"].clone(), body["message"].clone()));
+    }
+    assert!(
+        bodies.iter().all(|b| *b == bodies[0]),
+        "the 404s must not tell cases apart: {bodies:?}"
+    );
+
+    // An expired message is never returned, even before retention deletes it.
+    sqlx::query(
+        "UPDATE documents SET expiration_date = now() - interval '1 minute' WHERE message_id = $1",
+    )
+    .bind(mine)
+    .execute(&app.pool)
+    .await
+    .expect("update");
+    let (status, _) = api.get(&path, Some(&token)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, list) = api.get("/ebox/messages", Some(&token)).await;
+    assert_eq!(
+        (list["items"].clone(), list["totalItems"].clone()),
+        (json!([]), json!(0))
+    );
+}
+
+fn base64_url(value: &Value) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string())
+}
+
+#[tokio::test]
+async fn reference_data_is_served_cacheable_and_as_the_contract_describes() {
+    let app = spawn_app_with(Options {
+        api: true,
+        ..Options::default()
+    })
+    .await;
+    let api = Api::of(&app);
+    let token = citizen_token(SAMPLE_SSIN);
+    for (path, definition) in [
+        ("/referenceData/messageTypes", "MessageTypes"),
+        (
+            &format!("/referenceData/messageTypes/{MESSAGE_TYPE}") as &str,
+            "MessageType",
+        ),
+        ("/referenceData/senderOrganizations", "SenderOrganizations"),
+        (
+            &format!("/referenceData/senderOrganizations/{ORGANIZATION}"),
+            "SenderOrganization",
+        ),
+        ("/referenceData/senderApplications", "SenderApplications"),
+        (
+            "/referenceData/senderApplications/unemployment",
+            "SenderApplication",
+        ),
+    ] {
+        let response = api.get_raw(path, &token).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert_eq!(
+            response.headers()["cache-control"],
+            "public, no-transform, proxy-revalidate, max-age=86400"
+        );
+        let body: Value = response.json().await.expect("JSON");
+        assert_valid(definition, &body);
+    }
+    let (_, types) = api.get("/referenceData/messageTypes", Some(&token)).await;
+    assert_eq!(types["totalItems"], 2);
+    let (_, one) = api
+        .get(
+            &format!("/referenceData/messageTypes/{MESSAGE_TYPE}"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(one["senderOrganizationIds"], json!([ORGANIZATION]));
+    assert_eq!(one["messageTypeName"]["fr"], "Attestation");
+    let (_, app_entry) = api
+        .get(
+            "/referenceData/senderApplications/unemployment",
+            Some(&token),
+        )
+        .await;
+    assert_eq!(
+        app_entry["applicationName"]["de"], "Werkloosheid",
+        "a missing language is filled"
+    );
+    let (status, _) = api
+        .get("/referenceData/messageTypes/nope", Some(&token))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let no_scope = mint(&TokenArgs {
+        scope: "ebox:messages".into(),
+        ..args("es256-private.pem")
+    })
+    .expect("t");
+    let (status, _) = api
+        .get("/referenceData/messageTypes", Some(&no_scope))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_sender_searches_the_status_of_its_own_messages_only() {
+    let app = spawn_app_with(Options::with_api()).await;
+    consent_to(&app, SAMPLE_SSIN).await;
+    let mut sender = app.sender().await;
+    let id = deliver(
+        &mut sender,
+        "ref-status",
+        sample_v2(SAMPLE_SSIN, MESSAGE_TYPE),
+    )
+    .await;
+    let api = Api::of(&app);
+    let request =
+        json!([{"messageId": id, "eboxId": {"eboxType": "citizen", "eboxIdValue": SAMPLE_SSIN}}]);
+    let search = |client_id: &str, scope: &str| {
+        let token = mint(&TokenArgs {
+            sub: None,
+            client_id: Some(client_id.into()),
+            scope: scope.into(),
+            ..args("es256-private.pem")
+        })
+        .expect("t");
+        api.http
+            .post(format!("{}/searchMessageStatus", api.base))
+            .bearer_auth(token)
+            .json(&request)
+            .send()
+    };
+    let response = search(&app.sender_id, "ebox:sender").await.expect("answer");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let found: Value = response.json().await.expect("JSON");
+    assert_valid("MessagesStatusList", &found);
+    assert_eq!(found[0]["messageId"], id.to_string());
+    assert_eq!(found[0]["readStatus"], false);
+    let response = search("another-sender", "ebox:sender")
+        .await
+        .expect("answer");
+    assert_eq!(
+        response.json::<Value>().await.expect("JSON"),
+        json!([]),
+        "not another sender's"
+    );
+    let response = search(&app.sender_id, "ebox:messages")
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+}
+
+#[test]
+fn the_contract_schemas_used_above_do_reject_a_wrong_shape() {
+    let result = std::panic::catch_unwind(|| {
+        assert_valid("Message", &json!({"messageId": 1, "subject": {}}));
+    });
+    assert!(result.is_err(), "the validator must not accept anything");
+    let result = std::panic::catch_unwind(|| {
+        assert_valid(
+            "PublicationStatusMessage",
+            &json!({"messageId": "m", "expirationDate": "tomorrow"}),
+        );
+    });
+    assert!(result.is_err(), "formats (date-time) are checked");
+}

@@ -1,0 +1,103 @@
+//! The read-receipt stage: consumes `ebox.read-receipt` (bound to `readDocument` on
+//! `ebox.events`) and sends the sender `read` with `readAt`, once per message however often the
+//! citizen opens it: the first receipt is recorded with its audit slice, and a later copy of
+//! the event replays the recorded `readAt` instead of making a second one.
+
+use chrono::{DateTime, Utc};
+use common::audit::AuditEvent;
+use common::events::{EventEnvelope, READ_DOCUMENT};
+use common::messages;
+use common::status::{Code, Status, StatusEvent};
+use queues::status::status_message;
+use queues::topology::READ_RECEIPT_QUEUE;
+use queues::{Handler, HandlerError, Incoming, Outcome};
+use sqlx::PgConnection;
+use tracing::info;
+
+const STAGE: &str = "read-receipt";
+pub const READ_MESSAGE: &str = "the citizen opened the message";
+
+#[derive(Default)]
+pub struct ReadReceipt;
+
+impl Handler for ReadReceipt {
+    fn queue(&self) -> &'static str {
+        READ_RECEIPT_QUEUE
+    }
+
+    async fn handle(
+        &self,
+        conn: &mut PgConnection,
+        incoming: Incoming<'_>,
+    ) -> Result<Outcome, HandlerError> {
+        let envelope: EventEnvelope = serde_json::from_slice(incoming.body)
+            .map_err(|e| HandlerError::Permanent(anyhow::anyhow!("not an event: {e}")))?;
+        if envelope.event_data.event_type != READ_DOCUMENT {
+            return Ok(Outcome::ack(Vec::new()));
+        }
+        let message_id = envelope.event_data.message_id;
+        let recorded: Option<serde_json::Value> = sqlx::query_scalar(
+            "SELECT details FROM stage_decisions WHERE message_id = $1 AND stage = $2",
+        )
+        .bind(message_id)
+        .bind(STAGE)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let read_at: DateTime<Utc> = match recorded
+            .as_ref()
+            .and_then(|d| d.get("readAt"))
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+        {
+            Some(read_at) => read_at,
+            None => {
+                let read_at = envelope.event_time;
+                sqlx::query(
+                    "INSERT INTO stage_decisions (message_id, stage, decision, details)
+                     VALUES ($1, $2, 'read', $3)",
+                )
+                .bind(message_id)
+                .bind(STAGE)
+                .bind(serde_json::json!({"readAt": read_at}))
+                .execute(&mut *conn)
+                .await?;
+                messages::set_status(
+                    conn,
+                    message_id,
+                    Status::Read,
+                    Code::Read,
+                    READ_MESSAGE,
+                    read_at,
+                )
+                .await?;
+                let mut audit = AuditEvent::new(STAGE, "read-confirmed");
+                audit.code = Some(Code::Read.as_str().to_owned());
+                audit.message_id = Some(message_id);
+                audit.details = serde_json::json!({"readAt": read_at});
+                audit.record(conn).await?;
+                info!(%message_id, "read receipt recorded");
+                read_at
+            }
+        };
+        let record = messages::find(conn, message_id).await?.ok_or_else(|| {
+            HandlerError::Permanent(anyhow::anyhow!("message {message_id} has no intake record"))
+        })?;
+        let sender_id: String = sqlx::query_scalar("SELECT sender_id FROM messages WHERE id = $1")
+            .bind(message_id)
+            .fetch_one(&mut *conn)
+            .await?;
+        let status = StatusEvent {
+            sender_reference: Some(record.sender_reference.clone()),
+            message_id: Some(message_id),
+            status: Status::Read,
+            code: Code::Read.as_str().to_owned(),
+            message: READ_MESSAGE.to_owned(),
+            at: read_at,
+            expiration_date: Some(record.expiration_date),
+            read_at: Some(read_at),
+            correlation_id: record.correlation_id.clone(),
+        };
+        Ok(Outcome::ack(vec![
+            status_message(&sender_id, &status).map_err(|e| HandlerError::Permanent(e.into()))?,
+        ]))
+    }
+}
