@@ -19,6 +19,7 @@ export EBOX_LOG=${EBOX_LOG:-warn}
 export EBOX_SMTP_URL=${EBOX_SMTP_URL:-smtp://127.0.0.1:2525}
 # The citizen API, trusting the test-only keys of tests/fixtures (never in production).
 export EBOX_API_ADDR=${EBOX_API_ADDR:-127.0.0.1:8080}
+export EBOX_API_PUBLIC_URL=${EBOX_API_PUBLIC_URL:-http://$EBOX_API_ADDR}
 export EBOX_JWT_KEYS_FILE=${EBOX_JWT_KEYS_FILE:-tests/fixtures/jwks.json}
 export EBOX_JWT_ISSUER=${EBOX_JWT_ISSUER:-https://idp.ebox.localhost}
 export EBOX_JWT_AUDIENCE=${EBOX_JWT_AUDIENCE:-ebox-document-provider}

@@ -54,7 +54,11 @@ pub async fn record(
     let slot = AuditSlot::default();
     request.extensions_mut().insert(slot.clone());
     let method = request.method().clone();
-    let url = request.uri().to_string();
+    // The URL as the client sent it, base path included.
+    let url = request
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map_or_else(|| request.uri().to_string(), |uri| uri.0.to_string());
     let token_hash = bearer(request.headers()).map(token_sha256);
     let response = next.run(request).await;
     let status = response.status();

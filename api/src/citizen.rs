@@ -11,7 +11,7 @@ use crate::error::ApiError;
 use crate::model::{ATTACHMENT_COLUMNS, AttachmentRow, DOCUMENT_COLUMNS, DocumentRow, Page};
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, Method, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
 use common::ssin::Ssin;
@@ -37,18 +37,10 @@ pub fn authenticate(
     Ok((ssin, citizen))
 }
 
-/// The absolute URL of the API's root, for `contentHref`.
-fn href_base(state: &AppState, headers: &HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    let scheme = headers
-        .get("x-forwarded-proto")
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("http");
-    let base = state.base_path.trim_end_matches('/');
-    format!("{scheme}://{host}{base}")
+/// The absolute URL of the API's root, for `contentHref`: configured, never taken from the
+/// request (a forged `Host` must not redirect a client's token elsewhere).
+fn href_base(state: &AppState, _headers: &HeaderMap) -> String {
+    state.public_url.trim_end_matches('/').to_owned()
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -159,6 +151,9 @@ impl Filters {
         {
             return Err(ApiError::bad_request("qlang must be nl, fr or de"));
         }
+        if query.get("q").is_some_and(|q| !q.is_empty()) && qlang.is_none() {
+            return Err(ApiError::bad_request("q needs qlang (nl, fr or de)"));
+        }
         Ok(Self {
             page: number("page", 1, 1..=i64::from(i32::MAX))?,
             page_size: number("pageSize", 25, 1..=100)?,
@@ -210,25 +205,46 @@ impl Filters {
         if let Some(registered) = self.registered_mail {
             sql.push(" AND d.registered_mail = ").push_bind(registered);
         }
-        if let Some(q) = &self.q {
-            // Substring search in the textual metadata (the subject), never in the content.
+        if let (Some(q), Some(lang)) = (&self.q, &self.qlang) {
+            // Substring search in the textual metadata in that language — the subject and the
+            // names of the message type, sender organisation and application, as shown (a
+            // missing language falls back like the display does) — never in the content.
             let pattern = format!(
                 "%{}%",
                 q.replace('\\', "\\\\")
                     .replace('%', "\\%")
                     .replace('_', "\\_")
             );
-            match &self.qlang {
-                Some(lang) => {
-                    sql.push(" AND d.subject ->> ").push_bind(lang.as_str());
-                    sql.push(" ILIKE ").push_bind(pattern);
-                }
-                None => {
-                    sql.push(" AND (SELECT bool_or(v ILIKE ")
-                        .push_bind(pattern)
-                        .push(") FROM jsonb_each_text(d.subject) AS t(k, v))");
+            let shown = |column: &str| {
+                format!(
+                    "coalesce({column} ->> $LANG, {column} ->> 'nl', {column} ->> 'fr', {column} ->> 'de')"
+                )
+            };
+            let condition = format!(
+                "({} ILIKE $P
+                  OR EXISTS (SELECT 1 FROM message_types t WHERE t.id = d.message_type_id AND {} ILIKE $P)
+                  OR EXISTS (SELECT 1 FROM senders s WHERE s.organization_id = d.sender_organization_id AND {} ILIKE $P)
+                  OR EXISTS (SELECT 1 FROM sender_applications a WHERE a.sender_id = d.sender_id
+                             AND a.id = d.sender_application_id AND {} ILIKE $P))",
+                shown("d.subject"),
+                shown("t.name"),
+                shown("s.name"),
+                shown("a.name"),
+            );
+            // Bind each placeholder in order of appearance.
+            sql.push(" AND ");
+            let mut rest = condition.as_str();
+            while let Some(at) = rest.find('$') {
+                sql.push(&rest[..at]);
+                if rest[at..].starts_with("$LANG") {
+                    sql.push_bind(lang.clone());
+                    rest = &rest[at + 5..];
+                } else {
+                    sql.push_bind(pattern.clone());
+                    rest = &rest[at + 2..];
                 }
             }
+            sql.push(rest);
         }
     }
 }
@@ -391,6 +407,7 @@ pub async fn attachment(
 
 pub async fn content(
     State(state): State<Arc<AppState>>,
+    method: Method,
     headers: HeaderMap,
     axum::Extension(slot): axum::Extension<AuditSlot>,
     Path((message_id, attachment_id)): Path<(String, String)>,
@@ -406,25 +423,27 @@ pub async fn content(
     .bind(row.attachment_id)
     .fetch_one(&state.pool)
     .await?;
-    if row.main_content {
-        crate::read::mark_read(&state, &document, &ssin).await;
-    }
-    let disposition = format!(
-        "attachment; filename=\"{}\"",
-        row.file_name.replace(['"', '\\', '\r', '\n'], "_")
-    );
-    Ok((
+    let response = (
         [
             (header::CONTENT_TYPE, row.media_type.clone()),
-            (header::CONTENT_DISPOSITION, disposition),
+            (
+                header::CONTENT_DISPOSITION,
+                content_disposition(&row.file_name),
+            ),
         ],
         bytes,
     )
-        .into_response())
+        .into_response();
+    // Only a GET that is about to deliver the bytes counts as reading (not a HEAD).
+    if row.main_content && method == Method::GET {
+        crate::read::mark_read(&state, &document, &ssin).await;
+    }
+    Ok(response)
 }
 
 pub async fn body(
     State(state): State<Arc<AppState>>,
+    method: Method,
     headers: HeaderMap,
     axum::Extension(slot): axum::Extension<AuditSlot>,
     Path(message_id): Path<String>,
@@ -437,11 +456,40 @@ pub async fn body(
         .as_ref()
         .map(|b| b.0.filled())
         .ok_or_else(ApiError::not_found)?;
-    if document.body_main_content {
+    if document.body_main_content && method == Method::GET {
         crate::read::mark_read(&state, &document, &ssin).await;
     }
     Ok(Json(body))
 }
+
+/// `attachment; filename="…"; filename*=UTF-8''…`: an ASCII fallback without quotes or control
+/// characters, and the exact name percent-encoded (RFC 6266).
+fn content_disposition(file_name: &str) -> String {
+    let fallback: String = file_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let encoded: String = file_name
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
+}
+
+/// Items one PATCH may change.
+const MAX_UPDATES: usize = 100;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -478,6 +526,11 @@ pub async fn update(
     }
     let request: MessagesToUpdate = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("the body is not a MessagesToUpdate: {e}")))?;
+    if request.items.len() > MAX_UPDATES {
+        return Err(ApiError::bad_request(format!(
+            "at most {MAX_UPDATES} items per request"
+        )));
+    }
     let mut tx = state.pool.begin().await?;
     let mut changed = Vec::new();
     for item in &request.items {
@@ -506,4 +559,23 @@ pub async fn update(
     Ok(Json(
         serde_json::json!({"items": changed, "totalItems": changed.len()}),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::content_disposition;
+
+    #[test]
+    fn a_file_name_cannot_break_the_header() {
+        let header = content_disposition("a\u{1}\"b\r\n.pdf");
+        assert!(
+            header.bytes().all(|b| (0x20..0x7f).contains(&b)),
+            "{header}"
+        );
+        assert!(axum::http::HeaderValue::from_str(&header).is_ok());
+        assert_eq!(
+            content_disposition("attest été.pdf"),
+            "attachment; filename=\"attest _t_.pdf\"; filename*=UTF-8''attest%20%C3%A9t%C3%A9.pdf"
+        );
+    }
 }

@@ -36,6 +36,8 @@ pub struct AppState {
     pub events: read::EventPublisher,
     pub provider_id: String,
     pub base_path: String,
+    /// The API's public root URL (with the base path), for links in responses.
+    pub public_url: String,
 }
 
 /// The routes, under `base_path` (`/` or e.g. `/ebox-api`).

@@ -17,6 +17,8 @@ use sqlx::types::Json;
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
+const PUBLISH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A confirmed publisher opened on first use and opened again after a failure.
 pub struct EventPublisher {
     amqp_url: String,
@@ -31,7 +33,19 @@ impl EventPublisher {
         }
     }
 
+    /// Publishes with confirms, giving up after [`PUBLISH_TIMEOUT`]: a stalled broker must not
+    /// hold the consultation (and the message's row lock) hostage.
     pub async fn publish(&self, messages: &[Outgoing]) -> anyhow::Result<()> {
+        match tokio::time::timeout(PUBLISH_TIMEOUT, self.publish_now(messages)).await {
+            Ok(result) => result,
+            Err(_) => {
+                *self.open.lock().await = None;
+                anyhow::bail!("the broker did not confirm within {PUBLISH_TIMEOUT:?}")
+            }
+        }
+    }
+
+    async fn publish_now(&self, messages: &[Outgoing]) -> anyhow::Result<()> {
         let mut open = self.open.lock().await;
         if open.is_none() {
             let connection = queues::driver::connect(&self.amqp_url, "ebox api").await?;

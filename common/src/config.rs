@@ -45,6 +45,9 @@ pub struct Settings {
     /// The citizen API: where it listens, and the path it is served under (`/` or `/ebox-api`).
     pub api_addr: SocketAddr,
     pub api_base_path: String,
+    /// The API's public root URL (what clients reach, base path excluded), for the links in
+    /// responses (`contentHref`). Defaults to `http://localhost:<port of EBOX_API_ADDR>`.
+    pub api_public_url: String,
     /// The identity provider's verification keys: a JWKS (JSON) or PEM public key file.
     /// Required by the API only, like the issuer and audience.
     pub jwt_keys_file: Option<std::path::PathBuf>,
@@ -247,6 +250,13 @@ impl Settings {
                 Err("must be a path starting with /".into())
             }
         });
+        let api_public_url = env.optional("EBOX_API_PUBLIC_URL", None, |v| {
+            if v.starts_with("https://") || v.starts_with("http://") {
+                Ok(Some(v.trim_end_matches('/').to_owned()))
+            } else {
+                Err("must be an http(s) URL".into())
+            }
+        });
         let jwt_keys_file = env.optional("EBOX_JWT_KEYS_FILE", None, |v| {
             Ok(Some(std::path::PathBuf::from(v)))
         });
@@ -288,6 +298,10 @@ impl Settings {
                 provider_id: provider_id?,
                 retention_interval: retention_interval?,
                 api_addr: api_addr?,
+                api_public_url: match api_public_url? {
+                    Some(url) => url,
+                    None => format!("http://localhost:{}", api_addr?.port()),
+                },
                 api_base_path: api_base_path?,
                 jwt_keys_file: jwt_keys_file?,
                 jwt_issuer: jwt_issuer?,

@@ -180,6 +180,11 @@ pub async fn start_api(
             events: api::read::EventPublisher::new(settings.amqp_url.clone()),
             provider_id: settings.provider_id.clone(),
             base_path: settings.api_base_path.clone(),
+            public_url: format!(
+                "{}{}",
+                settings.api_public_url,
+                settings.api_base_path.trim_end_matches('/')
+            ),
         });
         let listener = tokio::net::TcpListener::bind(settings.api_addr)
             .await

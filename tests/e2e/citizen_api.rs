@@ -252,13 +252,24 @@ async fn a_citizen_lists_and_opens_their_messages_as_the_contract_describes() {
         .get("/ebox/messages?q=jaarattest&qlang=fr", Some(&token))
         .await;
     assert_eq!(none["totalItems"], 0);
-    let (_, content_not_searched) = api.get("/ebox/messages?q=attestation", Some(&token)).await;
+    let (_, french) = api
+        .get("/ebox/messages?q=attestation&qlang=fr", Some(&token))
+        .await;
+    assert_eq!(french["totalItems"], 2, "the French subject of both");
+    let (_, none) = api
+        .get("/ebox/messages?q=Voir&qlang=fr", Some(&token))
+        .await;
     assert_eq!(
-        content_not_searched["totalItems"], 2,
-        "the French subject matches both, the body is not searched"
+        none["totalItems"], 0,
+        "never the content (the body says Voir)"
     );
-    let (_, none) = api.get("/ebox/messages?q=Voir", Some(&token)).await;
-    assert_eq!(none["totalItems"], 0, "never the content");
+    let (_, by_sender) = api.get("/ebox/messages?q=rva&qlang=nl", Some(&token)).await;
+    assert_eq!(
+        by_sender["totalItems"], 2,
+        "the sender organisation's name is searched too"
+    );
+    let (status, _) = api.get("/ebox/messages?q=attest", Some(&token)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "q needs qlang");
     let (_, typed) = api
         .get(
             &format!(
@@ -323,10 +334,24 @@ async fn a_citizen_lists_and_opens_their_messages_as_the_contract_describes() {
         .await;
     assert_eq!(annex.status(), StatusCode::OK);
     assert_eq!(annex.headers()["content-type"], "text/plain");
+    let head = api
+        .http
+        .head(format!(
+            "{}/ebox/messages/{first}/attachments/{main_id}/content",
+            api.base
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(head.status(), StatusCode::OK);
     let (_, message) = api
         .get(&format!("/ebox/messages/{first}"), Some(&token))
         .await;
-    assert_eq!(message["readStatus"], false);
+    assert_eq!(
+        message["readStatus"], false,
+        "neither an annex nor a HEAD is a reading"
+    );
     for _ in 0..3 {
         let main = api
             .get_raw(
@@ -611,13 +636,22 @@ fn base64_url(value: &Value) -> String {
 
 #[tokio::test]
 async fn reference_data_is_served_cacheable_and_as_the_contract_describes() {
+    // Served under a base path, as behind an ingress that routes /ebox-api to the service.
     let app = spawn_app_with(Options {
         api: true,
+        vars: vec![("EBOX_API_BASE_PATH".to_owned(), "/ebox-api/".to_owned())],
         ..Options::default()
     })
     .await;
-    let api = Api::of(&app);
+    let mut api = Api::of(&app);
     let token = citizen_token(SAMPLE_SSIN);
+    let (status, _) = api.get("/referenceData/messageTypes", Some(&token)).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "nothing outside the base path"
+    );
+    api.base = format!("{}/ebox-api", api.base);
     for (path, definition) in [
         ("/referenceData/messageTypes", "MessageTypes"),
         (

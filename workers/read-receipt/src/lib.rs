@@ -1,7 +1,8 @@
 //! The read-receipt stage: consumes `ebox.read-receipt` (bound to `readDocument` on
 //! `ebox.events`) and sends the sender `read` with `readAt`, once per message however often the
-//! citizen opens it: the first receipt is recorded with its audit slice, and a later copy of
-//! the event replays the recorded `readAt` instead of making a second one.
+//! citizen opens it: the first receipt is recorded (with the event's sequence number) and
+//! audited; a redelivery of that event sends the same receipt again (it may have been lost in a
+//! crash), any other `readDocument` for the message is dropped.
 
 use chrono::{DateTime, Utc};
 use common::audit::AuditEvent;
@@ -43,12 +44,27 @@ impl Handler for ReadReceipt {
         .bind(STAGE)
         .fetch_optional(&mut *conn)
         .await?;
+        let sequence = envelope.event_sequence_nbr;
         let read_at: DateTime<Utc> = match recorded
             .as_ref()
             .and_then(|d| d.get("readAt"))
             .and_then(|v| serde_json::from_value(v.clone()).ok())
         {
-            Some(read_at) => read_at,
+            // The same event again (a redelivery after a crash): the receipt may not have
+            // left, so it goes again. Another readDocument for a message already read (the
+            // API publishes before it commits the read mark) says nothing new: dropped.
+            Some(read_at) => {
+                let same_event = recorded
+                    .as_ref()
+                    .and_then(|d| d.get("eventSequenceNbr"))
+                    .and_then(serde_json::Value::as_i64)
+                    == Some(sequence);
+                if !same_event {
+                    info!(%message_id, "already read; a later readDocument is dropped");
+                    return Ok(Outcome::ack(Vec::new()));
+                }
+                read_at
+            }
             None => {
                 let read_at = envelope.event_time;
                 sqlx::query(
@@ -57,7 +73,7 @@ impl Handler for ReadReceipt {
                 )
                 .bind(message_id)
                 .bind(STAGE)
-                .bind(serde_json::json!({"readAt": read_at}))
+                .bind(serde_json::json!({"readAt": read_at, "eventSequenceNbr": sequence}))
                 .execute(&mut *conn)
                 .await?;
                 messages::set_status(
