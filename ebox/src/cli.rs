@@ -61,6 +61,8 @@ enum Command {
     },
     /// Act as a demo sender: publish messages, print the statuses.
     Demo(crate::demo::DemoArgs),
+    /// Measure the pipeline's throughput against a bare chain of queues (prints figures).
+    Bench(crate::bench::BenchArgs),
     /// A development SMTP server that prints every message it receives (never in production).
     SmtpSink {
         #[arg(long, default_value = "127.0.0.1:2525")]
@@ -242,6 +244,7 @@ impl Command {
                 println!("preferences recorded");
                 Ok(())
             }
+            Command::Bench(args) => crate::bench::run(&settings, args).await,
             Command::Demo(_) | Command::SmtpSink { .. } | Command::Token(_) => {
                 unreachable!("handled before settings are read")
             }

@@ -3,12 +3,14 @@
 //!
 //! - [`cli`]: the subcommands;
 //! - [`admin`]: applying reference data to the database and the broker;
+//! - [`bench`]: the throughput benchmark (pipeline against a bare chain of queues);
 //! - [`workers`]: which stages exist and how a process runs them;
 //! - [`demo`]: a sender publishing v1 and v2 messages and reading its status queue;
 //! - [`smtp_sink`]: a development SMTP server (the demo's relay, the tests' SMTP peer);
 //! - [`token`]: development tokens for the API (the demo's and the tests').
 
 pub mod admin;
+pub mod bench;
 pub mod cli;
 pub mod demo;
 pub mod smtp_sink;
