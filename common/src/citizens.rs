@@ -32,15 +32,16 @@ pub struct ConsentState {
     pub since: DateTime<Utc>,
 }
 
-/// Records a consent change (idempotent for the same citizen, moment and value).
+/// Records a consent change (idempotent for the same citizen, moment and value); `false` when
+/// it was recorded before.
 pub async fn record_consent(
     conn: &mut PgConnection,
     citizen: &str,
     consent: Consent,
     at: DateTime<Utc>,
     source: &str,
-) -> sqlx::Result<()> {
-    sqlx::query(
+) -> sqlx::Result<bool> {
+    let recorded = sqlx::query(
         "INSERT INTO consent_changes (citizen, consent, at, source) VALUES ($1, $2, $3, $4)
          ON CONFLICT (citizen, at, consent) DO NOTHING",
     )
@@ -50,7 +51,7 @@ pub async fn record_consent(
     .bind(source)
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(recorded.rows_affected() == 1)
 }
 
 /// The consent in force now; `None` when the citizen never consented nor withdrew.
@@ -95,19 +96,20 @@ pub struct Preferences {
     pub channel: Channel,
 }
 
-/// Sets the preferences unless a later change is already recorded.
+/// Sets the preferences unless a later change is already recorded; `false` when it was not
+/// applied (an older change arriving late).
 pub async fn record_preferences(
     conn: &mut PgConnection,
     citizen: &str,
     preferences: &Preferences,
     at: DateTime<Utc>,
-) -> sqlx::Result<()> {
+) -> sqlx::Result<bool> {
     let (channel, email, partner) = match &preferences.channel {
         Channel::Email { email } => ("email", Some(email.as_str()), None),
         Channel::Partner { partner_id } => ("partner", None, Some(partner_id.as_str())),
         Channel::None => ("none", None, None),
     };
-    sqlx::query(
+    let applied = sqlx::query(
         "INSERT INTO citizen_preferences (citizen, language, channel, email, partner_id, at)
          VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (citizen) DO UPDATE
@@ -122,7 +124,7 @@ pub async fn record_preferences(
     .bind(at)
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(applied.rows_affected() == 1)
 }
 
 pub async fn preferences(

@@ -114,7 +114,10 @@ pub async fn record_consent(
     source: &str,
 ) -> Result<(), HandlerError> {
     let citizen = hasher.hash(ssin);
-    citizens::record_consent(conn, &citizen, consent, at, source).await?;
+    if !citizens::record_consent(conn, &citizen, consent, at, source).await? {
+        // The same change again (a redelivery): recorded and audited the first time.
+        return Ok(());
+    }
     let mut audit = AuditEvent::new(
         STAGE,
         match consent {
@@ -157,13 +160,21 @@ pub async fn record_preferences(
         _ => {}
     }
     let citizen = hasher.hash(ssin);
-    citizens::record_preferences(conn, &citizen, preferences, at).await?;
+    let applied = citizens::record_preferences(conn, &citizen, preferences, at).await?;
     let channel = match &preferences.channel {
         Channel::Email { .. } => "email",
         Channel::Partner { .. } => "partner",
         Channel::None => "none",
     };
-    let mut audit = AuditEvent::new(STAGE, "preferences-set");
+    // A change older than the one in force is audited as superseded, not as set.
+    let mut audit = AuditEvent::new(
+        STAGE,
+        if applied {
+            "preferences-set"
+        } else {
+            "preferences-superseded"
+        },
+    );
     audit.ssin_hash = Some(citizen);
     audit.details = serde_json::json!({
         "at": at,
