@@ -6,7 +6,8 @@
 //! - The sender contract's outcomes: [`status`] (statuses and stable codes); the federation's
 //!   events: [`events`].
 //! - The internal message between stages: [`publication::Publication`]; the record of
-//!   accepted messages and their status: [`messages`].
+//!   accepted messages and their status: [`messages`]; what each stage decided:
+//!   [`decisions`].
 //! - Reference data: [`registry`] (senders, applications, message types, partners) and
 //!   [`citizens`] (consent with its history, notification preferences).
 //! - Infrastructure: [`config`] (`EBOX_*` settings), [`telemetry`] (logs), [`metrics`]
@@ -17,6 +18,7 @@ pub mod cbe;
 pub mod citizens;
 pub mod config;
 pub mod db;
+pub mod decisions;
 pub mod digest;
 pub mod events;
 pub mod ids;

@@ -114,6 +114,12 @@ impl From<sqlx::Error> for HandlerError {
     }
 }
 
+/// Decodes an internal message; one that does not decode can never be handled (permanent).
+pub fn decode<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, HandlerError> {
+    serde_json::from_slice(body)
+        .map_err(|e| HandlerError::Permanent(anyhow::anyhow!("not a valid {what}: {e}")))
+}
+
 /// One stage of the pipeline.
 pub trait Handler: Send + Sync + 'static {
     /// The queue this stage consumes.

@@ -11,5 +11,5 @@ pub mod publisher;
 pub mod status;
 pub mod topology;
 
-pub use driver::{DriverSettings, Handler, HandlerError, Incoming, Outcome};
+pub use driver::{DriverSettings, Handler, HandlerError, Incoming, Outcome, decode};
 pub use publisher::{Outgoing, Publisher};

@@ -15,9 +15,9 @@ pub mod updates;
 use chrono::{SubsecRound as _, Utc};
 use common::audit::{AuditEvent, SsinHasher};
 use common::citizens::{self, Consent};
-use common::messages;
 use common::publication::{PUBLICATION_TYPE, Publication};
 use common::status::{Code, Status};
+use common::{decisions, messages};
 use queues::status::status_message;
 use queues::topology::{CONSENT_CHECK_QUEUE, STORE_QUEUE};
 use queues::{Handler, HandlerError, Incoming, Outcome, Outgoing};
@@ -50,19 +50,12 @@ impl Handler for ConsentCheck {
         conn: &mut PgConnection,
         incoming: Incoming<'_>,
     ) -> Result<Outcome, HandlerError> {
-        let publication: Publication = serde_json::from_slice(incoming.body)
-            .map_err(|e| HandlerError::Permanent(anyhow::anyhow!("not a publication: {e}")))?;
+        let publication: Publication = queues::decode(incoming.body, "publication")?;
         let message_id = publication.message_id;
 
-        let recorded: Option<String> = sqlx::query_scalar(
-            "SELECT decision FROM stage_decisions WHERE message_id = $1 AND stage = $2",
-        )
-        .bind(message_id)
-        .bind(STAGE)
-        .fetch_optional(&mut *conn)
-        .await?;
-        let decision = match recorded {
-            Some(decision) => {
+        let decision = match decisions::find(conn, message_id, STAGE).await? {
+            Some(recorded) => {
+                let decision = recorded.decision;
                 info!(%message_id, decision, "already decided; replaying the decision");
                 decision
             }
@@ -107,15 +100,7 @@ impl ConsentCheck {
             "consent": state.map_or("never", |s| s.consent.as_str()),
             "consentSince": state.map(|s| s.since),
         });
-        sqlx::query(
-            "INSERT INTO stage_decisions (message_id, stage, decision, details) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(publication.message_id)
-        .bind(STAGE)
-        .bind(decision)
-        .bind(&details)
-        .execute(&mut *conn)
-        .await?;
+        decisions::record(conn, publication.message_id, STAGE, decision, &details).await?;
         if !consented {
             messages::set_status(
                 conn,

@@ -21,6 +21,7 @@ pub mod webhook;
 
 use common::audit::{AuditEvent, SsinHasher};
 use common::citizens::{self, Channel};
+use common::decisions;
 use common::events::{EventEnvelope, NEW_DOCUMENT};
 use common::metrics::METRICS;
 use common::ssin::Ssin;
@@ -54,21 +55,13 @@ impl Handler for Notify {
         conn: &mut PgConnection,
         incoming: Incoming<'_>,
     ) -> Result<Outcome, HandlerError> {
-        let envelope: EventEnvelope = serde_json::from_slice(incoming.body)
-            .map_err(|e| HandlerError::Permanent(anyhow::anyhow!("not an event: {e}")))?;
+        let envelope: EventEnvelope = queues::decode(incoming.body, "event")?;
         let event = &envelope.event_data;
         if event.event_type != NEW_DOCUMENT {
             return Ok(Outcome::ack(Vec::new()));
         }
         let message_id = event.message_id;
-        let decided: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM stage_decisions WHERE message_id = $1 AND stage = $2)",
-        )
-        .bind(message_id)
-        .bind(STAGE)
-        .fetch_one(&mut *conn)
-        .await?;
-        if decided {
+        if decisions::find(conn, message_id, STAGE).await?.is_some() {
             info!(%message_id, "notification already decided");
             return Ok(Outcome::ack(Vec::new()));
         }
@@ -118,14 +111,13 @@ impl Handler for Notify {
                 .execute(&mut *conn)
                 .await?;
         }
-        sqlx::query(
-            "INSERT INTO stage_decisions (message_id, stage, decision, details) VALUES ($1, $2, $3, $4)",
+        decisions::record(
+            conn,
+            message_id,
+            STAGE,
+            decision,
+            &serde_json::json!({"channel": channel}),
         )
-        .bind(message_id)
-        .bind(STAGE)
-        .bind(decision)
-        .bind(serde_json::json!({"channel": channel}))
-        .execute(&mut *conn)
         .await?;
         let mut audit = AuditEvent::new(
             STAGE,

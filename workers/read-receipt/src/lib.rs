@@ -7,8 +7,8 @@
 use chrono::{DateTime, Utc};
 use common::audit::AuditEvent;
 use common::events::{EventEnvelope, READ_DOCUMENT};
-use common::messages;
 use common::status::{Code, Status, StatusEvent};
+use common::{decisions, messages};
 use queues::status::status_message;
 use queues::topology::READ_RECEIPT_QUEUE;
 use queues::{Handler, HandlerError, Incoming, Outcome};
@@ -31,19 +31,14 @@ impl Handler for ReadReceipt {
         conn: &mut PgConnection,
         incoming: Incoming<'_>,
     ) -> Result<Outcome, HandlerError> {
-        let envelope: EventEnvelope = serde_json::from_slice(incoming.body)
-            .map_err(|e| HandlerError::Permanent(anyhow::anyhow!("not an event: {e}")))?;
+        let envelope: EventEnvelope = queues::decode(incoming.body, "event")?;
         if envelope.event_data.event_type != READ_DOCUMENT {
             return Ok(Outcome::ack(Vec::new()));
         }
         let message_id = envelope.event_data.message_id;
-        let recorded: Option<serde_json::Value> = sqlx::query_scalar(
-            "SELECT details FROM stage_decisions WHERE message_id = $1 AND stage = $2",
-        )
-        .bind(message_id)
-        .bind(STAGE)
-        .fetch_optional(&mut *conn)
-        .await?;
+        let recorded = decisions::find(conn, message_id, STAGE)
+            .await?
+            .map(|d| d.details);
         let sequence = envelope.event_sequence_nbr;
         let read_at: DateTime<Utc> = match recorded
             .as_ref()
@@ -67,14 +62,13 @@ impl Handler for ReadReceipt {
             }
             None => {
                 let read_at = envelope.event_time;
-                sqlx::query(
-                    "INSERT INTO stage_decisions (message_id, stage, decision, details)
-                     VALUES ($1, $2, 'read', $3)",
+                decisions::record(
+                    conn,
+                    message_id,
+                    STAGE,
+                    "read",
+                    &serde_json::json!({"readAt": read_at, "eventSequenceNbr": sequence}),
                 )
-                .bind(message_id)
-                .bind(STAGE)
-                .bind(serde_json::json!({"readAt": read_at, "eventSequenceNbr": sequence}))
-                .execute(&mut *conn)
                 .await?;
                 messages::set_status(
                     conn,

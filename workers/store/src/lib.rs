@@ -14,9 +14,9 @@ pub mod retention;
 use chrono::{DateTime, SubsecRound as _, Utc};
 use common::audit::{AuditEvent, SsinHasher};
 use common::events::{self, DocumentEvent, EVENT_TYPE, EboxId, EventEnvelope, NEW_DOCUMENT};
-use common::messages;
 use common::publication::Publication;
 use common::status::{Code, Status};
+use common::{decisions, messages};
 use queues::status::status_message;
 use queues::topology::{EVENTS_EXCHANGE, STORE_QUEUE};
 use queues::{Handler, HandlerError, Incoming, Outcome, Outgoing};
@@ -65,23 +65,16 @@ impl Handler for Store {
         conn: &mut PgConnection,
         incoming: Incoming<'_>,
     ) -> Result<Outcome, HandlerError> {
-        let publication: Publication = serde_json::from_slice(incoming.body)
-            .map_err(|e| HandlerError::Permanent(anyhow::anyhow!("not a publication: {e}")))?;
+        let publication: Publication = queues::decode(incoming.body, "publication")?;
         let message_id = publication.message_id;
 
         // The decision, not the document, says whether the message was stored: retention
         // deletes the document, and a late copy must not store it again.
-        let decided: Option<sqlx::types::Json<StoreDecision>> = sqlx::query_scalar(
-            "SELECT details FROM stage_decisions WHERE message_id = $1 AND stage = $2",
-        )
-        .bind(message_id)
-        .bind(STAGE)
-        .fetch_optional(&mut *conn)
-        .await?;
+        let decided = decisions::find(conn, message_id, STAGE).await?;
         let decision = match decided {
-            Some(decision) => {
+            Some(recorded) => {
                 info!(%message_id, "already stored; publishing the event and status again");
-                decision.0
+                serde_json::from_value(recorded.details).map_err(permanent)?
             }
             None => self.store(conn, &publication).await?,
         };
@@ -224,14 +217,8 @@ impl Store {
             event_sequence_nbr: sequence,
             receipt_date,
         };
-        sqlx::query(
-            "INSERT INTO stage_decisions (message_id, stage, decision, details) VALUES ($1, $2, 'stored', $3)",
-        )
-        .bind(message_id)
-        .bind(STAGE)
-        .bind(sqlx::types::Json(&decision))
-        .execute(&mut *conn)
-        .await?;
+        let details = serde_json::to_value(decision).map_err(permanent)?;
+        decisions::record(conn, message_id, STAGE, "stored", &details).await?;
         info!(%message_id, sequence, "stored");
         Ok(decision)
     }
