@@ -192,3 +192,76 @@ impl Verifier {
             .ok_or_else(|| ApiError::forbidden("the token names no client_id"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header};
+
+    fn fixture(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures")
+            .join(name)
+    }
+
+    fn token(private: &str, algorithm: Algorithm, sub: &str) -> String {
+        let pem = std::fs::read(fixture(private)).expect("fixture");
+        let key = match algorithm {
+            Algorithm::ES256 => EncodingKey::from_ec_pem(&pem),
+            _ => EncodingKey::from_rsa_pem(&pem),
+        }
+        .expect("a private key");
+        let now = chrono::Utc::now().timestamp();
+        let claims = serde_json::json!({
+            "iss": "idp", "aud": "ebox", "exp": now + 60, "sub": sub,
+            "scope": "ebox:messages", "acr": AssuranceLevel::HIGH,
+        });
+        jsonwebtoken::encode(&Header::new(algorithm), &claims, &key).expect("signed")
+    }
+
+    fn verifier(public: &str) -> Verifier {
+        Verifier::from_file(
+            &fixture(public),
+            "idp".into(),
+            "ebox".into(),
+            AssuranceLevel::Substantial,
+        )
+        .expect("keys")
+    }
+
+    #[test]
+    fn a_pem_public_key_verifies_its_own_algorithm_only() {
+        let es = verifier("es256-public.pem");
+        let rs = verifier("rs256-public.pem");
+        let es_token = token("es256-private.pem", Algorithm::ES256, "85073003328");
+        let rs_token = token("rs256-private.pem", Algorithm::RS256, "85073003328");
+        let citizen = es
+            .verify(&es_token)
+            .and_then(|p| es.citizen(&p, SCOPE_MESSAGES));
+        assert_eq!(
+            citizen.map(|s| s.expose().to_owned()).ok().as_deref(),
+            Some("85073003328")
+        );
+        assert!(rs.verify(&rs_token).is_ok());
+        assert!(es.verify(&rs_token).is_err());
+        assert!(rs.verify(&es_token).is_err());
+        let forged = token(
+            "stranger-es256-private.pem",
+            Algorithm::ES256,
+            "85073003328",
+        );
+        assert!(es.verify(&forged).is_err());
+    }
+
+    #[test]
+    fn scope_and_assurance_are_checked_after_the_signature() {
+        let es = verifier("es256-public.pem");
+        let principal = es
+            .verify(&token("es256-private.pem", Algorithm::ES256, "85073003328"))
+            .expect("valid");
+        assert_eq!(
+            es.citizen(&principal, SCOPE_SUMMARY).map_err(|e| e.status),
+            Err(axum::http::StatusCode::FORBIDDEN)
+        );
+    }
+}
