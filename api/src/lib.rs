@@ -81,6 +81,12 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(reference::application),
         )
         .route("/searchMessageStatus", post(sender::search_status))
+        .fallback(|| async { error::ApiError::not_found() })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::record,
+        ))
+        // Outside the audit: the public description of the API is nobody's consultation.
         .route(
             "/openapi.yaml",
             get(|| async {
@@ -90,11 +96,6 @@ pub fn router(state: Arc<AppState>) -> Router {
                 )
             }),
         )
-        .fallback(|| async { error::ApiError::not_found() })
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            audit::record,
-        ))
         .with_state(state.clone());
     if state.base_path == "/" {
         routes

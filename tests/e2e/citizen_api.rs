@@ -652,6 +652,24 @@ async fn reference_data_is_served_cacheable_and_as_the_contract_describes() {
         "nothing outside the base path"
     );
     api.base = format!("{}/ebox-api", api.base);
+    let description = api
+        .http
+        .get(format!("{}/openapi.yaml", api.base))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(
+        description.status(),
+        StatusCode::OK,
+        "the API describes itself"
+    );
+    assert!(
+        description
+            .text()
+            .await
+            .expect("text")
+            .contains("/ebox/messages")
+    );
     for (path, definition) in [
         ("/referenceData/messageTypes", "MessageTypes"),
         (
