@@ -292,6 +292,22 @@ async fn a_withdrawn_consent_means_paper_and_a_new_grant_means_the_ebox_again() 
     assert_eq!(documents(&app).await, 1);
 }
 
+/// Publishes an update as the eBox portal does, and waits for the broker's confirm.
+async fn portal_update(portal: &lapin::Channel, kind: &str, body: &serde_json::Value) {
+    portal
+        .basic_publish(
+            "".into(),
+            CONSENT_UPDATES_QUEUE.into(),
+            BasicPublishOptions::default(),
+            &serde_json::to_vec(body).expect("JSON"),
+            BasicProperties::default().with_type(ShortString::from(kind)),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirm");
+}
+
 #[tokio::test]
 async fn consent_updates_from_the_portal_apply_by_their_time_not_their_arrival() {
     let app = spawn_app_with(Options::pipeline()).await;
@@ -304,18 +320,7 @@ async fn consent_updates_from_the_portal_apply_by_their_time_not_their_arrival()
     // Withdrawn today arrives first, granted last week arrives after it: still withdrawn.
     for (consent, at) in [("withdrawn", now), ("granted", now - Span::days(7))] {
         let body = json!({"ssin": SAMPLE_SSIN, "consent": consent, "at": at});
-        portal
-            .basic_publish(
-                "".into(),
-                CONSENT_UPDATES_QUEUE.into(),
-                BasicPublishOptions::default(),
-                &serde_json::to_vec(&body).expect("JSON"),
-                BasicProperties::default().with_type(ShortString::from(CONSENT_TYPE)),
-            )
-            .await
-            .expect("publish")
-            .await
-            .expect("confirm");
+        portal_update(&portal, CONSENT_TYPE, &body).await;
     }
     eventually("both consent updates to be recorded", || async {
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM consent_changes")
@@ -331,18 +336,7 @@ async fn consent_updates_from_the_portal_apply_by_their_time_not_their_arrival()
 
     // Preferences travel on the same queue.
     let body = json!({"ssin": SAMPLE_SSIN, "language": "de", "channel": "email", "email": "b@example.be", "at": now});
-    portal
-        .basic_publish(
-            "".into(),
-            CONSENT_UPDATES_QUEUE.into(),
-            BasicPublishOptions::default(),
-            &serde_json::to_vec(&body).expect("JSON"),
-            BasicProperties::default().with_type(ShortString::from(PREFERENCES_TYPE)),
-        )
-        .await
-        .expect("publish")
-        .await
-        .expect("confirm");
+    portal_update(&portal, PREFERENCES_TYPE, &body).await;
     eventually("the preference to be recorded", || async {
         let language: Option<String> =
             sqlx::query_scalar("SELECT language FROM citizen_preferences")
