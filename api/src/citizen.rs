@@ -39,7 +39,7 @@ pub fn authenticate(
 
 /// The absolute URL of the API's root, for `contentHref`: configured, never taken from the
 /// request (a forged `Host` must not redirect a client's token elsewhere).
-fn href_base(state: &AppState, _headers: &HeaderMap) -> String {
+fn href_base(state: &AppState) -> String {
     state.public_url.trim_end_matches('/').to_owned()
 }
 
@@ -271,7 +271,7 @@ pub async fn list(
     let rows: Vec<DocumentRow> = select.build_query_as().fetch_all(&state.pool).await?;
     let ids: Vec<Uuid> = rows.iter().map(|r| r.message_id).collect();
     let attachments = attachments_of(&state, &ids).await?;
-    let base = href_base(&state, &headers);
+    let base = href_base(&state);
     let items = rows
         .iter()
         .map(|row| {
@@ -298,6 +298,19 @@ async fn attachments_of(state: &AppState, ids: &[Uuid]) -> Result<Vec<Attachment
     .bind(ids)
     .fetch_all(&state.pool)
     .await?)
+}
+
+/// One document's attachments, as the contract shows them.
+async fn attachments_of_document(
+    state: &AppState,
+    document: &DocumentRow,
+) -> Result<Vec<crate::model::Attachment>, ApiError> {
+    let base = href_base(state);
+    Ok(attachments_of(state, &[document.message_id])
+        .await?
+        .iter()
+        .map(|a| a.to_attachment(&base))
+        .collect())
 }
 
 /// The citizen's live message with this id, or the one 404.
@@ -329,12 +342,7 @@ pub async fn message(
     let (_, citizen) = authenticate(&state, &headers, &slot, SCOPE_MESSAGES)?;
     let document = own_document(&state, &citizen, &message_id).await?;
     slot.with(|info| info.message_id = Some(document.message_id));
-    let base = href_base(&state, &headers);
-    let attachments = attachments_of(&state, &[document.message_id])
-        .await?
-        .iter()
-        .map(|a| a.to_attachment(&base))
-        .collect();
+    let attachments = attachments_of_document(&state, &document).await?;
     Ok(Json(document.to_message(attachments)))
 }
 
@@ -347,12 +355,7 @@ pub async fn attachments(
     let (_, citizen) = authenticate(&state, &headers, &slot, SCOPE_MESSAGES)?;
     let document = own_document(&state, &citizen, &message_id).await?;
     slot.with(|info| info.message_id = Some(document.message_id));
-    let base = href_base(&state, &headers);
-    let items: Vec<_> = attachments_of(&state, &[document.message_id])
-        .await?
-        .iter()
-        .map(|a| a.to_attachment(&base))
-        .collect();
+    let items = attachments_of_document(&state, &document).await?;
     let total_items = items.len() as i64;
     Ok(Json(Page { items, total_items }))
 }
@@ -402,7 +405,7 @@ pub async fn attachment(
     let document = own_document(&state, &citizen, &message_id).await?;
     let row = own_attachment(&state, &document, &attachment_id).await?;
     attachment_details(&slot, &row);
-    Ok(Json(row.to_attachment(&href_base(&state, &headers))))
+    Ok(Json(row.to_attachment(&href_base(&state))))
 }
 
 pub async fn content(

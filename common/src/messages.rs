@@ -10,6 +10,7 @@ use uuid::Uuid;
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct MessageRecord {
     pub id: Uuid,
+    pub sender_id: String,
     pub sender_reference: String,
     pub content_sha256: Vec<u8>,
     pub correlation_id: Option<String>,
@@ -40,7 +41,7 @@ impl MessageRecord {
 
 pub async fn find(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<MessageRecord>> {
     sqlx::query_as(
-        "SELECT id, sender_reference, content_sha256, correlation_id, expiration_date,
+        "SELECT id, sender_id, sender_reference, content_sha256, correlation_id, expiration_date,
                 status, status_code, status_message, status_at, accepted_at
          FROM messages WHERE id = $1",
     )
@@ -98,7 +99,7 @@ pub async fn set_status(
     let sql = format!(
         "UPDATE messages SET status = $2, status_code = $3, status_message = $4, status_at = $5
          WHERE id = $1 AND {} < {}
-         RETURNING id, sender_reference, content_sha256, correlation_id, expiration_date,
+         RETURNING id, sender_id, sender_reference, content_sha256, correlation_id, expiration_date,
                    status, status_code, status_message, status_at, accepted_at",
         RANK.replace("{}", "status"),
         RANK.replace("{}", "$2"),

@@ -83,6 +83,13 @@ pub enum HandlerError {
     Permanent(anyhow::Error),
 }
 
+impl HandlerError {
+    /// A fault that retrying cannot mend (a malformed internal message, a serialisation bug).
+    pub fn permanent(error: impl Into<anyhow::Error>) -> Self {
+        HandlerError::Permanent(error.into())
+    }
+}
+
 impl From<sqlx::Error> for HandlerError {
     fn from(error: sqlx::Error) -> Self {
         let transient = match &error {

@@ -75,7 +75,7 @@ impl Handler for ConsentCheck {
         };
         let status = record.current_status(publication.correlation_id.clone());
         Ok(Outcome::ack(vec![
-            status_message(&publication.sender_id, &status).map_err(permanent)?,
+            status_message(&publication.sender_id, &status).map_err(HandlerError::permanent)?,
         ]))
     }
 }
@@ -146,9 +146,5 @@ fn forward(publication: &Publication) -> Result<Outgoing, HandlerError> {
         publication.correlation_id.as_deref(),
         publication,
     )
-    .map_err(permanent)
-}
-
-fn permanent(error: impl Into<anyhow::Error>) -> HandlerError {
-    HandlerError::Permanent(error.into())
+    .map_err(HandlerError::permanent)
 }

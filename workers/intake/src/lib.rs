@@ -258,7 +258,7 @@ impl Handler for Intake {
         };
         Ok(Outcome::ack(vec![
             forward(&publication)?,
-            status_message(&sender.id, &status).map_err(permanent)?,
+            status_message(&sender.id, &status).map_err(HandlerError::permanent)?,
         ]))
     }
 }
@@ -366,7 +366,7 @@ impl Intake {
             .with_label_values(&["duplicate", &existing.status_code])
             .inc();
         let status = existing.current_status(properties.correlation_id.clone());
-        publish.push(status_message(&sender.id, &status).map_err(permanent)?);
+        publish.push(status_message(&sender.id, &status).map_err(HandlerError::permanent)?);
         Ok(Outcome::ack(publish))
     }
 
@@ -411,7 +411,7 @@ impl Intake {
             correlation_id: properties.correlation_id.clone(),
         };
         Ok(Outcome::ack(vec![
-            status_message(&sender.id, &status).map_err(permanent)?,
+            status_message(&sender.id, &status).map_err(HandlerError::permanent)?,
         ]))
     }
 
@@ -460,7 +460,7 @@ fn forward(publication: &Publication) -> Result<Outgoing, HandlerError> {
         publication.correlation_id.as_deref(),
         publication,
     )
-    .map_err(permanent)
+    .map_err(HandlerError::permanent)
 }
 
 /// The audit details of a provision: what was delivered, never the content.
@@ -486,10 +486,6 @@ fn decided(status: Status, code: Code) {
         .intake_decisions_total
         .with_label_values(&[status.as_str(), code.as_str()])
         .inc();
-}
-
-fn permanent(error: impl Into<anyhow::Error>) -> HandlerError {
-    HandlerError::Permanent(error.into())
 }
 
 #[cfg(test)]

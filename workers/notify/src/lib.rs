@@ -100,7 +100,7 @@ impl Handler for Notify {
             // Only a partner needs the event (which names the citizen); an e-mail needs nothing
             // of it, so nothing is kept.
             .bind(if channel == "partner" {
-                serde_json::to_value(&envelope).map_err(|e| HandlerError::Permanent(e.into()))?
+                serde_json::to_value(&envelope).map_err(HandlerError::permanent)?
             } else {
                 serde_json::json!({})
             })

@@ -91,10 +91,6 @@ impl Handler for ReadReceipt {
         let record = messages::find(conn, message_id).await?.ok_or_else(|| {
             HandlerError::Permanent(anyhow::anyhow!("message {message_id} has no intake record"))
         })?;
-        let sender_id: String = sqlx::query_scalar("SELECT sender_id FROM messages WHERE id = $1")
-            .bind(message_id)
-            .fetch_one(&mut *conn)
-            .await?;
         let status = StatusEvent {
             sender_reference: Some(record.sender_reference.clone()),
             message_id: Some(message_id),
@@ -107,7 +103,7 @@ impl Handler for ReadReceipt {
             correlation_id: record.correlation_id.clone(),
         };
         Ok(Outcome::ack(vec![
-            status_message(&sender_id, &status).map_err(|e| HandlerError::Permanent(e.into()))?,
+            status_message(&record.sender_id, &status).map_err(HandlerError::permanent)?,
         ]))
     }
 }

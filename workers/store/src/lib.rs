@@ -74,7 +74,7 @@ impl Handler for Store {
         let decision = match decided {
             Some(recorded) => {
                 info!(%message_id, "already stored; publishing the event and status again");
-                serde_json::from_value(recorded.details).map_err(permanent)?
+                serde_json::from_value(recorded.details).map_err(HandlerError::permanent)?
             }
             None => self.store(conn, &publication).await?,
         };
@@ -87,7 +87,7 @@ impl Handler for Store {
             &publication.sender_id,
             &record.current_status(publication.correlation_id.clone()),
         )
-        .map_err(permanent)?;
+        .map_err(HandlerError::permanent)?;
         if record.status == Status::Expired.as_str() {
             // Deleted since: tell the sender where it stands, announce nothing.
             return Ok(Outcome::ack(vec![status]));
@@ -121,7 +121,7 @@ impl Handler for Store {
             publication.correlation_id.as_deref(),
             &event,
         )
-        .map_err(permanent)?;
+        .map_err(HandlerError::permanent)?;
         Ok(Outcome::ack(vec![event, status]))
     }
 }
@@ -217,13 +217,9 @@ impl Store {
             event_sequence_nbr: sequence,
             receipt_date,
         };
-        let details = serde_json::to_value(decision).map_err(permanent)?;
+        let details = serde_json::to_value(decision).map_err(HandlerError::permanent)?;
         decisions::record(conn, message_id, STAGE, "stored", &details).await?;
         info!(%message_id, sequence, "stored");
         Ok(decision)
     }
-}
-
-fn permanent(error: impl Into<anyhow::Error>) -> HandlerError {
-    HandlerError::Permanent(error.into())
 }
