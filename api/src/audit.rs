@@ -12,7 +12,10 @@ use axum::extract::{Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
-use common::audit::AuditEvent;
+use domain::audit::{Action, Stage};
+use domain::citizen::CitizenKey;
+use domain::ids::MessageId;
+use records::audit::AuditEvent;
 use std::sync::{Arc, Mutex};
 use tracing::error;
 use uuid::Uuid;
@@ -20,7 +23,7 @@ use uuid::Uuid;
 #[derive(Debug, Default)]
 pub struct AuditInfo {
     pub client_id: Option<String>,
-    pub ssin_hash: Option<String>,
+    pub ssin_hash: Option<CitizenKey>,
     pub message_id: Option<Uuid>,
     pub details: serde_json::Map<String, serde_json::Value>,
 }
@@ -70,10 +73,15 @@ pub async fn record(
         Ok(mut info) => std::mem::take(&mut *info),
         Err(_) => AuditInfo::default(),
     };
-    let mut event = AuditEvent::new("api", if write { "update" } else { "consultation" });
-    event.code = Some(status.as_u16().to_string());
+    let action = if write {
+        Action::Update
+    } else {
+        Action::Consultation
+    };
+    let mut event = AuditEvent::new(Stage::Api, action);
+    event.http_status = Some(status.as_u16());
     event.sender_id = info.client_id.clone();
-    event.message_id = info.message_id;
+    event.message_id = info.message_id.map(MessageId::from_uuid);
     event.ssin_hash = info.ssin_hash;
     let mut details = info.details;
     details.insert("method".into(), method.as_str().into());

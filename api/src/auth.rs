@@ -5,10 +5,10 @@
 //! A citizen is the token's `sub` (their national number); a sender is its `client_id`.
 
 use crate::error::ApiError;
-use common::config::AssuranceLevel;
-use common::ssin::Ssin;
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
+use domain::ssin::Ssin;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use runtime::config::AssuranceLevel;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
@@ -66,42 +66,11 @@ impl Verifier {
         audience: String,
         min_acr: AssuranceLevel,
     ) -> anyhow::Result<Self> {
-        let raw = std::fs::read(path)
-            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-        let keys = if raw.trim_ascii_start().starts_with(b"{") {
-            let set: JwkSet = serde_json::from_slice(&raw)
-                .map_err(|e| anyhow::anyhow!("{} is not a JWKS: {e}", path.display()))?;
-            set.keys
-                .iter()
-                .filter_map(|jwk| {
-                    let algorithm = match &jwk.algorithm {
-                        AlgorithmParameters::RSA(_) => Algorithm::RS256,
-                        AlgorithmParameters::EllipticCurve(ec)
-                            if ec.curve == EllipticCurve::P256 =>
-                        {
-                            Algorithm::ES256
-                        }
-                        _ => return None,
-                    };
-                    Some(DecodingKey::from_jwk(jwk).map(|key| Key {
-                        kid: jwk.common.key_id.clone(),
-                        algorithm,
-                        key,
-                    }))
-                })
-                .collect::<Result<Vec<_>, _>>()?
+        let raw = read_key_file(path)?;
+        let keys = if looks_like_jwks(&raw) {
+            keys_from_jwks(&raw, path)?
         } else {
-            let key = DecodingKey::from_ec_pem(&raw)
-                .map(|key| (key, Algorithm::ES256))
-                .or_else(|_| DecodingKey::from_rsa_pem(&raw).map(|key| (key, Algorithm::RS256)))
-                .map_err(|e| {
-                    anyhow::anyhow!("{} holds no RSA or P-256 public key: {e}", path.display())
-                })?;
-            vec![Key {
-                kid: None,
-                algorithm: key.1,
-                key: key.0,
-            }]
+            vec![key_from_pem(&raw, path)?]
         };
         anyhow::ensure!(
             !keys.is_empty(),
@@ -193,6 +162,62 @@ impl Verifier {
     }
 }
 
+fn read_key_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
+}
+
+/// A JWKS is a JSON object; anything else is taken for a PEM file.
+fn looks_like_jwks(raw: &[u8]) -> bool {
+    raw.trim_ascii_start().starts_with(b"{")
+}
+
+/// Every RS256 or ES256 key of the set; keys of other types or curves are skipped, but a
+/// supported key that cannot be built is an error.
+fn keys_from_jwks(raw: &[u8], path: &Path) -> anyhow::Result<Vec<Key>> {
+    let set: JwkSet = serde_json::from_slice(raw)
+        .map_err(|e| anyhow::anyhow!("{} is not a JWKS: {e}", path.display()))?;
+    let keys = set
+        .keys
+        .iter()
+        .filter_map(key_from_jwk)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(keys)
+}
+
+/// `None` for a key this service does not verify with.
+fn key_from_jwk(jwk: &Jwk) -> Option<jsonwebtoken::errors::Result<Key>> {
+    let algorithm = jwk_algorithm(&jwk.algorithm)?;
+    Some(DecodingKey::from_jwk(jwk).map(|key| Key {
+        kid: jwk.common.key_id.clone(),
+        algorithm,
+        key,
+    }))
+}
+
+/// The algorithm a JWK's key type implies: RSA → RS256, P-256 → ES256, anything else none.
+fn jwk_algorithm(parameters: &AlgorithmParameters) -> Option<Algorithm> {
+    match parameters {
+        AlgorithmParameters::RSA(_) => Some(Algorithm::RS256),
+        AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => {
+            Some(Algorithm::ES256)
+        }
+        _ => None,
+    }
+}
+
+/// A PEM public key without a kid: an EC key first, else an RSA one.
+fn key_from_pem(raw: &[u8], path: &Path) -> anyhow::Result<Key> {
+    let (key, algorithm) = DecodingKey::from_ec_pem(raw)
+        .map(|key| (key, Algorithm::ES256))
+        .or_else(|_| DecodingKey::from_rsa_pem(raw).map(|key| (key, Algorithm::RS256)))
+        .map_err(|e| anyhow::anyhow!("{} holds no RSA or P-256 public key: {e}", path.display()))?;
+    Ok(Key {
+        kid: None,
+        algorithm,
+        key,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,5 +288,150 @@ mod tests {
             es.citizen(&principal, SCOPE_SUMMARY).map_err(|e| e.status),
             Err(axum::http::StatusCode::FORBIDDEN)
         );
+    }
+
+    #[test]
+    fn a_jwks_verifies_tokens_of_both_of_its_algorithms() {
+        let jwks = verifier("jwks.json");
+        for (private, algorithm) in [
+            ("es256-private.pem", Algorithm::ES256),
+            ("rs256-private.pem", Algorithm::RS256),
+        ] {
+            let signed = token(private, algorithm, "85073003328");
+            assert!(jwks.verify(&signed).is_ok(), "{algorithm:?}");
+        }
+        let forged = token(
+            "stranger-es256-private.pem",
+            Algorithm::ES256,
+            "85073003328",
+        );
+        assert!(jwks.verify(&forged).is_err());
+    }
+
+    #[test]
+    fn only_rsa_and_p256_keys_imply_an_algorithm() {
+        let cases = [
+            (
+                "an RSA key",
+                serde_json::json!({"kty": "RSA", "n": "AQAB", "e": "AQAB"}),
+                Some(Algorithm::RS256),
+            ),
+            (
+                "a P-256 key",
+                serde_json::json!({"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"}),
+                Some(Algorithm::ES256),
+            ),
+            (
+                "a P-384 key",
+                serde_json::json!({"kty": "EC", "crv": "P-384", "x": "AA", "y": "AA"}),
+                None,
+            ),
+            (
+                "an Ed25519 key",
+                serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": "AA"}),
+                None,
+            ),
+            (
+                "a shared secret",
+                serde_json::json!({"kty": "oct", "k": "AA"}),
+                None,
+            ),
+        ];
+        for (what, jwk, expected) in cases {
+            let jwk: Jwk = serde_json::from_value(jwk).expect("a JWK");
+            assert_eq!(jwk_algorithm(&jwk.algorithm), expected, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_key_file_is_a_jwks_only_when_it_holds_a_json_object() {
+        let cases: [(&[u8], bool); 5] = [
+            (b"{\"keys\": []}", true),
+            (b"\n  {\"keys\": []}", true),
+            (b"-----BEGIN PUBLIC KEY-----", false),
+            (b"[]", false),
+            (b"", false),
+        ];
+        for (raw, expected) in cases {
+            assert_eq!(
+                looks_like_jwks(raw),
+                expected,
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+
+    #[test]
+    fn a_jwks_keeps_its_rs256_and_es256_keys_with_their_kids() {
+        let mut set: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(fixture("jwks.json")).expect("fixture"))
+                .expect("JSON");
+        let keys = set["keys"].as_array_mut().expect("keys");
+        keys.push(serde_json::json!({"kty": "oct", "k": "AAAA", "kid": "secret"}));
+        keys.push(serde_json::json!({"kty": "EC", "crv": "P-384", "x": "AA", "y": "AA"}));
+        let raw = serde_json::to_vec(&set).expect("JSON");
+        let keys = keys_from_jwks(&raw, Path::new("jwks.json")).expect("keys");
+        let found: Vec<_> = keys
+            .iter()
+            .map(|k| (k.kid.as_deref(), k.algorithm))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (Some("test-es256"), Algorithm::ES256),
+                (Some("test-rs256"), Algorithm::RS256)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_key_file_without_a_usable_key_is_refused_with_the_reason() {
+        let dir = std::env::temp_dir().join(format!("ebox-api-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let private = std::fs::read_to_string(fixture("es256-private.pem")).expect("fixture");
+        let cases = [
+            ("missing", None, "cannot read"),
+            ("broken.json", Some("{\"keys\": ["), "is not a JWKS"),
+            (
+                "empty.json",
+                Some("{\"keys\": []}"),
+                "holds no RS256 or ES256 key",
+            ),
+            (
+                "secret.json",
+                Some("{\"keys\": [{\"kty\": \"oct\", \"k\": \"AAAA\"}]}"),
+                "holds no RS256 or ES256 key",
+            ),
+            (
+                "garbage.pem",
+                Some("hello"),
+                "holds no RSA or P-256 public key",
+            ),
+            (
+                "private.pem",
+                Some(private.as_str()),
+                "holds no RSA or P-256 public key",
+            ),
+        ];
+        for (name, content, reason) in cases {
+            let path = dir.join(name);
+            if let Some(content) = content {
+                std::fs::write(&path, content).expect("a key file");
+            }
+            let refused = Verifier::from_file(
+                &path,
+                "idp".into(),
+                "ebox".into(),
+                AssuranceLevel::Substantial,
+            )
+            .err()
+            .map(|e| e.to_string());
+            assert!(
+                refused.as_deref().is_some_and(|e| e.contains(reason)),
+                "{name}: {refused:?}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -14,7 +14,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
-use common::ssin::Ssin;
+use domain::citizen::CitizenKey;
+use domain::ssin::Ssin;
 use serde::Deserialize;
 use sqlx::{Postgres, QueryBuilder};
 use std::collections::HashMap;
@@ -27,7 +28,7 @@ pub fn authenticate(
     headers: &HeaderMap,
     slot: &AuditSlot,
     scope: &str,
-) -> Result<(Ssin, String), ApiError> {
+) -> Result<(Ssin, CitizenKey), ApiError> {
     let token = bearer(headers).ok_or_else(ApiError::unauthorized)?;
     let principal = state.verifier.verify(token)?;
     slot.with(|info| info.client_id = principal.client_id.clone());
@@ -71,7 +72,7 @@ pub async fn summary(
            FROM documents d
           WHERE d.citizen = $1 AND d.expiration_date > now() AND d.visible",
     )
-    .bind(&citizen)
+    .bind(citizen.as_str())
     .fetch_one(&state.pool)
     .await?;
     Ok(Json(Summary {
@@ -102,71 +103,20 @@ struct Filters {
 
 impl Filters {
     fn parse(query: &HashMap<String, String>) -> Result<Self, ApiError> {
-        let number = |name: &str, default: i64, range: std::ops::RangeInclusive<i64>| match query
-            .get(name)
-        {
-            None => Ok(default),
-            Some(raw) => raw
-                .parse::<i64>()
-                .ok()
-                .filter(|n| range.contains(n))
-                .ok_or_else(|| {
-                    ApiError::bad_request(format!(
-                        "{name} must be a whole number from {} to {}",
-                        range.start(),
-                        range.end()
-                    ))
-                }),
-        };
-        let date = |name: &str| -> Result<Option<DateTime<Utc>>, ApiError> {
-            query
-                .get(name)
-                .map(|raw| {
-                    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
-                        .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
-                        .or_else(|_| {
-                            DateTime::parse_from_rfc3339(raw).map(|d| d.with_timezone(&Utc))
-                        })
-                        .map_err(|_| {
-                            ApiError::bad_request(format!("{name} must be a date (2017-07-01)"))
-                        })
-                })
-                .transpose()
-        };
-        let boolean = |name: &str| -> Result<Option<bool>, ApiError> {
-            query
-                .get(name)
-                .map(|raw| match raw.as_str() {
-                    "true" => Ok(true),
-                    "false" => Ok(false),
-                    _ => Err(ApiError::bad_request(format!(
-                        "{name} must be true or false"
-                    ))),
-                })
-                .transpose()
-        };
-        let qlang = query.get("qlang").cloned();
-        if let Some(lang) = &qlang
-            && !matches!(lang.as_str(), "nl" | "fr" | "de")
-        {
-            return Err(ApiError::bad_request("qlang must be nl, fr or de"));
-        }
-        if query.get("q").is_some_and(|q| !q.is_empty()) && qlang.is_none() {
-            return Err(ApiError::bad_request("q needs qlang (nl, fr or de)"));
-        }
+        let qlang = search_language(query)?;
         Ok(Self {
-            page: number("page", 1, 1..=i64::from(i32::MAX))?,
-            page_size: number("pageSize", 25, 1..=100)?,
-            received_before: date("receivedBefore")?,
-            received_after: date("receivedAfter")?,
-            expired_before: date("expiredBefore")?,
-            expired_after: date("expiredAfter")?,
-            read_status: boolean("readStatus")?,
-            visible: boolean("visible")?.unwrap_or(true),
+            page: whole_number(query, "page", 1, 1..=i64::from(i32::MAX))?,
+            page_size: whole_number(query, "pageSize", 25, 1..=100)?,
+            received_before: date(query, "receivedBefore")?,
+            received_after: date(query, "receivedAfter")?,
+            expired_before: date(query, "expiredBefore")?,
+            expired_after: date(query, "expiredAfter")?,
+            read_status: boolean(query, "readStatus")?,
+            visible: boolean(query, "visible")?.unwrap_or(true),
             message_type_id: query.get("messageTypeId").cloned(),
             sender_organization_id: query.get("senderOrganizationId").cloned(),
             sender_application_id: query.get("senderApplicationId").cloned(),
-            registered_mail: boolean("registeredMail")?,
+            registered_mail: boolean(query, "registeredMail")?,
             q: query.get("q").cloned().filter(|q| !q.is_empty()),
             qlang,
         })
@@ -177,15 +127,31 @@ impl Filters {
         sql.push(" WHERE d.citizen = ").push_bind(citizen);
         sql.push(" AND d.expiration_date > now() AND d.visible = ")
             .push_bind(self.visible);
-        let mut date = |column: &str, op: &str, value: &Option<DateTime<Utc>>| {
+        self.push_dates(sql);
+        self.push_read_status(sql);
+        self.push_sender_ids(sql);
+        if let Some(registered) = self.registered_mail {
+            sql.push(" AND d.registered_mail = ").push_bind(registered);
+        }
+        if let (Some(q), Some(lang)) = (&self.q, &self.qlang) {
+            push_search(sql, q, lang);
+        }
+    }
+
+    fn push_dates(&self, sql: &mut QueryBuilder<Postgres>) {
+        for (column, op, value) in [
+            ("receipt_date", "<", &self.received_before),
+            ("receipt_date", ">=", &self.received_after),
+            ("expiration_date", "<", &self.expired_before),
+            ("expiration_date", ">=", &self.expired_after),
+        ] {
             if let Some(value) = value {
                 sql.push(format!(" AND d.{column} {op} ")).push_bind(value);
             }
-        };
-        date("receipt_date", "<", &self.received_before);
-        date("receipt_date", ">=", &self.received_after);
-        date("expiration_date", "<", &self.expired_before);
-        date("expiration_date", ">=", &self.expired_after);
+        }
+    }
+
+    fn push_read_status(&self, sql: &mut QueryBuilder<Postgres>) {
         if let Some(read) = self.read_status {
             sql.push(if read {
                 " AND d.read_at IS NOT NULL"
@@ -193,6 +159,10 @@ impl Filters {
                 " AND d.read_at IS NULL"
             });
         }
+    }
+
+    /// The message type, sender organisation and sender application filters.
+    fn push_sender_ids(&self, sql: &mut QueryBuilder<Postgres>) {
         for (column, value) in [
             ("message_type_id", &self.message_type_id),
             ("sender_organization_id", &self.sender_organization_id),
@@ -202,51 +172,123 @@ impl Filters {
                 sql.push(format!(" AND d.{column} = ")).push_bind(value);
             }
         }
-        if let Some(registered) = self.registered_mail {
-            sql.push(" AND d.registered_mail = ").push_bind(registered);
+    }
+}
+
+/// `qlang` if given, which must be a language of the contract; a non-empty `q` needs it.
+fn search_language(query: &HashMap<String, String>) -> Result<Option<String>, ApiError> {
+    let qlang = query.get("qlang").cloned();
+    if let Some(lang) = &qlang
+        && !matches!(lang.as_str(), "nl" | "fr" | "de")
+    {
+        return Err(ApiError::bad_request("qlang must be nl, fr or de"));
+    }
+    if query.get("q").is_some_and(|q| !q.is_empty()) && qlang.is_none() {
+        return Err(ApiError::bad_request("q needs qlang (nl, fr or de)"));
+    }
+    Ok(qlang)
+}
+
+/// The parameter `name` as a whole number within `range`, or `default` when it is absent.
+fn whole_number(
+    query: &HashMap<String, String>,
+    name: &str,
+    default: i64,
+    range: std::ops::RangeInclusive<i64>,
+) -> Result<i64, ApiError> {
+    match query.get(name) {
+        None => Ok(default),
+        Some(raw) => raw
+            .parse::<i64>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "{name} must be a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                ))
+            }),
+    }
+}
+
+/// The parameter `name` as a day (midnight UTC) or an RFC 3339 instant.
+fn date(query: &HashMap<String, String>, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+    query
+        .get(name)
+        .map(|raw| {
+            NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+                .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
+                .or_else(|_| DateTime::parse_from_rfc3339(raw).map(|d| d.with_timezone(&Utc)))
+                .map_err(|_| ApiError::bad_request(format!("{name} must be a date (2017-07-01)")))
+        })
+        .transpose()
+}
+
+/// The parameter `name` as exactly `true` or `false`.
+fn boolean(query: &HashMap<String, String>, name: &str) -> Result<Option<bool>, ApiError> {
+    query
+        .get(name)
+        .map(|raw| match raw.as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(ApiError::bad_request(format!(
+                "{name} must be true or false"
+            ))),
+        })
+        .transpose()
+}
+
+/// Substring search in the textual metadata in that language — the subject and the names of the
+/// message type, sender organisation and application, as shown (a missing language falls back
+/// like the display does) — never in the content.
+fn push_search(sql: &mut QueryBuilder<Postgres>, q: &str, lang: &str) {
+    let pattern = like_pattern(q);
+    sql.push(" AND ");
+    // Bind each placeholder in order of appearance.
+    let condition = search_condition();
+    let mut rest = condition.as_str();
+    while let Some(at) = rest.find('$') {
+        sql.push(&rest[..at]);
+        if rest[at..].starts_with("$LANG") {
+            sql.push_bind(lang.to_owned());
+            rest = &rest[at + 5..];
+        } else {
+            sql.push_bind(pattern.clone());
+            rest = &rest[at + 2..];
         }
-        if let (Some(q), Some(lang)) = (&self.q, &self.qlang) {
-            // Substring search in the textual metadata in that language — the subject and the
-            // names of the message type, sender organisation and application, as shown (a
-            // missing language falls back like the display does) — never in the content.
-            let pattern = format!(
-                "%{}%",
-                q.replace('\\', "\\\\")
-                    .replace('%', "\\%")
-                    .replace('_', "\\_")
-            );
-            let shown = |column: &str| {
-                format!(
-                    "coalesce({column} ->> $LANG, {column} ->> 'nl', {column} ->> 'fr', {column} ->> 'de')"
-                )
-            };
-            let condition = format!(
-                "({} ILIKE $P
+    }
+    sql.push(rest);
+}
+
+/// `%q%` for ILIKE, with the wildcards and the escape character in `q` taken literally.
+fn like_pattern(q: &str) -> String {
+    format!(
+        "%{}%",
+        q.replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    )
+}
+
+/// The search condition, with `$LANG` for the language and `$P` for the pattern.
+fn search_condition() -> String {
+    let shown = |column: &str| {
+        format!(
+            "coalesce({column} ->> $LANG, {column} ->> 'nl', {column} ->> 'fr', {column} ->> 'de')"
+        )
+    };
+    format!(
+        "({} ILIKE $P
                   OR EXISTS (SELECT 1 FROM message_types t WHERE t.id = d.message_type_id AND {} ILIKE $P)
                   OR EXISTS (SELECT 1 FROM senders s WHERE s.organization_id = d.sender_organization_id AND {} ILIKE $P)
                   OR EXISTS (SELECT 1 FROM sender_applications a WHERE a.sender_id = d.sender_id
                              AND a.id = d.sender_application_id AND {} ILIKE $P))",
-                shown("d.subject"),
-                shown("t.name"),
-                shown("s.name"),
-                shown("a.name"),
-            );
-            // Bind each placeholder in order of appearance.
-            sql.push(" AND ");
-            let mut rest = condition.as_str();
-            while let Some(at) = rest.find('$') {
-                sql.push(&rest[..at]);
-                if rest[at..].starts_with("$LANG") {
-                    sql.push_bind(lang.clone());
-                    rest = &rest[at + 5..];
-                } else {
-                    sql.push_bind(pattern.clone());
-                    rest = &rest[at + 2..];
-                }
-            }
-            sql.push(rest);
-        }
-    }
+        shown("d.subject"),
+        shown("t.name"),
+        shown("s.name"),
+        shown("a.name"),
+    )
 }
 
 pub async fn list(
@@ -258,11 +300,11 @@ pub async fn list(
     let (_, citizen) = authenticate(&state, &headers, &slot, SCOPE_MESSAGES)?;
     let filters = Filters::parse(&query)?;
     let mut count = QueryBuilder::new("SELECT count(*) FROM documents d");
-    filters.push_where(&mut count, &citizen);
+    filters.push_where(&mut count, citizen.as_str());
     let total_items: i64 = count.build_query_scalar().fetch_one(&state.pool).await?;
 
     let mut select = QueryBuilder::new(format!("SELECT {DOCUMENT_COLUMNS} FROM documents d"));
-    filters.push_where(&mut select, &citizen);
+    filters.push_where(&mut select, citizen.as_str());
     select
         .push(" ORDER BY d.receipt_date DESC, d.message_id LIMIT ")
         .push_bind(filters.page_size)
@@ -340,7 +382,7 @@ pub async fn message(
     Path(message_id): Path<String>,
 ) -> Result<Json<crate::model::Message>, ApiError> {
     let (_, citizen) = authenticate(&state, &headers, &slot, SCOPE_MESSAGES)?;
-    let document = own_document(&state, &citizen, &message_id).await?;
+    let document = own_document(&state, citizen.as_str(), &message_id).await?;
     slot.with(|info| info.message_id = Some(document.message_id));
     let attachments = attachments_of_document(&state, &document).await?;
     Ok(Json(document.to_message(attachments)))
@@ -353,7 +395,7 @@ pub async fn attachments(
     Path(message_id): Path<String>,
 ) -> Result<Json<Page<crate::model::Attachment>>, ApiError> {
     let (_, citizen) = authenticate(&state, &headers, &slot, SCOPE_MESSAGES)?;
-    let document = own_document(&state, &citizen, &message_id).await?;
+    let document = own_document(&state, citizen.as_str(), &message_id).await?;
     slot.with(|info| info.message_id = Some(document.message_id));
     let items = attachments_of_document(&state, &document).await?;
     let total_items = items.len() as i64;
@@ -388,7 +430,7 @@ fn attachment_details(slot: &AuditSlot, attachment: &AttachmentRow) {
                 "attachmentId": attachment.attachment_id,
                 "mediaType": attachment.media_type,
                 "size": attachment.size,
-                "digest": common::digest::Sha256Digest::from_slice(&attachment.sha256)
+                "digest": domain::digest::Sha256Digest::from_slice(&attachment.sha256)
                     .map(|d| d.to_base64url()),
             }]),
         );
@@ -402,7 +444,7 @@ pub async fn attachment(
     Path((message_id, attachment_id)): Path<(String, String)>,
 ) -> Result<Json<crate::model::Attachment>, ApiError> {
     let (_, citizen) = authenticate(&state, &headers, &slot, SCOPE_MESSAGES)?;
-    let document = own_document(&state, &citizen, &message_id).await?;
+    let document = own_document(&state, citizen.as_str(), &message_id).await?;
     let row = own_attachment(&state, &document, &attachment_id).await?;
     attachment_details(&slot, &row);
     Ok(Json(row.to_attachment(&href_base(&state))))
@@ -416,7 +458,7 @@ pub async fn content(
     Path((message_id, attachment_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let (ssin, citizen) = authenticate(&state, &headers, &slot, SCOPE_MESSAGES)?;
-    let document = own_document(&state, &citizen, &message_id).await?;
+    let document = own_document(&state, citizen.as_str(), &message_id).await?;
     let row = own_attachment(&state, &document, &attachment_id).await?;
     attachment_details(&slot, &row);
     let bytes: Vec<u8> = sqlx::query_scalar(
@@ -450,9 +492,9 @@ pub async fn body(
     headers: HeaderMap,
     axum::Extension(slot): axum::Extension<AuditSlot>,
     Path(message_id): Path<String>,
-) -> Result<Json<common::translated::TranslatedString>, ApiError> {
+) -> Result<Json<domain::translated::TranslatedString>, ApiError> {
     let (ssin, citizen) = authenticate(&state, &headers, &slot, SCOPE_MESSAGES)?;
-    let document = own_document(&state, &citizen, &message_id).await?;
+    let document = own_document(&state, citizen.as_str(), &message_id).await?;
     slot.with(|info| info.message_id = Some(document.message_id));
     let body = document
         .body_content
@@ -545,7 +587,7 @@ pub async fn update(
               WHERE message_id = $1 AND citizen = $2 AND expiration_date > now()",
         )
         .bind(id)
-        .bind(&citizen)
+        .bind(citizen.as_str())
         .bind(item.visible)
         .execute(&mut *tx)
         .await?;
@@ -566,7 +608,31 @@ pub async fn update(
 
 #[cfg(test)]
 mod tests {
-    use super::content_disposition;
+    use super::*;
+
+    fn query(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect()
+    }
+
+    /// The WHERE clause the filters of `pairs` append, or the message of their rejection.
+    fn where_clause(pairs: &[(&str, &str)]) -> Result<String, String> {
+        let filters = Filters::parse(&query(pairs)).map_err(|e| e.message)?;
+        let mut sql = QueryBuilder::<Postgres>::new("");
+        filters.push_where(&mut sql, "citizen");
+        Ok(sql.sql().as_ref().to_owned())
+    }
+
+    /// What the case shows, its query, and what it must give.
+    type Case = (
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        &'static str,
+    );
+
+    const OWN_LIVE: &str = " WHERE d.citizen = $1 AND d.expiration_date > now() AND d.visible = $2";
 
     #[test]
     fn a_file_name_cannot_break_the_header() {
@@ -580,5 +646,223 @@ mod tests {
             content_disposition("attest été.pdf"),
             "attachment; filename=\"attest _t_.pdf\"; filename*=UTF-8''attest%20%C3%A9t%C3%A9.pdf"
         );
+    }
+
+    #[test]
+    fn a_bad_filter_is_refused_with_a_message_naming_it() {
+        let cases: &[Case] = &[
+            (
+                "a page below one",
+                &[("page", "0")],
+                "page must be a whole number from 1 to 2147483647",
+            ),
+            (
+                "a page beyond the 32-bit range",
+                &[("page", "2147483648")],
+                "page must be a whole number from 1 to 2147483647",
+            ),
+            (
+                "a page size over a hundred",
+                &[("pageSize", "101")],
+                "pageSize must be a whole number from 1 to 100",
+            ),
+            (
+                "a date that is not one",
+                &[("receivedAfter", "yesterday")],
+                "receivedAfter must be a date (2017-07-01)",
+            ),
+            (
+                "an empty date",
+                &[("expiredBefore", "")],
+                "expiredBefore must be a date (2017-07-01)",
+            ),
+            (
+                "a flag other than true or false",
+                &[("readStatus", "True")],
+                "readStatus must be true or false",
+            ),
+            (
+                "a visibility other than true or false",
+                &[("visible", "1")],
+                "visible must be true or false",
+            ),
+            (
+                "a search language outside nl, fr and de",
+                &[("qlang", "en")],
+                "qlang must be nl, fr or de",
+            ),
+            (
+                "a search without a language",
+                &[("q", "tax")],
+                "q needs qlang (nl, fr or de)",
+            ),
+            (
+                "a bad language before a bad page",
+                &[("qlang", "en"), ("page", "x")],
+                "qlang must be nl, fr or de",
+            ),
+            (
+                "a bad page before a bad date",
+                &[("page", "x"), ("receivedBefore", "x")],
+                "page must be a whole number from 1 to 2147483647",
+            ),
+            (
+                "a bad date before a bad flag",
+                &[("readStatus", "x"), ("expiredAfter", "x")],
+                "expiredAfter must be a date (2017-07-01)",
+            ),
+        ];
+        for (what, pairs, message) in cases {
+            assert_eq!(
+                where_clause(pairs).err().as_deref(),
+                Some(*message),
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn filter_values_are_read_in_their_documented_forms() {
+        let day = |raw: &str| date(&query(&[("d", raw)]), "d").ok().flatten();
+        let midnight = NaiveDate::from_ymd_opt(2017, 7, 1)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|d| d.and_utc());
+        assert_eq!(day("2017-07-01"), midnight, "a day is its midnight in UTC");
+        assert_eq!(
+            day("2017-07-01T02:00:00+02:00"),
+            midnight,
+            "an instant is taken in UTC"
+        );
+        let none = query(&[]);
+        assert_eq!(date(&none, "d").ok(), Some(None), "an absent date is none");
+        assert_eq!(
+            boolean(&none, "b").ok(),
+            Some(None),
+            "an absent flag is none"
+        );
+        for (raw, expected) in [("true", true), ("false", false)] {
+            assert_eq!(
+                boolean(&query(&[("b", raw)]), "b").ok(),
+                Some(Some(expected)),
+                "{raw}"
+            );
+        }
+        for (pairs, expected) in [
+            (&[][..], 25),
+            (&[("n", "1")][..], 1),
+            (&[("n", "+100")][..], 100),
+        ] {
+            assert_eq!(
+                whole_number(&query(pairs), "n", 25, 1..=100).ok(),
+                Some(expected),
+                "{pairs:?}"
+            );
+        }
+        for (pairs, expected) in [
+            (&[][..], None),
+            (&[("q", "")][..], None),
+            (&[("q", ""), ("qlang", "de")][..], Some("de")),
+            (&[("q", "tax"), ("qlang", "fr")][..], Some("fr")),
+        ] {
+            assert_eq!(
+                search_language(&query(pairs)).ok(),
+                Some(expected.map(str::to_owned)),
+                "{pairs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_filter_given_adds_its_condition_in_a_fixed_order() {
+        let cases: &[Case] = &[
+            ("no filter", &[], ""),
+            ("hidden messages", &[("visible", "false")], ""),
+            (
+                "received before a day",
+                &[("receivedBefore", "2017-07-01")],
+                " AND d.receipt_date < $3",
+            ),
+            (
+                "every date bound",
+                &[
+                    ("expiredAfter", "2017-07-01"),
+                    ("receivedAfter", "2017-07-01"),
+                    ("expiredBefore", "2017-07-01"),
+                    ("receivedBefore", "2017-07-01"),
+                ],
+                " AND d.receipt_date < $3 AND d.receipt_date >= $4 \
+                 AND d.expiration_date < $5 AND d.expiration_date >= $6",
+            ),
+            (
+                "read",
+                &[("readStatus", "true")],
+                " AND d.read_at IS NOT NULL",
+            ),
+            (
+                "unread",
+                &[("readStatus", "false")],
+                " AND d.read_at IS NULL",
+            ),
+            (
+                "the sender ids",
+                &[
+                    ("senderApplicationId", "a"),
+                    ("messageTypeId", "t"),
+                    ("senderOrganizationId", "o"),
+                ],
+                " AND d.message_type_id = $3 AND d.sender_organization_id = $4 \
+                 AND d.sender_application_id = $5",
+            ),
+            (
+                "registered mail after read status",
+                &[("registeredMail", "false"), ("readStatus", "false")],
+                " AND d.read_at IS NULL AND d.registered_mail = $3",
+            ),
+            ("an empty search", &[("q", ""), ("qlang", "nl")], ""),
+        ];
+        for (what, pairs, conditions) in cases {
+            assert_eq!(
+                where_clause(pairs).ok(),
+                Some(format!("{OWN_LIVE}{conditions}")),
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_search_numbers_its_language_and_pattern_placeholders_in_order() {
+        let clause = where_clause(&[("q", "tax"), ("readStatus", "true"), ("qlang", "nl")])
+            .expect("valid filters");
+        let search = clause
+            .strip_prefix(&format!("{OWN_LIVE} AND d.read_at IS NOT NULL AND ("))
+            .expect("the search comes last");
+        assert!(
+            !search.contains("$LANG") && !search.contains("$P"),
+            "{search}"
+        );
+        for (at, n) in (3..=10).enumerate() {
+            let placeholder = format!("${n}");
+            assert!(search.contains(&placeholder), "{placeholder} in {search}");
+            let language = at % 2 == 0;
+            let bound = if language {
+                format!(" ->> {placeholder},")
+            } else {
+                format!(" ILIKE {placeholder}")
+            };
+            assert!(search.contains(&bound), "{bound} in {search}");
+        }
+        assert!(!search.contains("$11"), "{search}");
+    }
+
+    #[test]
+    fn wildcards_in_a_search_are_matched_literally() {
+        for (q, pattern) in [
+            ("tax", "%tax%"),
+            ("50%", "%50\\%%"),
+            ("a_b", "%a\\_b%"),
+            ("c:\\tmp", "%c:\\\\tmp%"),
+        ] {
+            assert_eq!(like_pattern(q), pattern, "{q}");
+        }
     }
 }

@@ -22,7 +22,7 @@ pub mod sender;
 
 use axum::Router;
 use axum::routing::{get, post};
-use common::audit::SsinHasher;
+use domain::citizen::SsinHasher;
 use sqlx::PgPool;
 use std::sync::Arc;
 
@@ -43,6 +43,27 @@ pub struct AppState {
 /// The routes, under `base_path` (`/` or e.g. `/ebox-api`).
 pub fn router(state: Arc<AppState>) -> Router {
     let routes = Router::new()
+        .merge(citizen_routes())
+        .merge(reference_data_routes())
+        .merge(sender_routes())
+        .fallback(|| async { error::ApiError::not_found() })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::record,
+        ))
+        // Outside the audit: the public description of the API is nobody's consultation.
+        .merge(docs_routes())
+        .with_state(state.clone());
+    if state.base_path == "/" {
+        routes
+    } else {
+        Router::new().nest(&state.base_path, routes)
+    }
+}
+
+/// `/ebox` and `/ebox/messages/**`.
+fn citizen_routes() -> Router<Arc<AppState>> {
+    Router::new()
         .route("/ebox", get(citizen::summary))
         .route("/ebox/messages", get(citizen::list).patch(citizen::update))
         .route("/ebox/messages/{message_id}", get(citizen::message))
@@ -59,6 +80,11 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(citizen::content),
         )
         .route("/ebox/messages/{message_id}/body", get(citizen::body))
+}
+
+/// `/referenceData/**`.
+fn reference_data_routes() -> Router<Arc<AppState>> {
+    Router::new()
         .route("/referenceData/messageTypes", get(reference::message_types))
         .route(
             "/referenceData/messageTypes/{id}",
@@ -80,28 +106,24 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/referenceData/senderApplications/{id}",
             get(reference::application),
         )
-        .route("/searchMessageStatus", post(sender::search_status))
-        .fallback(|| async { error::ApiError::not_found() })
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            audit::record,
-        ))
-        // Outside the audit: the public description of the API is nobody's consultation.
-        .route(
-            "/openapi.yaml",
-            get(|| async {
-                (
-                    [(axum::http::header::CONTENT_TYPE, "application/yaml")],
-                    OPENAPI,
-                )
-            }),
-        )
-        .with_state(state.clone());
-    if state.base_path == "/" {
-        routes
-    } else {
-        Router::new().nest(&state.base_path, routes)
-    }
+}
+
+/// `POST /searchMessageStatus`.
+fn sender_routes() -> Router<Arc<AppState>> {
+    Router::new().route("/searchMessageStatus", post(sender::search_status))
+}
+
+/// `/openapi.yaml`: [`OPENAPI`].
+fn docs_routes() -> Router<Arc<AppState>> {
+    Router::new().route(
+        "/openapi.yaml",
+        get(|| async {
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/yaml")],
+                OPENAPI,
+            )
+        }),
+    )
 }
 
 /// Serves the API on `listener` until `shutdown` completes.

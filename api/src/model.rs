@@ -2,8 +2,8 @@
 //! filled in all three languages.
 
 use chrono::{DateTime, Utc};
-use common::digest::{DigestObject, Sha256Digest};
-use common::translated::TranslatedString;
+use domain::digest::{DigestObject, Sha256Digest};
+use domain::translated::TranslatedString;
 use serde::Serialize;
 use sqlx::types::Json;
 use uuid::Uuid;

@@ -8,9 +8,10 @@
 use crate::AppState;
 use crate::model::DocumentRow;
 use chrono::{DateTime, Utc};
-use common::events::{self, DocumentEvent, EVENT_TYPE, EboxId, EventEnvelope, READ_DOCUMENT};
-use common::ssin::Ssin;
-use common::translated::TranslatedString;
+use domain::events::{self, DocumentEvent, EVENT_TYPE, EboxId, EventEnvelope, EventType};
+use domain::ids::MessageId;
+use domain::ssin::Ssin;
+use domain::translated::TranslatedString;
 use queues::topology::EVENTS_EXCHANGE;
 use queues::{Outgoing, Publisher};
 use sqlx::types::Json;
@@ -113,13 +114,16 @@ async fn try_mark_read(
         event_time: marked.read_at,
         event_provider_id: state.provider_id.clone(),
         event_data: DocumentEvent {
-            event_type: READ_DOCUMENT.to_owned(),
-            event_correlation_id: events::correlation_id(READ_DOCUMENT, document.message_id),
+            event_type: EventType::ReadDocument,
+            event_correlation_id: events::correlation_id(
+                EventType::ReadDocument,
+                MessageId::from_uuid(document.message_id),
+            ),
             recipient: EboxId {
                 ebox_type: "citizen".to_owned(),
                 ebox_id_value: ssin.expose().to_owned(),
             },
-            message_id: document.message_id,
+            message_id: MessageId::from_uuid(document.message_id),
             receipt_date: marked.receipt_date,
             expiration_date: marked.expiration_date,
             registered_mail: marked.registered_mail,
@@ -131,7 +135,7 @@ async fn try_mark_read(
     };
     let outgoing = Outgoing::json(
         EVENTS_EXCHANGE,
-        READ_DOCUMENT,
+        EventType::ReadDocument.as_str(),
         EVENT_TYPE,
         &event.event_data.event_correlation_id.to_string(),
         None,

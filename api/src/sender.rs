@@ -9,7 +9,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
-use common::ssin::Ssin;
+use domain::ssin::Ssin;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -71,7 +71,7 @@ pub async fn search_status(
         )
         .bind(id)
         .bind(&sender)
-        .bind(state.hasher.hash(&ssin))
+        .bind(state.hasher.hash(&ssin).as_str().to_owned())
         .fetch_optional(&state.pool)
         .await?;
         if let Some((expiration_date, read_at, visible)) = row {

@@ -1,6 +1,6 @@
 //! Administration shared by the CLI and the tests.
 
-use common::registry::RegistryFile;
+use domain::registry::RegistryFile;
 use sqlx::PgPool;
 
 /// Applies the registry to the database, then declares the topology and each listed sender's
@@ -10,7 +10,7 @@ pub async fn apply_registry(
     amqp_url: &str,
     registry: &RegistryFile,
 ) -> anyhow::Result<()> {
-    registry.apply(pool).await?;
+    records::registry::apply(registry, pool).await?;
     let connection = queues::driver::connect(amqp_url, "ebox registry").await?;
     let channel = connection.create_channel().await?;
     queues::topology::declare(&channel).await?;

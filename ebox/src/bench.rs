@@ -12,18 +12,23 @@
 //! Run it through `scripts/bench.sh`, which prepares a sender and a database.
 
 use crate::demo::{SAMPLE_SSIN, sample_v2};
+use crate::smtp_sink::Mail;
 use crate::workers::{self, Worker};
 use anyhow::Context;
-use common::config::Settings;
-use common::status::{Status, StatusEvent};
+use domain::status::{Status, StatusEvent};
 use futures_util::{FutureExt, StreamExt};
+use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel, Connection};
+use lapin::{BasicProperties, Channel, Connection, Consumer};
+use runtime::config::Settings;
+use sqlx::PgPool;
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, clap::Args)]
@@ -107,23 +112,103 @@ async fn publish_all(
     Ok(())
 }
 
+/// The bare chain: set up the queues and relays, publish, take every arrival at the end, measure,
+/// tear down.
 async fn bare_chain(settings: &Settings, messages: usize) -> anyhow::Result<f64> {
-    let connection = queues::driver::connect(&settings.amqp_url, "ebox bench").await?;
-    let setup = connection.create_channel().await?;
-    let names: Vec<String> = (0..HOPS).map(|i| format!("ebox.bench.chain.{i}")).collect();
-    for name in &names {
-        setup
-            .queue_declare(
-                name.as_str().into(),
-                QueueDeclareOptions::durable(),
-                quorum(),
-            )
-            .await?;
+    let chain = Chain::set_up(settings).await?;
+    let mut arrivals = chain.consume_end(settings.prefetch).await?;
+    let publisher = confirmed_channel(&chain.connection).await?;
+    let body = serde_json::to_vec(&sample_v2(SAMPLE_SSIN, "bench"))?;
+    let started = Instant::now();
+    publish_all(
+        &publisher,
+        &chain.names[0],
+        "",
+        (0..messages).map(|_| (BasicProperties::default(), body.clone())),
+    )
+    .await?;
+    take_arrivals(&mut arrivals, messages).await?;
+    let rate = messages as f64 / started.elapsed().as_secs_f64();
+    chain.tear_down().await?;
+    Ok(rate)
+}
+
+/// The bare chain's queues, the relays between them, and the connection that declared them.
+struct Chain {
+    // In the reverse of the order they are made, so that they drop in the order they did as
+    // locals of `bare_chain`.
+    relays: Vec<JoinHandle<anyhow::Result<()>>>,
+    shutdown: CancellationToken,
+    names: Vec<String>,
+    setup: Channel,
+    connection: Connection,
+}
+
+impl Chain {
+    /// Declares the chain's queues and starts a relay from each to the next.
+    async fn set_up(settings: &Settings) -> anyhow::Result<Self> {
+        let connection = queues::driver::connect(&settings.amqp_url, "ebox bench").await?;
+        let setup = connection.create_channel().await?;
+        let names: Vec<String> = (0..HOPS).map(|i| format!("ebox.bench.chain.{i}")).collect();
+        for name in &names {
+            setup
+                .queue_declare(
+                    name.as_str().into(),
+                    QueueDeclareOptions::durable(),
+                    quorum(),
+                )
+                .await?;
+        }
+        let shutdown = CancellationToken::new();
+        let relays = start_relays(settings, &names, &shutdown).await?;
+        Ok(Self {
+            relays,
+            shutdown,
+            names,
+            setup,
+            connection,
+        })
     }
-    let shutdown = CancellationToken::new();
+
+    /// Consumes the last queue: the end of the chain.
+    async fn consume_end(&self, prefetch: u16) -> lapin::Result<Consumer> {
+        let end = self.connection.create_channel().await?;
+        end.basic_qos(prefetch, BasicQosOptions::default()).await?;
+        // The consumer keeps its channel open.
+        end.basic_consume(
+            self.names[HOPS - 1].as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+    }
+
+    /// Stops the relays, deletes the queues and closes the connection.
+    async fn tear_down(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        for relay in self.relays {
+            let _ = relay.await;
+        }
+        for name in &self.names {
+            self.setup
+                .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
+                .await?;
+        }
+        let _ = self.connection.close(200, "done".into()).await;
+        Ok(())
+    }
+}
+
+/// Starts a relay from each queue of the chain to the next, each on a connection of its own.
+async fn start_relays(
+    settings: &Settings,
+    names: &[String],
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Vec<JoinHandle<anyhow::Result<()>>>> {
     let mut relays = Vec::new();
-    for hop in 0..HOPS - 1 {
-        let (from, to) = (names[hop].clone(), names[hop + 1].clone());
+    for pair in names.windows(2) {
+        let (from, to) = (pair[0].clone(), pair[1].clone());
         let connection = queues::driver::connect(&settings.amqp_url, "ebox bench relay").await?;
         let (prefetch, batch) = (settings.prefetch, settings.batch_size);
         let shutdown = shutdown.clone();
@@ -131,46 +216,16 @@ async fn bare_chain(settings: &Settings, messages: usize) -> anyhow::Result<f64>
             relay(connection, from, to, prefetch, batch, shutdown).await
         }));
     }
-    let end = connection.create_channel().await?;
-    end.basic_qos(settings.prefetch, BasicQosOptions::default())
-        .await?;
-    let mut arrivals = end
-        .basic_consume(
-            names[HOPS - 1].as_str().into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    let publisher = confirmed_channel(&connection).await?;
-    let body = serde_json::to_vec(&sample_v2(SAMPLE_SSIN, "bench"))?;
-    let started = Instant::now();
-    publish_all(
-        &publisher,
-        &names[0],
-        "",
-        (0..messages).map(|_| (BasicProperties::default(), body.clone())),
-    )
-    .await?;
+    Ok(relays)
+}
+
+/// Takes and acks every message at the end of the chain.
+async fn take_arrivals(arrivals: &mut Consumer, messages: usize) -> anyhow::Result<()> {
     for _ in 0..messages {
-        let delivery = tokio::time::timeout(Duration::from_secs(60), arrivals.next())
-            .await
-            .context("the bare chain stalled")?
-            .context("consumer closed")??;
+        let delivery = next_delivery(arrivals, "the bare chain stalled").await?;
         delivery.acker.ack(BasicAckOptions::default()).await?;
     }
-    let rate = messages as f64 / started.elapsed().as_secs_f64();
-    shutdown.cancel();
-    for relay in relays {
-        let _ = relay.await;
-    }
-    for name in &names {
-        setup
-            .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
-            .await?;
-    }
-    let _ = connection.close(200, "done".into()).await;
-    Ok(rate)
+    Ok(())
 }
 
 /// Moves deliveries from `from` to `to`: take what is there, publish with confirms, then ack.
@@ -222,80 +277,163 @@ async fn relay(
     }
 }
 
+/// The pipeline: record the citizen's consent, start the workers, connect the sender, publish,
+/// wait for every `published`, measure, tear down.
 async fn pipeline(settings: &Settings, args: &BenchArgs) -> anyhow::Result<f64> {
-    let pool = common::db::connect(settings).await?;
-    common::db::migrate(&pool).await?;
-    let hasher = common::audit::SsinHasher::new(&settings.ssin_hash_key);
-    let ssin = common::ssin::Ssin::parse(SAMPLE_SSIN)?;
+    let pool = runtime::db::connect(settings).await?;
+    runtime::db::migrate(&pool).await?;
+    grant_consent(settings, &pool).await?;
+    let mut workers = RunningWorkers::start(settings, &pool).await?;
+    let mut sender = Sender::connect(args).await?;
+    let body = serde_json::to_vec(&sample_v2(SAMPLE_SSIN, &args.message_type))?;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let started = Instant::now();
+    publish_all(
+        &sender.channel,
+        queues::topology::PUBLISH_ROUTING_KEY,
+        queues::topology::PUBLISH_EXCHANGE,
+        bench_messages(args, &run, &body),
+    )
+    .await?;
+    await_published(&mut sender.statuses, args.messages, &run).await?;
+    let rate = args.messages as f64 / started.elapsed().as_secs_f64();
+    workers.stop().await;
+    sender.close().await;
+    Ok(rate)
+}
+
+/// Records the sample citizen's consent, so that the bench messages are delivered.
+async fn grant_consent(settings: &Settings, pool: &PgPool) -> anyhow::Result<()> {
+    let hasher = domain::citizen::SsinHasher::new(&settings.ssin_hash_key);
+    let ssin = domain::ssin::Ssin::parse(SAMPLE_SSIN)?;
     let mut tx = pool.begin().await?;
-    common::citizens::record_consent(
+    records::citizens::record_consent(
         &mut tx,
-        &hasher.hash(&ssin),
-        common::citizens::Consent::Granted,
+        &hasher,
+        &ssin,
+        domain::citizen::Consent::Granted,
         chrono::Utc::now(),
         "bench",
     )
     .await?;
     tx.commit().await?;
+    Ok(())
+}
 
-    let (smtp, _mails) = crate::smtp_sink::start("127.0.0.1:0").await?;
-    let mut settings = settings.clone();
-    settings.smtp_url = Some(format!("smtp://{smtp}"));
-    let shutdown = CancellationToken::new();
-    let (mut tasks, readiness) = workers::spawn(
-        &settings,
-        &pool,
-        &[
-            Worker::Intake,
-            Worker::ConsentCheck,
-            Worker::Store,
-            Worker::Notify,
-        ],
-        &shutdown,
-    )?;
-    for ready in &readiness {
-        tokio::time::timeout(Duration::from_secs(30), ready.wait_until_ready())
-            .await
-            .context("the workers did not start")?;
+/// Intake, consent-check, store and notify, running in this process.
+struct RunningWorkers {
+    // In the reverse of the order they are made, so that they drop in the order they did as
+    // locals of `pipeline`. The mail receiver is held because the sink stops accepting
+    // connections once it is dropped.
+    tasks: JoinSet<()>,
+    shutdown: CancellationToken,
+    _mails: mpsc::UnboundedReceiver<Mail>,
+}
+
+impl RunningWorkers {
+    /// Starts the workers, notify mailing to an SMTP sink of our own, and waits until each
+    /// consumes.
+    async fn start(settings: &Settings, pool: &PgPool) -> anyhow::Result<Self> {
+        let (smtp, mails) = crate::smtp_sink::start("127.0.0.1:0").await?;
+        let mut settings = settings.clone();
+        settings.smtp_url = Some(format!("smtp://{smtp}"));
+        let shutdown = CancellationToken::new();
+        let (tasks, readiness) = workers::spawn(
+            &settings,
+            pool,
+            &[
+                Worker::Intake,
+                Worker::ConsentCheck,
+                Worker::Store,
+                Worker::Notify,
+            ],
+            &shutdown,
+        )?;
+        for ready in &readiness {
+            tokio::time::timeout(Duration::from_secs(30), ready.wait_until_ready())
+                .await
+                .context("the workers did not start")?;
+        }
+        Ok(Self {
+            tasks,
+            shutdown,
+            _mails: mails,
+        })
     }
 
-    let connection = queues::driver::connect(&args.sender_url, "ebox bench sender").await?;
-    let channel = confirmed_channel(&connection).await?;
-    let statuses_channel = connection.create_channel().await?;
-    let mut statuses = statuses_channel
-        .basic_consume(
-            queues::topology::status_queue(&args.sender).as_str().into(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    let body = serde_json::to_vec(&sample_v2(SAMPLE_SSIN, &args.message_type))?;
-    let run = uuid::Uuid::new_v4().simple().to_string();
-    let started = Instant::now();
-    publish_all(
-        &channel,
-        queues::topology::PUBLISH_ROUTING_KEY,
-        queues::topology::PUBLISH_EXCHANGE,
-        (0..args.messages).map(|i| {
-            let properties = BasicProperties::default()
-                .with_message_id(ShortString::from(format!("bench-{run}-{i}")))
-                .with_type(ShortString::from(intake::contract::TYPE_V2))
-                .with_user_id(ShortString::from(args.sender.as_str()))
-                .with_content_type(ShortString::from("application/json"));
-            (properties, body.clone())
-        }),
-    )
-    .await?;
+    /// Asks the workers to stop and waits until they have.
+    async fn stop(&mut self) {
+        self.shutdown.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// The bench sender's connection: a channel to publish on and its status queue.
+struct Sender {
+    // In the reverse of the order they are made, so that they drop in the order they did as
+    // locals of `pipeline`.
+    statuses: Consumer,
+    channel: Channel,
+    connection: Connection,
+}
+
+impl Sender {
+    /// Connects as the sender and consumes its status queue.
+    async fn connect(args: &BenchArgs) -> anyhow::Result<Self> {
+        let connection = queues::driver::connect(&args.sender_url, "ebox bench sender").await?;
+        let channel = confirmed_channel(&connection).await?;
+        let statuses_channel = connection.create_channel().await?;
+        // The consumer keeps its channel open.
+        let statuses = statuses_channel
+            .basic_consume(
+                queues::topology::status_queue(&args.sender).as_str().into(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(Self {
+            statuses,
+            channel,
+            connection,
+        })
+    }
+
+    async fn close(&self) {
+        let _ = self.connection.close(200, "done".into()).await;
+    }
+}
+
+/// The run's messages as the sender publishes them: v2, each with a message id of this run.
+fn bench_messages(
+    args: &BenchArgs,
+    run: &str,
+    body: &[u8],
+) -> impl Iterator<Item = (BasicProperties, Vec<u8>)> {
+    (0..args.messages).map(move |i| {
+        let properties = BasicProperties::default()
+            .with_message_id(ShortString::from(format!("bench-{run}-{i}")))
+            .with_type(ShortString::from(intake::contract::TYPE_V2))
+            .with_user_id(ShortString::from(args.sender.as_str()))
+            .with_content_type(ShortString::from("application/json"));
+        (properties, body.to_vec())
+    })
+}
+
+/// Reads the sender's statuses until every message of this run is `Published`; one of them
+/// ending `Rejected` or `NoDigitalUser` fails the run. Other statuses, and those of other runs,
+/// are skipped.
+async fn await_published(
+    statuses: &mut Consumer,
+    messages: usize,
+    run: &str,
+) -> anyhow::Result<()> {
     let mut published = 0;
-    while published < args.messages {
-        let delivery = tokio::time::timeout(Duration::from_secs(60), statuses.next())
-            .await
-            .context("the pipeline stalled")?
-            .context("consumer closed")??;
+    while published < messages {
+        let delivery = next_delivery(statuses, "the pipeline stalled").await?;
         let status: StatusEvent = serde_json::from_slice(&delivery.data)?;
         let ours = status
             .sender_reference
@@ -309,9 +447,14 @@ async fn pipeline(settings: &Settings, args: &BenchArgs) -> anyhow::Result<f64> 
             _ => {}
         }
     }
-    let rate = args.messages as f64 / started.elapsed().as_secs_f64();
-    shutdown.cancel();
-    while tasks.join_next().await.is_some() {}
-    let _ = connection.close(200, "done".into()).await;
-    Ok(rate)
+    Ok(())
+}
+
+/// The next delivery; `stalled` is the error if none comes within a minute.
+async fn next_delivery(consumer: &mut Consumer, stalled: &'static str) -> anyhow::Result<Delivery> {
+    let delivery = tokio::time::timeout(Duration::from_secs(60), consumer.next())
+        .await
+        .context(stalled)?
+        .context("consumer closed")??;
+    Ok(delivery)
 }

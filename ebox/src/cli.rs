@@ -1,16 +1,16 @@
-//! The subcommands. Configuration comes from `EBOX_*` environment variables (see the README),
+//! The subcommands. Configuration comes from `EBOX_*` environment variables (see `docs/operations.md`),
 //! validated before anything starts.
 
 use crate::workers::{self, Worker};
 use anyhow::Context;
 use chrono::Utc;
 use clap::{Parser, Subcommand};
-use common::audit::SsinHasher;
-use common::citizens::{Channel, Consent, Preferences};
-use common::config::Settings;
-use common::registry::RegistryFile;
-use common::ssin::Ssin;
-use common::translated::Language;
+use domain::citizen::SsinHasher;
+use domain::citizen::{Channel, Consent, Preferences};
+use domain::registry::RegistryFile;
+use domain::ssin::Ssin;
+use domain::translated::Language;
+use runtime::config::Settings;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
@@ -139,7 +139,7 @@ impl Cli {
             };
         }
         if let Command::Demo(args) = self.command {
-            common::telemetry::init("warn", common::config::LogFormat::Text);
+            runtime::telemetry::init("warn", runtime::config::LogFormat::Text);
             return match crate::demo::run(args).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -155,7 +155,7 @@ impl Cli {
                 return ExitCode::from(2);
             }
         };
-        common::telemetry::init(&settings.log_filter, settings.log_format);
+        runtime::telemetry::init(&settings.log_filter, settings.log_format);
         match self.command.execute(settings).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -170,8 +170,8 @@ impl Command {
     async fn execute(self, settings: Settings) -> anyhow::Result<()> {
         match self {
             Command::Migrate => {
-                let pool = common::db::connect(&settings).await?;
-                common::db::migrate(&pool).await?;
+                let pool = runtime::db::connect(&settings).await?;
+                runtime::db::migrate(&pool).await?;
                 info!("migrations applied");
                 Ok(())
             }
@@ -181,29 +181,7 @@ impl Command {
             Command::Worker { name } => run_workers(&settings, &[name], false, false).await,
             Command::Run => run_workers(&settings, &Worker::ALL, true, true).await,
             Command::Api => run_workers(&settings, &[], false, true).await,
-            Command::Consent { command } => {
-                let (ssin, consent) = match command {
-                    ConsentCommand::Grant { ssin } => (ssin, Consent::Granted),
-                    ConsentCommand::Withdraw { ssin } => (ssin, Consent::Withdrawn),
-                };
-                let ssin = Ssin::parse(&ssin).context("SSIN is not a valid national number")?;
-                let pool = common::db::connect(&settings).await?;
-                let mut tx = pool.begin().await?;
-                let hasher = SsinHasher::new(&settings.ssin_hash_key);
-                consent_check::updates::record_consent(
-                    &mut tx,
-                    &hasher,
-                    &ssin,
-                    consent,
-                    Utc::now(),
-                    "cli",
-                )
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-                tx.commit().await?;
-                println!("consent {} recorded", consent.as_str());
-                Ok(())
-            }
+            Command::Consent { command } => record_consent(&settings, command).await,
             Command::Citizen {
                 command:
                     CitizenCommand::Set {
@@ -214,11 +192,6 @@ impl Command {
                         partner,
                     },
             } => {
-                let ssin = Ssin::parse(&ssin).context("SSIN is not a valid national number")?;
-                let language = Language::ALL
-                    .into_iter()
-                    .find(|l| l.code() == language)
-                    .context("--language must be nl, fr or de")?;
                 let channel = match (channel.as_str(), email, partner) {
                     ("email", Some(email), None) => Channel::Email { email },
                     ("partner", None, Some(partner_id)) => Channel::Partner { partner_id },
@@ -227,22 +200,7 @@ impl Command {
                         "use --channel email --email ADDRESS, --channel partner --partner ID, or --channel none"
                     ),
                 };
-                let pool = common::db::connect(&settings).await?;
-                let mut tx = pool.begin().await?;
-                let hasher = SsinHasher::new(&settings.ssin_hash_key);
-                let preferences = Preferences { language, channel };
-                consent_check::updates::record_preferences(
-                    &mut tx,
-                    &hasher,
-                    &ssin,
-                    &preferences,
-                    Utc::now(),
-                )
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-                tx.commit().await?;
-                println!("preferences recorded");
-                Ok(())
+                set_preferences(&settings, &ssin, &language, channel).await
             }
             Command::Bench(args) => crate::bench::run(&settings, args).await,
             Command::Demo(_) | Command::SmtpSink { .. } | Command::Token(_) => {
@@ -250,6 +208,45 @@ impl Command {
             }
         }
     }
+}
+
+/// `ebox consent grant|withdraw SSIN`: records the change now, audited with source `cli`.
+async fn record_consent(settings: &Settings, command: ConsentCommand) -> anyhow::Result<()> {
+    let (ssin, consent) = match command {
+        ConsentCommand::Grant { ssin } => (ssin, Consent::Granted),
+        ConsentCommand::Withdraw { ssin } => (ssin, Consent::Withdrawn),
+    };
+    let ssin = Ssin::parse(&ssin).context("SSIN is not a valid national number")?;
+    let pool = runtime::db::connect(settings).await?;
+    let mut tx = pool.begin().await?;
+    let hasher = SsinHasher::new(&settings.ssin_hash_key);
+    records::citizens::record_consent(&mut tx, &hasher, &ssin, consent, Utc::now(), "cli").await?;
+    tx.commit().await?;
+    println!("consent {} recorded", consent.as_str());
+    Ok(())
+}
+
+/// `ebox citizen set`: records a notification preference now.
+async fn set_preferences(
+    settings: &Settings,
+    ssin: &str,
+    language: &str,
+    channel: Channel,
+) -> anyhow::Result<()> {
+    let ssin = Ssin::parse(ssin).context("SSIN is not a valid national number")?;
+    let language = Language::ALL
+        .into_iter()
+        .find(|l| l.code() == language)
+        .context("--language must be nl, fr or de")?;
+    let pool = runtime::db::connect(settings).await?;
+    let mut tx = pool.begin().await?;
+    let hasher = SsinHasher::new(&settings.ssin_hash_key);
+    let preferences = Preferences { language, channel };
+    records::citizens::record_preferences(&mut tx, &hasher, &ssin, &preferences, Utc::now())
+        .await?;
+    tx.commit().await?;
+    println!("preferences recorded");
+    Ok(())
 }
 
 async fn load_registry(settings: &Settings, file: &PathBuf) -> anyhow::Result<()> {
@@ -262,7 +259,7 @@ async fn load_registry(settings: &Settings, file: &PathBuf) -> anyhow::Result<()
             problems.join("\n  - ")
         )
     })?;
-    let pool = common::db::connect(settings).await?;
+    let pool = runtime::db::connect(settings).await?;
     crate::admin::apply_registry(&pool, &settings.amqp_url, &registry).await?;
     info!(
         senders = registry.senders.len(),
@@ -278,9 +275,9 @@ async fn run_workers(
     migrate: bool,
     with_api: bool,
 ) -> anyhow::Result<()> {
-    let pool = common::db::connect(settings).await?;
+    let pool = runtime::db::connect(settings).await?;
     if migrate {
-        common::db::migrate(&pool).await?;
+        runtime::db::migrate(&pool).await?;
     }
     let shutdown = CancellationToken::new();
     let (mut tasks, readiness) = workers::spawn(settings, &pool, names, &shutdown)?;
@@ -288,7 +285,7 @@ async fn run_workers(
         let addr = workers::start_api(settings, &pool, &mut tasks, &shutdown).await?;
         info!(api = %addr, base_path = settings.api_base_path, "API listening");
     }
-    let metrics = tokio::spawn(common::metrics::serve(
+    let metrics = tokio::spawn(runtime::metrics::serve(
         settings.metrics_addr,
         readiness,
         shutdown.clone().cancelled_owned(),

@@ -5,7 +5,7 @@
 use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::status::{Status, StatusEvent};
+use domain::status::{Status, StatusEvent};
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions,
@@ -119,7 +119,7 @@ pub fn sample_v2(ssin: &str, message_type: &str) -> serde_json::Value {
             "mediaType": "application/pdf",
             "mainContent": true,
             "content": STANDARD.encode(SAMPLE_PDF),
-            "digest": {"digestMethod": "sha_256", "digestValue": common::digest::Sha256Digest::of(SAMPLE_PDF).to_base64url()}
+            "digest": {"digestMethod": "sha_256", "digestValue": domain::digest::Sha256Digest::of(SAMPLE_PDF).to_base64url()}
         }],
         "bodyMainContent": false,
         "replyAuthorized": false

@@ -1,10 +1,11 @@
 //! The stages this binary can run, and how one process runs several of them.
 
 use anyhow::Context;
-use common::audit::SsinHasher;
-use common::config::Settings;
-use common::metrics::Readiness;
+use domain::citizen::SsinHasher;
 use queues::{DriverSettings, Handler};
+use runtime::config::Settings;
+use runtime::jobs::{self, Job};
+use runtime::metrics::Readiness;
 use sqlx::PgPool;
 use std::sync::Arc;
 use tokio::task::JoinSet;
@@ -38,109 +39,110 @@ impl Worker {
     ];
 }
 
-/// Runs `workers` until `shutdown`; each gets its own readiness flag, returned for the probes.
-/// Fails before starting anything when a worker's own settings are missing.
+/// Runs `workers` until `shutdown`; each consumer and background job gets its own readiness
+/// flag, returned for the probes. Fails before starting anything when a worker's own settings
+/// are missing.
 pub fn spawn(
     settings: &Settings,
     pool: &PgPool,
     workers: &[Worker],
     shutdown: &CancellationToken,
 ) -> anyhow::Result<(JoinSet<()>, Vec<Readiness>)> {
-    let mut tasks = JoinSet::new();
-    let mut readiness = Vec::new();
-    let driver = DriverSettings {
-        amqp_url: settings.amqp_url.clone(),
-        prefetch: settings.prefetch,
-        batch_size: settings.batch_size,
+    let mut tasks = Tasks {
+        set: JoinSet::new(),
+        readiness: Vec::new(),
+        pool: pool.clone(),
+        driver: DriverSettings {
+            amqp_url: settings.amqp_url.clone(),
+            prefetch: settings.prefetch,
+            batch_size: settings.batch_size,
+        },
+        shutdown: shutdown.clone(),
+    };
+    // Checked first, so that a missing setting starts nothing.
+    let dispatcher = if workers.contains(&Worker::Notify) {
+        Some(dispatcher(settings, pool)?)
+    } else {
+        None
     };
     let hasher = || SsinHasher::new(&settings.ssin_hash_key);
-    let mut start = |handler: Arc<dyn Spawnable>| {
-        let ready = Readiness::default();
-        readiness.push(ready.clone());
-        handler.spawn(
-            &mut tasks,
-            pool.clone(),
-            driver.clone(),
-            ready,
-            shutdown.clone(),
-        );
-    };
-    let mut dispatcher = None;
-    let mut retention = false;
     for worker in workers {
         match worker {
-            Worker::Intake => start(Arc::new(intake::Intake::new(
-                hasher(),
-                settings.max_message_bytes,
-            ))),
-            Worker::ConsentCheck => start(Arc::new(consent_check::ConsentCheck::new(hasher()))),
-            Worker::ConsentUpdates => start(Arc::new(consent_check::updates::ConsentUpdates::new(
-                hasher(),
-            ))),
+            Worker::Intake => {
+                tasks.consume(intake::Intake::new(hasher(), settings.max_message_bytes))
+            }
+            Worker::ConsentCheck => tasks.consume(consent_check::ConsentCheck::new(hasher())),
+            Worker::ConsentUpdates => {
+                tasks.consume(consent_check::updates::ConsentUpdates::new(hasher()))
+            }
             Worker::Store => {
-                start(Arc::new(store::Store::new(
-                    hasher(),
-                    settings.provider_id.clone(),
-                )));
-                retention = true;
+                tasks.consume(store::Store::new(hasher(), settings.provider_id.clone()));
+                let sweeper =
+                    store::retention::Sweeper::new(pool.clone(), settings.amqp_url.clone());
+                tasks.run(sweeper, settings.retention_interval);
             }
-            Worker::ReadReceipt => start(Arc::new(read_receipt::ReadReceipt)),
-            Worker::Notify => {
-                let smtp_url = settings
-                    .smtp_url
-                    .as_deref()
-                    .context("the notify worker needs EBOX_SMTP_URL (the SMTP relay)")?;
-                let mailer = notify::email::Mailer::new(
-                    smtp_url,
-                    &settings.mail_from,
-                    &settings.portal_url,
-                )?;
-                dispatcher = Some(notify::dispatcher::Dispatcher::new(
-                    pool.clone(),
-                    mailer,
-                    settings.notify_max_attempts,
-                    settings.partner_secrets.clone(),
-                )?);
-                start(Arc::new(notify::Notify::new(hasher())));
-            }
+            Worker::ReadReceipt => tasks.consume(read_receipt::ReadReceipt),
+            Worker::Notify => tasks.consume(notify::Notify::new(hasher())),
         }
     }
     if let Some(dispatcher) = dispatcher {
-        tasks.spawn(dispatcher.run(shutdown.clone()));
+        tasks.run(dispatcher, notify::dispatcher::POLL);
     }
-    if retention {
-        tasks.spawn(store::retention::run(
-            pool.clone(),
-            settings.amqp_url.clone(),
-            settings.retention_interval,
-            shutdown.clone(),
+    Ok((tasks.set, tasks.readiness))
+}
+
+/// The notification dispatcher with its two channels.
+fn dispatcher(
+    settings: &Settings,
+    pool: &PgPool,
+) -> anyhow::Result<notify::dispatcher::Dispatcher> {
+    let smtp_url = settings
+        .smtp_url
+        .as_deref()
+        .context("the notify worker needs EBOX_SMTP_URL (the SMTP relay)")?;
+    let mailer = notify::email::Mailer::new(smtp_url, &settings.mail_from, &settings.portal_url)?;
+    let webhooks =
+        notify::webhook::PartnerWebhooks::new(pool.clone(), settings.partner_secrets.clone())?;
+    Ok(notify::dispatcher::Dispatcher::new(
+        pool.clone(),
+        vec![Box::new(mailer), Box::new(webhooks)],
+        settings.notify_max_attempts,
+    ))
+}
+
+/// What a process runs, each with its readiness flag.
+struct Tasks {
+    set: JoinSet<()>,
+    readiness: Vec<Readiness>,
+    pool: PgPool,
+    driver: DriverSettings,
+    shutdown: CancellationToken,
+}
+
+impl Tasks {
+    fn ready(&mut self) -> Readiness {
+        let ready = Readiness::default();
+        self.readiness.push(ready.clone());
+        ready
+    }
+
+    /// A handler, run by the consumer driver.
+    fn consume<H: Handler>(&mut self, handler: H) {
+        let ready = self.ready();
+        self.set.spawn(queues::driver::run(
+            Arc::new(handler),
+            self.pool.clone(),
+            self.driver.clone(),
+            ready,
+            self.shutdown.clone(),
         ));
     }
-    Ok((tasks, readiness))
-}
 
-/// A handler the driver can run, whatever its type.
-trait Spawnable: Send + Sync {
-    fn spawn(
-        self: Arc<Self>,
-        tasks: &mut JoinSet<()>,
-        pool: PgPool,
-        driver: DriverSettings,
-        ready: Readiness,
-        shutdown: CancellationToken,
-    );
-}
-
-impl<H: Handler> Spawnable for H {
-    fn spawn(
-        self: Arc<Self>,
-        tasks: &mut JoinSet<()>,
-        pool: PgPool,
-        driver: DriverSettings,
-        ready: Readiness,
-        shutdown: CancellationToken,
-    ) {
-        tasks.spawn(queues::driver::run(self, pool, driver, ready, shutdown));
+    /// A background job, a pass every `every` at most apart.
+    fn run<J: Job>(&mut self, job: J, every: std::time::Duration) {
+        let ready = self.ready();
+        self.set
+            .spawn(jobs::run(job, every, ready, self.shutdown.clone()));
     }
 }
 

@@ -19,7 +19,6 @@
 use crate::publisher::{Outgoing, PublishError, Publisher};
 use crate::topology;
 use backon::{BackoffBuilder, ExponentialBuilder};
-use common::metrics::{METRICS, Readiness};
 use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
@@ -27,12 +26,14 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
+use runtime::internal_events::{BatchHandled, DeliveryOutcome, DeliverySettled, TransientFault};
+use runtime::metrics::Readiness;
 use sqlx::{Acquire, PgConnection, PgPool};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, error, info, info_span, warn};
+use tracing::{Instrument, error, info, info_span};
 
 /// What a handler sees of a delivery: no acker, so a handler cannot settle it behind the
 /// driver's back, and a test can build one without a broker.
@@ -83,13 +84,6 @@ pub enum HandlerError {
     Permanent(anyhow::Error),
 }
 
-impl HandlerError {
-    /// A fault that retrying cannot mend (a malformed internal message, a serialisation bug).
-    pub fn permanent(error: impl Into<anyhow::Error>) -> Self {
-        HandlerError::Permanent(error.into())
-    }
-}
-
 impl From<sqlx::Error> for HandlerError {
     fn from(error: sqlx::Error) -> Self {
         let transient = match &error {
@@ -121,23 +115,79 @@ impl From<sqlx::Error> for HandlerError {
     }
 }
 
-/// Decodes an internal message; one that does not decode can never be handled (permanent).
-pub fn decode<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, HandlerError> {
-    serde_json::from_slice(body)
-        .map_err(|e| HandlerError::Permanent(anyhow::anyhow!("not a valid {what}: {e}")))
+/// Says how retrying would fare, where the error arises: `result.permanent()?` or
+/// `result.transient()?`.
+pub trait ResultExt<T> {
+    /// Retrying cannot help (a malformed message, a serialisation bug).
+    fn permanent(self) -> Result<T, HandlerError>;
+    /// Retrying later may help (a dependency is unavailable).
+    fn transient(self) -> Result<T, HandlerError>;
+}
+
+impl<T, E: Into<anyhow::Error>> ResultExt<T> for Result<T, E> {
+    fn permanent(self) -> Result<T, HandlerError> {
+        self.map_err(|e| HandlerError::Permanent(e.into()))
+    }
+
+    fn transient(self) -> Result<T, HandlerError> {
+        self.map_err(|e| HandlerError::Transient(e.into()))
+    }
+}
+
+/// How a handler's input is read from a delivery, by the driver, before the handler runs.
+/// A delivery that does not decode is dead-lettered: it can never be handled.
+pub trait Decode: Sized + Send {
+    fn decode(incoming: &Incoming<'_>) -> Result<Self, HandlerError>;
+}
+
+/// Nothing decoded: the handler reads the delivery itself (intake, whose input is a sender's
+/// publication that it must answer even when it does not decode).
+#[derive(Debug, Clone, Copy)]
+pub struct Raw;
+
+impl Decode for Raw {
+    fn decode(_: &Incoming<'_>) -> Result<Self, HandlerError> {
+        Ok(Raw)
+    }
+}
+
+/// A JSON message between stages.
+pub trait InternalMessage: serde::de::DeserializeOwned + Send {
+    /// What it is, for the error when it does not decode.
+    const WHAT: &'static str;
+}
+
+impl<T: InternalMessage> Decode for T {
+    fn decode(incoming: &Incoming<'_>) -> Result<Self, HandlerError> {
+        serde_json::from_slice(incoming.body)
+            .map_err(|e| anyhow::anyhow!("not a valid {}: {e}", T::WHAT))
+            .permanent()
+    }
+}
+
+impl InternalMessage for domain::publication::Publication {
+    const WHAT: &'static str = "publication";
+}
+
+impl InternalMessage for domain::events::EventEnvelope {
+    const WHAT: &'static str = "event";
 }
 
 /// One stage of the pipeline.
 pub trait Handler: Send + Sync + 'static {
+    /// What the driver decodes from each delivery for the handler.
+    type Message: Decode;
+
     /// The queue this stage consumes.
     fn queue(&self) -> &'static str;
 
-    /// Handles one delivery. Every database effect, including the audit slice and the record
-    /// that the delivery was processed, goes through `conn`, which is inside the batch's
+    /// Handles one decoded delivery. Every database effect, including the audit slice and the
+    /// record that the delivery was processed, goes through `conn`, which is inside the batch's
     /// transaction. Must be idempotent: the same delivery may come again after a crash.
     fn handle(
         &self,
         conn: &mut PgConnection,
+        message: Self::Message,
         incoming: Incoming<'_>,
     ) -> impl Future<Output = Result<Outcome, HandlerError>> + Send;
 }
@@ -217,7 +267,7 @@ async fn consume<H: Handler>(
     let connection = connect(&settings.amqp_url, &format!("ebox {queue}")).await?;
     let publisher = Publisher::open(&connection).await?;
     topology::declare(publisher.channel()).await?;
-    for sender_id in common::registry::active_sender_ids(pool).await? {
+    for sender_id in records::registry::active_sender_ids(pool).await? {
         topology::declare_status_queue(publisher.channel(), &sender_id).await?;
     }
     let channel = connection.create_channel().await?;
@@ -275,80 +325,105 @@ async fn process_batch<H: Handler>(
 ) -> anyhow::Result<()> {
     let queue = handler.queue();
     let started = Instant::now();
-    METRICS
-        .batch_size
-        .with_label_values(&[queue])
-        .observe(batch.len() as f64);
-    let mut backoff = retry_backoff();
-    let outcomes = loop {
-        match handle_batch(handler, pool, &batch).await {
-            Ok(outcomes) => break outcomes,
-            Err(error) => {
-                METRICS
-                    .transient_failures_total
-                    .with_label_values(&[queue])
-                    .inc();
-                let delay = backoff.next().unwrap_or(Duration::from_secs(30));
-                warn!(
-                    queue,
-                    error = format!("{error:#}"),
-                    retry_in_ms = delay.as_millis() as u64,
-                    "transient fault; retrying the batch"
-                );
-                tokio::select! {
-                    _ = shutdown.cancelled() => {
-                        requeue_all(queue, &batch).await;
-                        return Ok(());
-                    }
-                    _ = tokio::time::sleep(delay) => {}
-                }
-            }
-        }
+    let Some(outcomes) = commit(handler, pool, &batch, shutdown).await else {
+        requeue_all(queue, &batch).await;
+        return Ok(());
     };
-
     let outgoing: Vec<Outgoing> = outcomes
         .iter()
         .flat_map(|outcome| outcome.publish.iter().cloned())
         .collect();
-    // The effects are committed: never requeue them (each requeue counts toward the delivery
-    // limit). A refused publish (a missing binding, a full queue) is retried in place until
-    // it goes through; a broken connection ends the consumer and the broker redelivers.
+    if !publish(queue, publisher, &outgoing, shutdown).await? {
+        // Redelivery after the restart publishes again (the handlers are idempotent).
+        requeue_all(queue, &batch).await;
+        return Ok(());
+    }
+    settle(queue, &batch, &outcomes).await?;
+    BatchHandled {
+        queue,
+        size: batch.len(),
+        elapsed: started.elapsed(),
+    }
+    .emit();
+    Ok(())
+}
+
+/// Handles the batch and commits, retrying transient faults for as long as it takes; `None`
+/// when shutdown came first (nothing was committed).
+async fn commit<H: Handler>(
+    handler: &H,
+    pool: &PgPool,
+    batch: &[Delivery],
+    shutdown: &CancellationToken,
+) -> Option<Vec<Outcome>> {
     let mut backoff = retry_backoff();
-    while let Err(error) = publisher.publish_all(&outgoing).await {
+    loop {
+        match handle_batch(handler, pool, batch).await {
+            Ok(outcomes) => return Some(outcomes),
+            Err(error) => {
+                let delay = backoff.next().unwrap_or(Duration::from_secs(30));
+                TransientFault {
+                    queue: handler.queue(),
+                    error: &error,
+                    retry_in: delay,
+                }
+                .emit();
+                tokio::select! {
+                    _ = shutdown.cancelled() => return None,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Publishes the committed batch's messages; `false` when shutdown came first.
+///
+/// The effects are committed: never requeue them (each requeue counts toward the delivery
+/// limit). A refused publish (a missing binding, a full queue) is retried in place until it
+/// goes through; a broken connection ends the consumer and the broker redelivers.
+async fn publish(
+    queue: &str,
+    publisher: &Publisher,
+    outgoing: &[Outgoing],
+    shutdown: &CancellationToken,
+) -> Result<bool, PublishError> {
+    let mut backoff = retry_backoff();
+    while let Err(error) = publisher.publish_all(outgoing).await {
         if let PublishError::Broker(_) = error {
-            return Err(error.into());
+            return Err(error);
         }
         let delay = backoff.next().unwrap_or(Duration::from_secs(30));
         error!(queue, error = %error, retry_in_ms = delay.as_millis() as u64, "publish refused; retrying");
         tokio::select! {
-            _ = shutdown.cancelled() => {
-                // Redelivery after the restart publishes again (the handlers are idempotent).
-                requeue_all(queue, &batch).await;
-                return Ok(());
-            }
+            _ = shutdown.cancelled() => return Ok(false),
             _ = tokio::time::sleep(delay) => {}
         }
     }
+    Ok(true)
+}
 
-    for (delivery, outcome) in batch.iter().zip(&outcomes) {
+/// Acks or dead-letters each delivery as its handler decided.
+async fn settle(
+    queue: &'static str,
+    batch: &[Delivery],
+    outcomes: &[Outcome],
+) -> lapin::Result<()> {
+    for (delivery, outcome) in batch.iter().zip(outcomes) {
         match outcome.disposition {
             Disposition::Ack => {
                 delivery.acker.ack(BasicAckOptions::default()).await?;
-                count(queue, "ack");
+                settled(queue, DeliveryOutcome::Ack);
             }
             Disposition::DeadLetter => {
                 delivery
                     .acker
                     .reject(BasicRejectOptions { requeue: false })
                     .await?;
-                count(queue, "dead_letter");
+                settled(queue, DeliveryOutcome::DeadLetter);
             }
         }
     }
-    METRICS
-        .batch_seconds
-        .with_label_values(&[queue])
-        .observe(started.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -380,11 +455,16 @@ async fn handle_batch<H: Handler>(
             redelivered = delivery.redelivered,
         );
         let mut savepoint = tx.begin().await?;
-        match handler
-            .handle(&mut savepoint, incoming)
-            .instrument(span.clone())
-            .await
-        {
+        let handled = match H::Message::decode(&incoming) {
+            Ok(message) => {
+                handler
+                    .handle(&mut savepoint, message, incoming)
+                    .instrument(span.clone())
+                    .await
+            }
+            Err(error) => Err(error),
+        };
+        match handled {
             Ok(outcome) => {
                 savepoint.commit().await?;
                 outcomes.push(outcome);
@@ -415,7 +495,7 @@ fn retry_backoff() -> backon::ExponentialBackoff {
         .build()
 }
 
-async fn requeue_all(queue: &str, batch: &[Delivery]) {
+async fn requeue_all(queue: &'static str, batch: &[Delivery]) {
     for delivery in batch {
         let _ = delivery
             .acker
@@ -424,13 +504,10 @@ async fn requeue_all(queue: &str, batch: &[Delivery]) {
                 ..BasicNackOptions::default()
             })
             .await;
-        count(queue, "requeue");
+        settled(queue, DeliveryOutcome::Requeue);
     }
 }
 
-fn count(queue: &str, outcome: &str) {
-    METRICS
-        .deliveries_total
-        .with_label_values(&[queue, outcome])
-        .inc();
+fn settled(queue: &'static str, outcome: DeliveryOutcome) {
+    DeliverySettled { queue, outcome }.emit();
 }

@@ -11,5 +11,8 @@ pub mod publisher;
 pub mod status;
 pub mod topology;
 
-pub use driver::{DriverSettings, Handler, HandlerError, Incoming, Outcome, decode};
+pub use driver::{
+    Decode, DriverSettings, Handler, HandlerError, Incoming, InternalMessage, Outcome, Raw,
+    ResultExt,
+};
 pub use publisher::{Outgoing, Publisher};

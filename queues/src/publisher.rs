@@ -1,11 +1,11 @@
 //! The confirmed publisher: every publish is mandatory and waits for the broker's confirm. A
 //! nack, or a `basic.return` (nothing bound to receive the message), is a failure.
 
-use common::metrics::METRICS;
 use lapin::Confirmation;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::ShortString;
 use lapin::{BasicProperties, Channel, Connection};
+use runtime::internal_events::{MessagePublished, PublishResult};
 use serde::Serialize;
 
 /// Persistent delivery mode.
@@ -102,7 +102,7 @@ impl Publisher {
             match confirm {
                 Ok(confirm) => pending.push((message, confirm)),
                 Err(error) => {
-                    count(&message.exchange, "failed");
+                    published(&message.exchange, PublishResult::Failed);
                     return Err(error.into());
                 }
             }
@@ -123,12 +123,12 @@ impl Publisher {
                 }
                 Err(error) => Err(error.into()),
             };
-            count(
+            published(
                 &message.exchange,
                 if result.is_ok() {
-                    "confirmed"
+                    PublishResult::Confirmed
                 } else {
-                    "failed"
+                    PublishResult::Failed
                 },
             );
             result?;
@@ -141,14 +141,6 @@ impl Publisher {
     }
 }
 
-fn count(exchange: &str, result: &str) {
-    let exchange = if exchange.is_empty() {
-        "(default)"
-    } else {
-        exchange
-    };
-    METRICS
-        .publishes_total
-        .with_label_values(&[exchange, result])
-        .inc();
+fn published(exchange: &str, result: PublishResult) {
+    MessagePublished { exchange, result }.emit();
 }

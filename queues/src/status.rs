@@ -2,7 +2,7 @@
 
 use crate::publisher::Outgoing;
 use crate::topology::{STATUS_EXCHANGE, status_routing_key};
-use common::status::{STATUS_EVENT_TYPE, StatusEvent};
+use domain::status::{STATUS_EVENT_TYPE, StatusEvent};
 use uuid::Uuid;
 
 /// The status event for `sender_id`, routed `<sender>.<status>` on `ebox.status`. Its AMQP

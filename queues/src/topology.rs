@@ -120,11 +120,15 @@ pub async fn declare(channel: &Channel) -> lapin::Result<()> {
     }
     for (queue, exchange, key) in [
         (INTAKE_QUEUE, PUBLISH_EXCHANGE, PUBLISH_ROUTING_KEY),
-        (NOTIFY_QUEUE, EVENTS_EXCHANGE, common::events::NEW_DOCUMENT),
+        (
+            NOTIFY_QUEUE,
+            EVENTS_EXCHANGE,
+            domain::events::EventType::NewDocument.as_str(),
+        ),
         (
             READ_RECEIPT_QUEUE,
             EVENTS_EXCHANGE,
-            common::events::READ_DOCUMENT,
+            domain::events::EventType::ReadDocument.as_str(),
         ),
     ] {
         channel

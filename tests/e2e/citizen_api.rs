@@ -3,12 +3,12 @@
 
 use crate::helpers::*;
 use chrono::{Duration as Span, Utc};
-use common::citizens::Consent;
-use common::status::Status;
-use consent_check::updates::record_consent;
+use domain::citizen::Consent;
+use domain::status::Status;
 use ebox::demo::{SAMPLE_SSIN, SenderClient, sample_v2};
 use ebox::token::{TokenArgs, mint};
 use intake::contract::TYPE_V2;
+use records::citizens::record_consent;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::sync::OnceLock;
@@ -100,7 +100,7 @@ impl Api {
 }
 
 async fn consent_to(app: &TestApp, ssin: &str) {
-    let ssin = common::ssin::Ssin::parse(ssin).expect("valid");
+    let ssin = domain::ssin::Ssin::parse(ssin).expect("valid");
     let mut tx = app.pool.begin().await.expect("tx");
     record_consent(
         &mut tx,
@@ -129,7 +129,7 @@ async fn deliver(sender: &mut SenderClient, reference: &str, body: Value) -> uui
         if status.sender_reference.as_deref() == Some(reference)
             && status.status == Status::Published
         {
-            return status.message_id.expect("an id");
+            return status.message_id.expect("an id").as_uuid();
         }
         assert_ne!(status.status, Status::Rejected, "{status:?}");
         assert_ne!(status.status, Status::NoDigitalUser, "{status:?}");
@@ -316,7 +316,7 @@ async fn a_citizen_lists_and_opens_their_messages_as_the_contract_describes() {
     assert_valid("Attachment", &attachment);
     assert_eq!(
         attachment["digest"]["digestValue"],
-        common::digest::Sha256Digest::of(ebox::demo::SAMPLE_PDF).to_base64url()
+        domain::digest::Sha256Digest::of(ebox::demo::SAMPLE_PDF).to_base64url()
     );
     let (status, body) = api
         .get(&format!("/ebox/messages/{first}/body"), Some(&token))
@@ -398,7 +398,7 @@ async fn a_citizen_lists_and_opens_their_messages_as_the_contract_describes() {
         let status = sender.next_status(WAIT).await.expect("a status");
         assert_eq!(status.status, Status::Read, "{status:?}");
         assert!(status.read_at.is_some());
-        reads.push(status.message_id.expect("id"));
+        reads.push(status.message_id.expect("id").as_uuid());
     }
     assert_eq!(reads, [first, second], "one receipt per message");
 

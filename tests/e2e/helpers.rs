@@ -1,16 +1,16 @@
 //! `spawn_app()`: a fresh database, a fresh vhost with a registered sender, and the workers
 //! running in-process against them.
 
-use common::audit::SsinHasher;
-use common::config::Settings;
-use common::registry::RegistryFile;
-use common::status::StatusEvent;
+use domain::citizen::SsinHasher;
+use domain::registry::RegistryFile;
+use domain::status::StatusEvent;
 use ebox::demo::SenderClient;
 use ebox::smtp_sink::Mail;
 use ebox::workers::{self, Worker};
 use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicGetOptions};
 use lapin::types::FieldTable;
+use runtime::config::Settings;
 use sqlx::{Connection, PgConnection, PgPool};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -118,7 +118,7 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(options: Options) -> TestApp {
     if let Ok(filter) = std::env::var("EBOX_TEST_LOG") {
-        common::telemetry::init(&filter, common::config::LogFormat::Text);
+        runtime::telemetry::init(&filter, runtime::config::LogFormat::Text);
     }
     let id = Uuid::new_v4().simple().to_string()[..12].to_owned();
     let vhost = format!("ebox-test-{id}");
@@ -189,10 +189,10 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     ];
     vars.extend(options.vars);
     let settings = Settings::from_vars(vars).expect("valid test settings");
-    let pool = common::db::connect(&settings)
+    let pool = runtime::db::connect(&settings)
         .await
         .expect("connect to the test database");
-    common::db::migrate(&pool)
+    runtime::db::migrate(&pool)
         .await
         .expect("migrate the test database");
     let yaml = format!("{}{}", registry_yaml(&sender_id), options.registry_extra);

@@ -4,9 +4,9 @@ use crate::helpers::*;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{Duration as Days, Utc};
-use common::ids::{MessageId, SenderId, SenderReference};
-use common::publication::Publication;
-use common::status::Status;
+use domain::ids::{MessageId, SenderId, SenderReference};
+use domain::publication::Publication;
+use domain::status::Status;
 use ebox::demo::{SAMPLE_SSIN, SenderClient, sample_v1, sample_v2};
 use intake::contract::{TYPE_V1, TYPE_V2};
 use lapin::BasicProperties;
@@ -58,8 +58,7 @@ async fn a_v2_message_is_accepted_and_handed_to_consent_check() {
     let expected_id = MessageId::derive(
         &SenderId::parse(&app.sender_id).expect("id"),
         &SenderReference::parse("ref-v2-1").expect("reference"),
-    )
-    .as_uuid();
+    );
     assert_eq!(status.status, Status::Accepted);
     assert_eq!(status.code, "ACCEPTED");
     assert_eq!(status.message_id, Some(expected_id));
@@ -124,7 +123,7 @@ async fn the_audit_trail_records_the_provision_without_the_national_number() {
     );
     assert_eq!(
         details["attachments"][0]["digest"]["digestValue"],
-        common::digest::Sha256Digest::of(ebox::demo::SAMPLE_PDF).to_base64url()
+        domain::digest::Sha256Digest::of(ebox::demo::SAMPLE_PDF).to_base64url()
     );
     assert!(retain_until > (Utc::now() + Days::days(3650)).date_naive());
     let leaked: i64 = sqlx::query_scalar(
@@ -182,7 +181,7 @@ async fn a_message_still_accepted_is_forwarded_again_when_it_comes_again() {
     assert_eq!(app.drain(CONSENT_CHECK_QUEUE).await.len(), 1);
 
     let handler = intake::Intake::new(
-        common::audit::SsinHasher::new(&app.settings.ssin_hash_key),
+        domain::citizen::SsinHasher::new(&app.settings.ssin_hash_key),
         app.settings.max_message_bytes,
     );
     let properties = sender.properties("ref-crash", TYPE_V2);
@@ -191,6 +190,7 @@ async fn a_message_still_accepted_is_forwarded_again_when_it_comes_again() {
         let outcome = handler
             .handle(
                 &mut conn,
+                queues::Raw,
                 queues::Incoming {
                     properties: &properties,
                     body: &body,
@@ -474,7 +474,7 @@ async fn a_digest_that_does_not_match_the_content_is_refused() {
     let mut sender = app.sender().await;
     let mut body = v2();
     body["attachments"][0]["digest"]["digestValue"] =
-        common::digest::Sha256Digest::of(b"other bytes")
+        domain::digest::Sha256Digest::of(b"other bytes")
             .to_base64url()
             .into();
     assert_rejected(

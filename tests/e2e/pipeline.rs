@@ -3,12 +3,12 @@
 
 use crate::helpers::*;
 use chrono::{Duration as Span, Utc};
-use common::citizens::{Channel, Consent, Preferences};
-use common::events::EventEnvelope;
-use common::ssin::Ssin;
-use common::status::{Status, StatusEvent};
-use common::translated::Language;
-use consent_check::updates::{CONSENT_TYPE, PREFERENCES_TYPE, record_consent, record_preferences};
+use consent_check::updates::{CONSENT_TYPE, PREFERENCES_TYPE};
+use domain::citizen::{Channel, Consent, Preferences};
+use domain::events::EventEnvelope;
+use domain::ssin::Ssin;
+use domain::status::{Status, StatusEvent};
+use domain::translated::Language;
 use ebox::demo::{SAMPLE_SSIN, SenderClient, sample_v2};
 use futures_util::StreamExt;
 use intake::contract::TYPE_V2;
@@ -18,6 +18,7 @@ use lapin::options::{
 };
 use lapin::types::{FieldTable, ShortString};
 use queues::topology::{CONSENT_CHECK_QUEUE, CONSENT_UPDATES_QUEUE, EVENTS_EXCHANGE, STORE_QUEUE};
+use records::citizens::{record_consent, record_preferences};
 use serde_json::json;
 
 /// A second valid national number (born 2001).
@@ -165,7 +166,7 @@ async fn a_consenting_citizen_gets_the_document_stored_announced_and_one_email()
     let (size, digest, content): (i64, Vec<u8>, Vec<u8>) = sqlx::query_as(
         "SELECT size, sha256, content FROM document_attachments WHERE message_id = $1",
     )
-    .bind(published.message_id)
+    .bind(published.message_id.map(|id| id.as_uuid()))
     .fetch_one(&app.pool)
     .await
     .expect("the document is stored");
@@ -173,7 +174,7 @@ async fn a_consenting_citizen_gets_the_document_stored_announced_and_one_email()
     assert_eq!(size as usize, ebox::demo::SAMPLE_PDF.len());
     assert_eq!(
         digest,
-        common::digest::Sha256Digest::of(ebox::demo::SAMPLE_PDF).as_bytes()
+        domain::digest::Sha256Digest::of(ebox::demo::SAMPLE_PDF).as_bytes()
     );
 
     let mail = tokio::time::timeout(WAIT, app.mails.recv())
@@ -212,7 +213,7 @@ async fn a_consenting_citizen_gets_the_document_stored_announced_and_one_email()
     .await;
     let actions: Vec<(String, String)> =
         sqlx::query_as("SELECT stage, action FROM audit_events WHERE message_id = $1 ORDER BY id")
-            .bind(published.message_id)
+            .bind(published.message_id.map(|id| id.as_uuid()))
             .fetch_all(&app.pool)
             .await
             .expect("audit");

@@ -13,20 +13,21 @@
 pub mod updates;
 
 use chrono::{SubsecRound as _, Utc};
-use common::audit::{AuditEvent, SsinHasher};
-use common::citizens::{self, Consent};
-use common::publication::{PUBLICATION_TYPE, Publication};
-use common::status::{Code, Status};
-use common::{decisions, messages};
+use domain::audit::{Action, Stage};
+use domain::citizen::{Consent, SsinHasher};
+use domain::decision::ConsentDecision;
+use domain::publication::{PUBLICATION_TYPE, Publication};
+use domain::status::{Code, Status};
 use queues::status::status_message;
 use queues::topology::{CONSENT_CHECK_QUEUE, STORE_QUEUE};
-use queues::{Handler, HandlerError, Incoming, Outcome, Outgoing};
+use queues::{Handler, HandlerError, Incoming, Outcome, Outgoing, ResultExt};
+use records::audit::AuditEvent;
+use records::{citizens, decisions, messages};
+use runtime::internal_events::ConsentDecided;
 use sqlx::PgConnection;
 use tracing::info;
 
-const STAGE: &str = "consent-check";
-const CONSENTED: &str = "consented";
-const NO_DIGITAL_USER: &str = "no-digital-user";
+const STAGE: Stage = Stage::ConsentCheck;
 pub const NO_DIGITAL_USER_MESSAGE: &str =
     "the citizen has not consented to receive government mail electronically: send it on paper";
 
@@ -41,6 +42,8 @@ impl ConsentCheck {
 }
 
 impl Handler for ConsentCheck {
+    type Message = Publication;
+
     fn queue(&self) -> &'static str {
         CONSENT_CHECK_QUEUE
     }
@@ -48,35 +51,22 @@ impl Handler for ConsentCheck {
     async fn handle(
         &self,
         conn: &mut PgConnection,
-        incoming: Incoming<'_>,
+        publication: Publication,
+        _: Incoming<'_>,
     ) -> Result<Outcome, HandlerError> {
-        let publication: Publication = queues::decode(incoming.body, "publication")?;
         let message_id = publication.message_id;
-
         let decision = match decisions::find(conn, message_id, STAGE).await? {
             Some(recorded) => {
-                let decision = recorded.decision;
-                info!(%message_id, decision, "already decided; replaying the decision");
+                let decision: ConsentDecision = recorded.decision;
+                info!(%message_id, decision = decision.as_str(), "already decided; replaying the decision");
                 decision
             }
             None => self.decide(conn, &publication).await?,
         };
-
-        if decision == CONSENTED {
-            return Ok(Outcome::ack(vec![forward(&publication)?]));
+        match decision {
+            ConsentDecision::Consented => Ok(Outcome::ack(vec![forward(&publication)?])),
+            ConsentDecision::NoDigitalUser => replay_no_digital_user(conn, &publication).await,
         }
-        let record = match messages::find(conn, message_id).await? {
-            Some(record) if record.status == Status::NoDigitalUser.as_str() => record,
-            _ => {
-                return Err(HandlerError::Permanent(anyhow::anyhow!(
-                    "message {message_id} has no no-digital-user status to replay"
-                )));
-            }
-        };
-        let status = record.current_status(publication.correlation_id.clone());
-        Ok(Outcome::ack(vec![
-            status_message(&publication.sender_id, &status).map_err(HandlerError::permanent)?,
-        ]))
     }
 }
 
@@ -87,54 +77,69 @@ impl ConsentCheck {
         &self,
         conn: &mut PgConnection,
         publication: &Publication,
-    ) -> Result<String, HandlerError> {
+    ) -> Result<ConsentDecision, HandlerError> {
         let citizen = self.hasher.hash(&publication.recipient);
         let state = citizens::current_consent(conn, &citizen).await?;
-        let consented = state.is_some_and(|s| s.consent == Consent::Granted);
-        let decision = if consented {
-            CONSENTED
+        let decision = if state.is_some_and(|s| s.consent == Consent::Granted) {
+            ConsentDecision::Consented
         } else {
-            NO_DIGITAL_USER
+            ConsentDecision::NoDigitalUser
         };
         let details = serde_json::json!({
             "consent": state.map_or("never", |s| s.consent.as_str()),
             "consentSince": state.map(|s| s.since),
         });
         decisions::record(conn, publication.message_id, STAGE, decision, &details).await?;
-        if !consented {
-            messages::set_status(
-                conn,
-                publication.message_id,
-                Status::NoDigitalUser,
-                Code::NoDigitalUser,
-                NO_DIGITAL_USER_MESSAGE,
-                Utc::now().trunc_subsecs(6),
-            )
-            .await?;
-        }
-        let mut audit = AuditEvent::new(STAGE, decision_action(decision));
-        audit.code = (!consented).then(|| Code::NoDigitalUser.as_str().to_owned());
-        audit.sender_id = Some(publication.sender_id.clone());
+        let (action, code) = match decision {
+            ConsentDecision::Consented => (Action::Consented, None),
+            ConsentDecision::NoDigitalUser => {
+                messages::set_status(
+                    conn,
+                    publication.message_id,
+                    Status::NoDigitalUser,
+                    Code::NoDigitalUser,
+                    NO_DIGITAL_USER_MESSAGE,
+                    Utc::now().trunc_subsecs(6),
+                )
+                .await?;
+                (Action::NoDigitalUser, Some(Code::NoDigitalUser))
+            }
+        };
+        let mut audit = AuditEvent::new(STAGE, action);
+        audit.code = code;
+        audit.sender_id = Some(publication.sender_id.to_string());
         audit.message_id = Some(publication.message_id);
-        audit.sender_reference = Some(publication.sender_reference.clone());
+        audit.sender_reference = Some(publication.sender_reference.as_str().to_owned());
         audit.ssin_hash = Some(citizen);
         audit.details = details;
         audit.record(conn).await?;
-        common::metrics::METRICS
-            .consent_decisions_total
-            .with_label_values(&[decision])
-            .inc();
-        info!(message_id = %publication.message_id, decision, "consent checked");
-        Ok(decision.to_owned())
+        ConsentDecided {
+            message_id: publication.message_id,
+            decision,
+        }
+        .emit();
+        Ok(decision)
     }
 }
 
-fn decision_action(decision: &str) -> &'static str {
-    if decision == CONSENTED {
-        CONSENTED
-    } else {
-        NO_DIGITAL_USER
-    }
+/// The sender hears `no-digital-user` again, from the recorded status.
+async fn replay_no_digital_user(
+    conn: &mut PgConnection,
+    publication: &Publication,
+) -> Result<Outcome, HandlerError> {
+    let message_id = publication.message_id;
+    let record = match messages::find(conn, message_id).await? {
+        Some(record) if record.status == Status::NoDigitalUser => record,
+        _ => {
+            return Err(HandlerError::Permanent(anyhow::anyhow!(
+                "message {message_id} has no no-digital-user status to replay"
+            )));
+        }
+    };
+    let status = record.current_status(publication.correlation_id.clone());
+    Ok(Outcome::ack(vec![
+        status_message(publication.sender_id.as_str(), &status).permanent()?,
+    ]))
 }
 
 fn forward(publication: &Publication) -> Result<Outgoing, HandlerError> {
@@ -146,5 +151,5 @@ fn forward(publication: &Publication) -> Result<Outgoing, HandlerError> {
         publication.correlation_id.as_deref(),
         publication,
     )
-    .map_err(HandlerError::permanent)
+    .permanent()
 }

@@ -9,8 +9,8 @@
 //! Unknown fields are refused (`INVALID_INPUT`): a misspelt optional field would otherwise be
 //! silently ignored.
 
-use common::digest::DigestObject;
-use common::translated::TranslatedString;
+use domain::digest::DigestObject;
+use domain::translated::TranslatedString;
 use serde::Deserialize;
 
 pub const TYPE_V1: &str = "ebox.publish.v1";
@@ -150,64 +150,180 @@ pub struct Draft {
 /// Decodes a body of the given release; the error is serde's, naming the field and position.
 pub fn decode(version: ContractVersion, body: &[u8]) -> serde_json::Result<Draft> {
     Ok(match version {
-        ContractVersion::V2 => {
-            let m: MessageToPublishV2 = serde_json::from_slice(body)?;
-            Draft {
-                version,
-                recipient_type: m.recipient.ebox_type,
-                recipient_id: m.recipient.ebox_id_value,
-                sender_organization_id: m.sender_organization_id,
-                sender_application_id: m.sender_application_id,
-                message_type_id: m.message_type_id,
-                subject: m.subject,
-                attachments: m.attachments,
-                body_main_content: m.body_main_content,
-                body_content: m.body_content,
-                expiration: m
-                    .expiration_date
-                    .map_or(RequestedExpiration::TypeDefault, RequestedExpiration::At),
-                reply_authorized: m.reply_authorized,
-                registered_mail: m.registered_mail.unwrap_or(false),
-                business_data_list: m.business_data_list,
-                payment_data: m.payment_data,
-                for_the_attention_of: m.for_the_attention_of,
-                original_message_id: m.original_message_id,
-            }
-        }
-        ContractVersion::V1 => {
-            let m: PublicationV1 = serde_json::from_slice(body)?;
-            let document = |d: DocumentV1, main_content: bool| AttachmentV2 {
-                file_name: d.file_name,
-                media_type: d.media_type,
-                main_content,
-                content: d.content,
-                digest: None,
-                attachment_title: None,
-                attachment_signed: None,
-            };
-            let mut attachments = vec![document(m.document, true)];
-            attachments.extend(m.annexes.into_iter().map(|a| document(a, false)));
-            Draft {
-                version,
-                recipient_type: "citizen".to_owned(),
-                recipient_id: m.ssin,
-                sender_organization_id: None,
-                sender_application_id: None,
-                message_type_id: Some(m.message_type_id),
-                subject: m.subject,
-                attachments,
-                body_main_content: false,
-                body_content: None,
-                expiration: m
-                    .retention_days
-                    .map_or(RequestedExpiration::TypeDefault, RequestedExpiration::Days),
-                reply_authorized: false,
-                registered_mail: false,
-                business_data_list: None,
-                payment_data: None,
-                for_the_attention_of: None,
-                original_message_id: None,
-            }
-        }
+        ContractVersion::V2 => serde_json::from_slice::<MessageToPublishV2>(body)?.into(),
+        ContractVersion::V1 => serde_json::from_slice::<PublicationV1>(body)?.into(),
     })
+}
+
+impl From<MessageToPublishV2> for Draft {
+    fn from(m: MessageToPublishV2) -> Self {
+        Draft {
+            version: ContractVersion::V2,
+            recipient_type: m.recipient.ebox_type,
+            recipient_id: m.recipient.ebox_id_value,
+            sender_organization_id: m.sender_organization_id,
+            sender_application_id: m.sender_application_id,
+            message_type_id: m.message_type_id,
+            subject: m.subject,
+            attachments: m.attachments,
+            body_main_content: m.body_main_content,
+            body_content: m.body_content,
+            expiration: m
+                .expiration_date
+                .map_or(RequestedExpiration::TypeDefault, RequestedExpiration::At),
+            reply_authorized: m.reply_authorized,
+            registered_mail: m.registered_mail.unwrap_or(false),
+            business_data_list: m.business_data_list,
+            payment_data: m.payment_data,
+            for_the_attention_of: m.for_the_attention_of,
+            original_message_id: m.original_message_id,
+        }
+    }
+}
+
+/// The previous release in the current one's terms: a citizen recipient, the document as the
+/// main content and the annexes after it, nothing that v1 could not say.
+impl From<PublicationV1> for Draft {
+    fn from(m: PublicationV1) -> Self {
+        let document = |d: DocumentV1, main_content: bool| AttachmentV2 {
+            file_name: d.file_name,
+            media_type: d.media_type,
+            main_content,
+            content: d.content,
+            digest: None,
+            attachment_title: None,
+            attachment_signed: None,
+        };
+        let mut attachments = vec![document(m.document, true)];
+        attachments.extend(m.annexes.into_iter().map(|a| document(a, false)));
+        Draft {
+            version: ContractVersion::V1,
+            recipient_type: "citizen".to_owned(),
+            recipient_id: m.ssin,
+            sender_organization_id: None,
+            sender_application_id: None,
+            message_type_id: Some(m.message_type_id),
+            subject: m.subject,
+            attachments,
+            body_main_content: false,
+            body_content: None,
+            expiration: m
+                .retention_days
+                .map_or(RequestedExpiration::TypeDefault, RequestedExpiration::Days),
+            reply_authorized: false,
+            registered_mail: false,
+            business_data_list: None,
+            payment_data: None,
+            for_the_attention_of: None,
+            original_message_id: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn decode_json(version: ContractVersion, body: serde_json::Value) -> serde_json::Result<Draft> {
+        decode(version, &serde_json::to_vec(&body).expect("JSON"))
+    }
+
+    fn document(file_name: &str) -> serde_json::Value {
+        json!({"fileName": file_name, "mediaType": "application/pdf", "content": "JVBERg=="})
+    }
+
+    #[test]
+    fn a_v1_document_is_the_main_content_and_its_annexes_are_not() {
+        let draft = decode_json(
+            ContractVersion::V1,
+            json!({
+                "ssin": "85073003328",
+                "messageTypeId": "unemployment-certificate",
+                "subject": {"nl": "Uw attest"},
+                "document": document("attest.pdf"),
+                "annexes": [document("bijlage-1.pdf"), document("bijlage-2.pdf")],
+                "retentionDays": 60
+            }),
+        )
+        .expect("a valid v1 publication");
+        let attachments: Vec<(&str, bool)> = draft
+            .attachments
+            .iter()
+            .map(|a| (a.file_name.as_str(), a.main_content))
+            .collect();
+        assert_eq!(
+            attachments,
+            [
+                ("attest.pdf", true),
+                ("bijlage-1.pdf", false),
+                ("bijlage-2.pdf", false)
+            ]
+        );
+        assert_eq!(draft.recipient_type, "citizen");
+        assert_eq!(draft.recipient_id, "85073003328");
+        assert_eq!(draft.expiration, RequestedExpiration::Days(60));
+        assert!(!draft.body_main_content);
+        assert_eq!(draft.sender_organization_id, None);
+    }
+
+    #[test]
+    fn a_v2_message_without_an_expiration_date_takes_the_type_default() {
+        let draft = decode_json(
+            ContractVersion::V2,
+            json!({
+                "recipient": {"eboxType": "citizen", "eboxIdValue": "85073003328"},
+                "subject": {"fr": "Votre attestation"},
+                "bodyMainContent": true,
+                "bodyContent": {"fr": "Votre dossier est complet."},
+                "replyAuthorized": false
+            }),
+        )
+        .expect("a valid v2 message");
+        assert_eq!(draft.expiration, RequestedExpiration::TypeDefault);
+        assert_eq!(draft.message_type_id, None, "validation names it missing");
+        assert!(!draft.registered_mail);
+    }
+
+    #[test]
+    fn an_unknown_field_is_refused_rather_than_ignored() {
+        let v2 = decode_json(
+            ContractVersion::V2,
+            json!({
+                "recipient": {"eboxType": "citizen", "eboxIdValue": "85073003328"},
+                "subject": {"nl": "Uw attest"},
+                "bodyMainContent": false,
+                "replyAuthorized": false,
+                "expirationDat": "2027-01-31T23:59:59+01:00"
+            }),
+        );
+        let error = v2.expect_err("a misspelt field").to_string();
+        assert!(error.contains("unknown field `expirationDat`"), "{error}");
+
+        let v1 = decode_json(
+            ContractVersion::V1,
+            json!({
+                "ssin": "85073003328",
+                "messageTypeId": "unemployment-certificate",
+                "subject": {"nl": "Uw attest"},
+                "document": document("attest.pdf"),
+                "retentionDay": 60
+            }),
+        );
+        let error = v1.expect_err("a misspelt field").to_string();
+        assert!(error.contains("unknown field `retentionDay`"), "{error}");
+    }
+
+    #[test]
+    fn the_amqp_type_names_the_release() {
+        assert_eq!(
+            ContractVersion::from_type(TYPE_V1),
+            Some(ContractVersion::V1)
+        );
+        assert_eq!(
+            ContractVersion::from_type(TYPE_V2),
+            Some(ContractVersion::V2)
+        );
+        assert_eq!(ContractVersion::from_type("ebox.publish.v3"), None);
+    }
 }

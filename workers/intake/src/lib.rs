@@ -1,40 +1,49 @@
 //! The intake stage: authenticate the sender, validate, deduplicate.
 //!
-//! Consumes `ebox.intake` (what senders publish to `ebox.publish`). For each publication:
+//! Consumes `ebox.intake` (what senders publish to `ebox.publish`). [`Intake::handle`] takes
+//! each publication through these steps, each a function of its own:
 //!
-//! 1. the sender is the AMQP `user_id`, which RabbitMQ guarantees is the connection's user; a
-//!    user with no registration has no status queue, so its message is audited and
-//!    dead-lettered;
-//! 2. the sender reference (`message_id`) gives the eBox message id (UUIDv5): a reference seen
-//!    before with the same content re-sends the current status, with other content it is
-//!    `rejected` with `DUPLICATE_REFERENCE_CONFLICT`;
-//! 3. the body is decoded per its release ([`contract`]) and checked ([`validate`]);
-//! 4. an accepted message is recorded ([`common::messages`]) with its audit slice in the batch's
-//!    transaction, then forwarded to `ebox.consent-check`; the sender hears `accepted` or
-//!    `rejected` on its status queue.
+//! 1. **authenticate**: the sender is the AMQP `user_id`, which RabbitMQ guarantees is the
+//!    connection's user; a user with no registration has no status queue, so its message is
+//!    audited and dead-lettered;
+//! 2. **reference**: the sender reference (`message_id`) gives the eBox message id (UUIDv5);
+//! 3. **admissible**: the registration is active, the body within the size limit, and its
+//!    release (the AMQP `type`) one we read;
+//! 4. **deduplicate**: a reference seen before with the same content re-sends the current
+//!    status, with other content it is `rejected` with `DUPLICATE_REFERENCE_CONFLICT`;
+//! 5. **decode and validate**: the body is decoded per its release ([`contract`]) and checked
+//!    ([`validate`]);
+//! 6. **record**: an accepted message is recorded ([`records::messages`]) with its audit slice
+//!    in the batch's transaction;
+//! 7. **forward**: the publication goes on to `ebox.consent-check` and the sender hears
+//!    `accepted`.
+//!
+//! Any step from 2 on may refuse the publication; the refusal is answered in one place:
+//! audited, counted, and told to the sender as `rejected`.
 
 pub mod contract;
 pub mod validate;
 
 use chrono::{SubsecRound as _, Utc};
-use common::audit::{AuditEvent, SsinHasher};
-use common::digest::Sha256Digest;
-use common::ids::{MessageId, SenderId, SenderReference};
-use common::messages::{self, MessageRecord};
-use common::metrics::METRICS;
-use common::publication::{PUBLICATION_TYPE, Publication};
-use common::registry::{self, RegisteredSender};
-use common::status::{Code, Status, StatusEvent};
 use contract::ContractVersion;
+use domain::audit::{Action, Stage};
+use domain::citizen::SsinHasher;
+use domain::digest::Sha256Digest;
+use domain::ids::{MessageId, SenderId, SenderReference};
+use domain::publication::{PUBLICATION_TYPE, Publication};
+use domain::status::{Code, Status, StatusEvent};
 use queues::status::status_message;
 use queues::topology::{CONSENT_CHECK_QUEUE, INTAKE_QUEUE};
-use queues::{Handler, HandlerError, Incoming, Outcome, Outgoing};
+use queues::{Handler, HandlerError, Incoming, Outcome, Outgoing, Raw, ResultExt};
+use records::audit::AuditEvent;
+use records::messages::{self, MessageRecord};
+use records::registry::{self, RegisteredSender};
+use runtime::internal_events::{IntakeDecided, IntakeOutcome};
 use sqlx::PgConnection;
-use tracing::{error, info, warn};
-use uuid::Uuid;
+use tracing::{error, warn};
 use validate::{Envelope, Rejection};
 
-const STAGE: &str = "intake";
+const STAGE: Stage = Stage::Intake;
 
 pub struct Intake {
     hasher: SsinHasher,
@@ -70,7 +79,71 @@ impl Properties {
     }
 }
 
+/// A publication from a registered sender: what every step after authentication reads.
+struct Received<'a> {
+    sender: RegisteredSender,
+    /// The registration's id, parsed.
+    sender_id: SenderId,
+    properties: Properties,
+    incoming: Incoming<'a>,
+}
+
+/// What the admission checks establish: the message's names, its release, and what makes it
+/// "the same content" for deduplication.
+struct Admitted {
+    reference: SenderReference,
+    message_id: MessageId,
+    version: ContractVersion,
+    content_sha256: Vec<u8>,
+}
+
+/// Why a publication goes no further than the step that returns it.
+enum Stop {
+    /// Refused: the sender hears `rejected`.
+    Rejected(Refusal),
+    /// A fault, settled by the driver (retried or dead-lettered).
+    Fault(HandlerError),
+}
+
+/// A rejection, with what was known of the message when it was refused.
+struct Refusal {
+    rejection: Rejection,
+    /// Absent before the reference gave one, and for a conflict, whose id is the first
+    /// message's.
+    message_id: Option<MessageId>,
+    /// Absent before the release was known.
+    version: Option<ContractVersion>,
+}
+
+impl Stop {
+    fn rejected(
+        rejection: Rejection,
+        message_id: Option<MessageId>,
+        version: Option<ContractVersion>,
+    ) -> Self {
+        Stop::Rejected(Refusal {
+            rejection,
+            message_id,
+            version,
+        })
+    }
+}
+
+impl From<HandlerError> for Stop {
+    fn from(error: HandlerError) -> Self {
+        Stop::Fault(error)
+    }
+}
+
+impl From<sqlx::Error> for Stop {
+    fn from(error: sqlx::Error) -> Self {
+        Stop::Fault(error.into())
+    }
+}
+
 impl Handler for Intake {
+    type Message = Raw;
+
     fn queue(&self) -> &'static str {
         INTAKE_QUEUE
     }
@@ -78,310 +151,137 @@ impl Handler for Intake {
     async fn handle(
         &self,
         conn: &mut PgConnection,
+        _: Raw,
         incoming: Incoming<'_>,
     ) -> Result<Outcome, HandlerError> {
         let properties = Properties::of(&incoming);
-        let sender = match &properties.user_id {
-            Some(user) => registry::find_sender(conn, user).await?,
-            None => None,
+        let Some((sender, sender_id)) = authenticate(conn, &properties).await? else {
+            return dead_letter_unknown_sender(conn, &properties).await;
         };
-        let Some(sender) = sender else {
-            return self.dead_letter_unknown_sender(conn, &properties).await;
+        let received = Received {
+            sender,
+            sender_id,
+            properties,
+            incoming,
         };
-        let sender_id = SenderId::parse(&sender.id)
-            .map_err(|e| HandlerError::Permanent(anyhow::anyhow!("registered sender id: {e}")))?;
-
-        let reference = match properties.reference.as_deref().map(SenderReference::parse) {
-            Some(Ok(reference)) => reference,
-            Some(Err(error)) => {
-                let rejection = Rejection::new(Code::InvalidInput, error.to_string());
-                return self
-                    .reject(conn, &sender, &properties, None, None, rejection)
-                    .await;
-            }
-            None => {
-                let rejection = Rejection::new(
-                    Code::InvalidInput,
-                    "the AMQP property message_id (the sender's reference) is required",
-                );
-                return self
-                    .reject(conn, &sender, &properties, None, None, rejection)
-                    .await;
-            }
-        };
-        let message_id = MessageId::derive(&sender_id, &reference).as_uuid();
-        let reject_with = |code: Code, message: String| Rejection::new(code, message);
-
-        if !sender.active {
-            let rejection = reject_with(
-                Code::SenderNotAuthorized,
-                "this sender's registration has been withdrawn".into(),
-            );
-            return self
-                .reject(
-                    conn,
-                    &sender,
-                    &properties,
-                    Some(message_id),
-                    None,
-                    rejection,
-                )
-                .await;
+        match self.accept(conn, &received).await {
+            Ok(outcome) => Ok(outcome),
+            Err(Stop::Rejected(refusal)) => self.reject(conn, &received, refusal).await,
+            Err(Stop::Fault(error)) => Err(error),
         }
-        if incoming.body.len() > self.max_message_bytes {
-            let rejection = reject_with(
+    }
+}
+
+impl Intake {
+    /// The steps after authentication; each may stop the publication.
+    async fn accept(
+        &self,
+        conn: &mut PgConnection,
+        received: &Received<'_>,
+    ) -> Result<Outcome, Stop> {
+        let (reference, message_id) = reference(received)?;
+        let admitted = self.admissible(received, reference, message_id)?;
+        if let Some(existing) = messages::find(conn, message_id).await? {
+            return duplicate(conn, received, &admitted, existing).await;
+        }
+        let publication = decode_and_validate(conn, received, &admitted).await?;
+        if let Some(winner) = self.record(conn, received, &admitted, &publication).await? {
+            return duplicate(conn, received, &admitted, winner).await;
+        }
+        Ok(forward_accepted(received, &publication)?)
+    }
+
+    /// Checks that need no decoding: the registration is active, the body fits, and its
+    /// release is one we read.
+    fn admissible(
+        &self,
+        received: &Received<'_>,
+        reference: SenderReference,
+        message_id: MessageId,
+    ) -> Result<Admitted, Stop> {
+        let refuse = |rejection| Stop::rejected(rejection, Some(message_id), None);
+        if !received.sender.active {
+            return Err(refuse(Rejection::new(
+                Code::SenderNotAuthorized,
+                "this sender's registration has been withdrawn",
+            )));
+        }
+        let body = received.incoming.body;
+        if body.len() > self.max_message_bytes {
+            return Err(refuse(Rejection::new(
                 Code::TooLarge,
                 format!(
                     "the body has {} bytes; at most {} are accepted",
-                    incoming.body.len(),
+                    body.len(),
                     self.max_message_bytes
                 ),
-            );
-            return self
-                .reject(
-                    conn,
-                    &sender,
-                    &properties,
-                    Some(message_id),
-                    None,
-                    rejection,
-                )
-                .await;
+            )));
         }
-        let Some(version) = properties
-            .kind
-            .as_deref()
-            .and_then(ContractVersion::from_type)
-        else {
-            let rejection = reject_with(
+        let kind = received.properties.kind.as_deref();
+        let version = kind.and_then(ContractVersion::from_type).ok_or_else(|| {
+            refuse(Rejection::new(
                 Code::UnsupportedSchema,
                 format!(
                     "the AMQP property type must be {} or {}, not {:?}",
                     contract::TYPE_V2,
                     contract::TYPE_V1,
-                    properties.kind.as_deref().unwrap_or("")
+                    kind.unwrap_or("")
                 ),
-            );
-            return self
-                .reject(
-                    conn,
-                    &sender,
-                    &properties,
-                    Some(message_id),
-                    None,
-                    rejection,
-                )
-                .await;
-        };
-        let content_sha256 = content_hash(version, incoming.body);
-
-        if let Some(existing) = messages::find(conn, message_id).await? {
-            return self
-                .duplicate(
-                    conn,
-                    &sender,
-                    &properties,
-                    version,
-                    &incoming,
-                    existing,
-                    &content_sha256,
-                )
-                .await;
-        }
-
-        let envelope = Envelope {
+            ))
+        })?;
+        Ok(Admitted {
+            reference,
             message_id,
-            sender_id: sender.id.clone(),
-            sender_reference: reference.as_str().to_owned(),
-            correlation_id: properties.correlation_id.clone(),
-            // The database keeps microseconds: decide with the time it will store.
-            accepted_at: Utc::now().trunc_subsecs(6),
-        };
-        let publication = match self
-            .check(conn, &sender, version, incoming.body, &envelope)
-            .await?
-        {
-            Ok(publication) => publication,
-            Err(rejection) => {
-                return self
-                    .reject(
-                        conn,
-                        &sender,
-                        &properties,
-                        Some(message_id),
-                        Some(version),
-                        rejection,
-                    )
-                    .await;
-            }
-        };
-        if !messages::insert_accepted(conn, &publication, &content_sha256).await? {
-            // A concurrent copy of the same publication won the insert.
-            let existing = messages::find(conn, message_id).await?.ok_or_else(|| {
+            version,
+            content_sha256: content_hash(version, body),
+        })
+    }
+
+    /// Records the accepted message with its audit slice. `Some` is the record of a concurrent
+    /// copy of the same publication that won the insert: this one is then a duplicate.
+    async fn record(
+        &self,
+        conn: &mut PgConnection,
+        received: &Received<'_>,
+        admitted: &Admitted,
+        publication: &Publication,
+    ) -> Result<Option<MessageRecord>, HandlerError> {
+        let message_id = admitted.message_id;
+        if !messages::insert_accepted(conn, publication, &admitted.content_sha256).await? {
+            let winner = messages::find(conn, message_id).await?.ok_or_else(|| {
                 HandlerError::Transient(anyhow::anyhow!(
                     "message {message_id} vanished after a conflict"
                 ))
             })?;
-            return self
-                .duplicate(
-                    conn,
-                    &sender,
-                    &properties,
-                    version,
-                    &incoming,
-                    existing,
-                    &content_sha256,
-                )
-                .await;
+            return Ok(Some(winner));
         }
-        let mut audit = AuditEvent::new(STAGE, "accepted");
-        audit.code = Some(Code::Accepted.as_str().to_owned());
-        audit.sender_id = Some(sender.id.clone());
+        let mut audit = AuditEvent::new(STAGE, Action::Accepted);
+        audit.code = Some(Code::Accepted);
+        audit.sender_id = Some(received.sender.id.clone());
         audit.message_id = Some(message_id);
-        audit.sender_reference = Some(publication.sender_reference.clone());
+        audit.sender_reference = Some(publication.sender_reference.as_str().to_owned());
         audit.ssin_hash = Some(self.hasher.hash(&publication.recipient));
-        audit.details = provision_details(version, &publication);
+        audit.details = provision_details(admitted.version, publication);
         audit.record(conn).await?;
-
-        decided(Status::Accepted, Code::Accepted);
-        info!(%message_id, contract = version.as_str(), "accepted");
-        let status = StatusEvent {
-            sender_reference: Some(publication.sender_reference.clone()),
-            message_id: Some(message_id),
-            status: Status::Accepted,
-            code: Code::Accepted.as_str().to_owned(),
-            message: messages::ACCEPTED_MESSAGE.to_owned(),
-            at: publication.accepted_at,
-            expiration_date: Some(publication.expiration_date),
-            read_at: None,
-            correlation_id: publication.correlation_id.clone(),
-        };
-        Ok(Outcome::ack(vec![
-            forward(&publication)?,
-            status_message(&sender.id, &status).map_err(HandlerError::permanent)?,
-        ]))
-    }
-}
-
-impl Intake {
-    /// Decodes and validates the body; the outer error is a database fault, the inner one a
-    /// rejection.
-    async fn check(
-        &self,
-        conn: &mut PgConnection,
-        sender: &RegisteredSender,
-        version: ContractVersion,
-        body: &[u8],
-        envelope: &Envelope,
-    ) -> Result<Result<Publication, Rejection>, HandlerError> {
-        let draft = match contract::decode(version, body) {
-            Ok(draft) => draft,
-            Err(error) => {
-                return Ok(Err(Rejection::new(
-                    Code::InvalidInput,
-                    format!(
-                        "the body is not a valid {} message: {}",
-                        version.as_str(),
-                        common::ssin::mask_numbers(&error.to_string())
-                    ),
-                )));
-            }
-        };
-        let validity = match draft.message_type_id.as_deref() {
-            Some(type_id) => registry::find_validity_period(conn, type_id).await?,
-            None => None,
-        };
-        Ok(validate::validate(draft, envelope, sender, validity))
+        Ok(None)
     }
 
-    /// A reference seen before: same content re-sends the current status; other content is a
-    /// conflict and the first message is left untouched.
-    ///
-    /// A message still at `accepted` is also forwarded again: the first forward may have been
-    /// lost (a crash between commit and confirm, or a dead-lettered delivery moved back), and
-    /// every later stage is idempotent, so a second copy costs a replay, never a duplicate.
-    #[allow(clippy::too_many_arguments)]
-    async fn duplicate(
-        &self,
-        conn: &mut PgConnection,
-        sender: &RegisteredSender,
-        properties: &Properties,
-        version: ContractVersion,
-        incoming: &Incoming<'_>,
-        existing: MessageRecord,
-        content_sha256: &[u8],
-    ) -> Result<Outcome, HandlerError> {
-        if existing.content_sha256 != content_sha256 {
-            let rejection = Rejection::new(
-                Code::DuplicateReferenceConflict,
-                format!(
-                    "message_id {:?} was already used for another message; use a new reference",
-                    existing.sender_reference
-                ),
-            );
-            // The status names no message id: the message with this id is the first one, and
-            // it is not rejected.
-            return self
-                .reject(conn, sender, properties, None, Some(version), rejection)
-                .await;
-        }
-        let mut publish = Vec::new();
-        if existing.status == Status::Accepted.as_str() {
-            let envelope = Envelope {
-                message_id: existing.id,
-                sender_id: sender.id.clone(),
-                sender_reference: existing.sender_reference.clone(),
-                correlation_id: existing.correlation_id.clone(),
-                accepted_at: existing.accepted_at,
-            };
-            match self
-                .check(conn, sender, version, incoming.body, &envelope)
-                .await?
-            {
-                Ok(mut publication) => {
-                    publication.expiration_date = existing.expiration_date;
-                    publish.push(forward(&publication)?);
-                }
-                Err(rejection) => error!(
-                    message_id = %existing.id,
-                    code = rejection.code.as_str(),
-                    "an accepted message no longer validates (the registry changed); it stays at accepted until an operator acts"
-                ),
-            }
-        }
-        let mut audit = AuditEvent::new(STAGE, "duplicate");
-        audit.code = Some(existing.status_code.clone());
-        audit.sender_id = Some(sender.id.clone());
-        audit.message_id = Some(existing.id);
-        audit.sender_reference = Some(existing.sender_reference.clone());
-        audit.details = serde_json::json!({
-            "contractVersion": version.as_str(),
-            "currentStatus": existing.status,
-            "redelivered": incoming.redelivered,
-        });
-        audit.record(conn).await?;
-        info!(message_id = %existing.id, status = existing.status, "duplicate publication; current status re-sent");
-        METRICS
-            .intake_decisions_total
-            .with_label_values(&["duplicate", &existing.status_code])
-            .inc();
-        let status = existing.current_status(properties.correlation_id.clone());
-        publish.push(status_message(&sender.id, &status).map_err(HandlerError::permanent)?);
-        Ok(Outcome::ack(publish))
-    }
-
+    /// Audits the refusal, and tells the sender.
     async fn reject(
         &self,
         conn: &mut PgConnection,
-        sender: &RegisteredSender,
-        properties: &Properties,
-        message_id: Option<Uuid>,
-        version: Option<ContractVersion>,
-        rejection: Rejection,
+        received: &Received<'_>,
+        refusal: Refusal,
     ) -> Result<Outcome, HandlerError> {
-        let mut audit = AuditEvent::new(STAGE, "rejected");
-        audit.code = Some(rejection.code.as_str().to_owned());
-        audit.sender_id = Some(sender.id.clone());
+        let Refusal {
+            rejection,
+            message_id,
+            version,
+        } = refusal;
+        let properties = &received.properties;
+        let mut audit = AuditEvent::new(STAGE, Action::Rejected);
+        audit.code = Some(rejection.code);
+        audit.sender_id = Some(received.sender.id.clone());
         audit.message_id = message_id;
         audit.sender_reference = properties.reference.clone();
         audit.ssin_hash = rejection
@@ -393,17 +293,17 @@ impl Intake {
             "reason": rejection.message,
         });
         audit.record(conn).await?;
-        decided(Status::Rejected, rejection.code);
-        info!(
-            message_id = message_id.map(|id| id.to_string()),
-            code = rejection.code.as_str(),
-            "rejected"
-        );
+        IntakeDecided {
+            message_id,
+            outcome: IntakeOutcome::Rejected,
+            code: rejection.code,
+        }
+        .emit();
         let status = StatusEvent {
             sender_reference: properties.reference.clone(),
             message_id,
             status: Status::Rejected,
-            code: rejection.code.as_str().to_owned(),
+            code: rejection.code,
             message: rejection.message,
             at: Utc::now(),
             expiration_date: None,
@@ -411,35 +311,67 @@ impl Intake {
             correlation_id: properties.correlation_id.clone(),
         };
         Ok(Outcome::ack(vec![
-            status_message(&sender.id, &status).map_err(HandlerError::permanent)?,
+            status_message(&received.sender.id, &status).permanent()?,
         ]))
     }
+}
 
-    async fn dead_letter_unknown_sender(
-        &self,
-        conn: &mut PgConnection,
-        properties: &Properties,
-    ) -> Result<Outcome, HandlerError> {
-        let reason = match &properties.user_id {
-            Some(_) => "the broker user has no sender registration",
-            None => "the AMQP property user_id is missing, so the sender is unknown",
-        };
-        let mut audit = AuditEvent::new(STAGE, "dead-lettered");
-        audit.code = Some("UNKNOWN_SENDER".to_owned());
-        audit.sender_id = properties.user_id.clone();
-        audit.sender_reference = properties.reference.clone();
-        audit.details = serde_json::json!({ "reason": reason });
-        audit.record(conn).await?;
-        METRICS
-            .intake_decisions_total
-            .with_label_values(&["dead-lettered", "UNKNOWN_SENDER"])
-            .inc();
-        warn!(
-            user_id = properties.user_id.as_deref(),
-            reason, "publication from an unknown sender dead-lettered"
-        );
-        Ok(Outcome::dead_letter())
+/// The registered sender named by the AMQP `user_id`, if any, with its parsed id.
+async fn authenticate(
+    conn: &mut PgConnection,
+    properties: &Properties,
+) -> Result<Option<(RegisteredSender, SenderId)>, HandlerError> {
+    let Some(user) = &properties.user_id else {
+        return Ok(None);
+    };
+    let Some(sender) = registry::find_sender(conn, user).await? else {
+        return Ok(None);
+    };
+    let sender_id = SenderId::parse(&sender.id)
+        .map_err(|e| HandlerError::Permanent(anyhow::anyhow!("registered sender id: {e}")))?;
+    Ok(Some((sender, sender_id)))
+}
+
+/// A publication from a broker user with no registration: audited, then parked for the
+/// operators, since the sender has no status queue to hear `rejected` on.
+async fn dead_letter_unknown_sender(
+    conn: &mut PgConnection,
+    properties: &Properties,
+) -> Result<Outcome, HandlerError> {
+    let reason = match &properties.user_id {
+        Some(_) => "the broker user has no sender registration",
+        None => "the AMQP property user_id is missing, so the sender is unknown",
+    };
+    let mut audit = AuditEvent::new(STAGE, Action::DeadLettered);
+    audit.code = Some(Code::UnknownSender);
+    audit.sender_id = properties.user_id.clone();
+    audit.sender_reference = properties.reference.clone();
+    audit.details = serde_json::json!({ "reason": reason });
+    audit.record(conn).await?;
+    IntakeDecided {
+        message_id: None,
+        outcome: IntakeOutcome::DeadLetter,
+        code: Code::UnknownSender,
     }
+    .emit();
+    warn!(
+        user_id = properties.user_id.as_deref(),
+        reason, "publication from an unknown sender dead-lettered"
+    );
+    Ok(Outcome::dead_letter())
+}
+
+/// The sender's reference (the AMQP `message_id`), and the eBox message id derived from it.
+fn reference(received: &Received<'_>) -> Result<(SenderReference, MessageId), Stop> {
+    let parsed = match received.properties.reference.as_deref() {
+        Some(raw) => SenderReference::parse(raw).map_err(|error| error.to_string()),
+        None => Err("the AMQP property message_id (the sender's reference) is required".into()),
+    };
+    let reference = parsed.map_err(|message| {
+        Stop::rejected(Rejection::new(Code::InvalidInput, message), None, None)
+    })?;
+    let message_id = MessageId::derive(&received.sender_id, &reference);
+    Ok((reference, message_id))
 }
 
 /// What identifies "the same content": the release and the exact body.
@@ -451,16 +383,145 @@ fn content_hash(version: ContractVersion, body: &[u8]) -> Vec<u8> {
     Sha256Digest::of(&bytes).as_bytes().to_vec()
 }
 
-fn forward(publication: &Publication) -> Result<Outgoing, HandlerError> {
-    Outgoing::json(
-        "",
-        CONSENT_CHECK_QUEUE,
-        PUBLICATION_TYPE,
-        &publication.message_id.to_string(),
-        publication.correlation_id.as_deref(),
-        publication,
-    )
-    .map_err(HandlerError::permanent)
+/// A reference seen before: same content re-sends the current status; other content is a
+/// conflict and the first message is left untouched.
+async fn duplicate(
+    conn: &mut PgConnection,
+    received: &Received<'_>,
+    admitted: &Admitted,
+    existing: MessageRecord,
+) -> Result<Outcome, Stop> {
+    if existing.content_sha256 != admitted.content_sha256 {
+        let rejection = Rejection::new(
+            Code::DuplicateReferenceConflict,
+            format!(
+                "message_id {:?} was already used for another message; use a new reference",
+                existing.sender_reference
+            ),
+        );
+        // The status names no message id: the message with this id is the first one, and it
+        // is not rejected.
+        return Err(Stop::rejected(rejection, None, Some(admitted.version)));
+    }
+    let mut publish = Vec::new();
+    if existing.status == Status::Accepted {
+        publish.extend(forward_again(conn, received, admitted, &existing).await?);
+    }
+    audit_duplicate(conn, received, admitted.version, &existing).await?;
+    IntakeDecided {
+        message_id: Some(existing.id),
+        outcome: IntakeOutcome::Duplicate,
+        code: existing.status_code,
+    }
+    .emit();
+    let status = existing.current_status(received.properties.correlation_id.clone());
+    publish.push(status_message(&received.sender.id, &status).permanent()?);
+    Ok(Outcome::ack(publish))
+}
+
+/// A message still at `accepted` is forwarded again: the first forward may have been lost (a
+/// crash between commit and confirm, or a dead-lettered delivery moved back), and every later
+/// stage is idempotent, so a second copy costs a replay, never a duplicate. The publication is
+/// rebuilt as it was first accepted: same correlation id, acceptance time and expiration date.
+async fn forward_again(
+    conn: &mut PgConnection,
+    received: &Received<'_>,
+    admitted: &Admitted,
+    existing: &MessageRecord,
+) -> Result<Option<Outgoing>, HandlerError> {
+    let envelope = Envelope {
+        message_id: existing.id,
+        sender_id: received.sender_id.clone(),
+        // The record was found by the id derived from this reference: it is the record's.
+        sender_reference: admitted.reference.clone(),
+        correlation_id: existing.correlation_id.clone(),
+        accepted_at: existing.accepted_at,
+    };
+    match check(conn, received, admitted.version, envelope).await? {
+        Ok(mut publication) => {
+            publication.expiration_date = existing.expiration_date;
+            Ok(Some(forward(&publication)?))
+        }
+        Err(rejection) => {
+            error!(
+                message_id = %existing.id,
+                code = rejection.code.as_str(),
+                "an accepted message no longer validates (the registry changed); it stays at accepted until an operator acts"
+            );
+            Ok(None)
+        }
+    }
+}
+
+async fn audit_duplicate(
+    conn: &mut PgConnection,
+    received: &Received<'_>,
+    version: ContractVersion,
+    existing: &MessageRecord,
+) -> sqlx::Result<()> {
+    let mut audit = AuditEvent::new(STAGE, Action::Duplicate);
+    audit.code = Some(existing.status_code);
+    audit.sender_id = Some(received.sender.id.clone());
+    audit.message_id = Some(existing.id);
+    audit.sender_reference = Some(existing.sender_reference.clone());
+    audit.details = serde_json::json!({
+        "contractVersion": version.as_str(),
+        "currentStatus": existing.status,
+        "redelivered": received.incoming.redelivered,
+    });
+    audit.record(conn).await
+}
+
+/// Decodes and validates a message seen for the first time, decided now.
+async fn decode_and_validate(
+    conn: &mut PgConnection,
+    received: &Received<'_>,
+    admitted: &Admitted,
+) -> Result<Publication, Stop> {
+    let envelope = Envelope {
+        message_id: admitted.message_id,
+        sender_id: received.sender_id.clone(),
+        sender_reference: admitted.reference.clone(),
+        correlation_id: received.properties.correlation_id.clone(),
+        // The database keeps microseconds: decide with the time it will store.
+        accepted_at: Utc::now().trunc_subsecs(6),
+    };
+    let (message_id, version) = (admitted.message_id, admitted.version);
+    check(conn, received, version, envelope)
+        .await?
+        .map_err(|rejection| Stop::rejected(rejection, Some(message_id), Some(version)))
+}
+
+/// Decodes and validates the body; the outer error is a fault, the inner one a rejection.
+async fn check(
+    conn: &mut PgConnection,
+    received: &Received<'_>,
+    version: ContractVersion,
+    envelope: Envelope,
+) -> Result<Result<Publication, Rejection>, HandlerError> {
+    let draft = match contract::decode(version, received.incoming.body) {
+        Ok(draft) => draft,
+        Err(error) => {
+            return Ok(Err(Rejection::new(
+                Code::InvalidInput,
+                format!(
+                    "the body is not a valid {} message: {}",
+                    version.as_str(),
+                    domain::ssin::mask_numbers(&error.to_string())
+                ),
+            )));
+        }
+    };
+    let validity = match draft.message_type_id.as_deref() {
+        Some(type_id) => registry::find_validity_period(conn, type_id).await?,
+        None => None,
+    };
+    Ok(validate::validate(
+        draft,
+        &envelope,
+        &received.sender,
+        validity,
+    ))
 }
 
 /// The audit details of a provision: what was delivered, never the content.
@@ -481,11 +542,44 @@ fn provision_details(version: ContractVersion, publication: &Publication) -> ser
     })
 }
 
-fn decided(status: Status, code: Code) {
-    METRICS
-        .intake_decisions_total
-        .with_label_values(&[status.as_str(), code.as_str()])
-        .inc();
+/// The accepted publication goes on to consent-check, and its sender hears `accepted`.
+fn forward_accepted(
+    received: &Received<'_>,
+    publication: &Publication,
+) -> Result<Outcome, HandlerError> {
+    IntakeDecided {
+        message_id: Some(publication.message_id),
+        outcome: IntakeOutcome::Accepted,
+        code: Code::Accepted,
+    }
+    .emit();
+    let status = StatusEvent {
+        sender_reference: Some(publication.sender_reference.as_str().to_owned()),
+        message_id: Some(publication.message_id),
+        status: Status::Accepted,
+        code: Code::Accepted,
+        message: messages::ACCEPTED_MESSAGE.to_owned(),
+        at: publication.accepted_at,
+        expiration_date: Some(publication.expiration_date),
+        read_at: None,
+        correlation_id: publication.correlation_id.clone(),
+    };
+    Ok(Outcome::ack(vec![
+        forward(publication)?,
+        status_message(&received.sender.id, &status).permanent()?,
+    ]))
+}
+
+fn forward(publication: &Publication) -> Result<Outgoing, HandlerError> {
+    Outgoing::json(
+        "",
+        CONSENT_CHECK_QUEUE,
+        PUBLICATION_TYPE,
+        &publication.message_id.to_string(),
+        publication.correlation_id.as_deref(),
+        publication,
+    )
+    .permanent()
 }
 
 #[cfg(test)]
@@ -494,6 +588,10 @@ mod tests {
 
     #[test]
     fn the_content_hash_tells_releases_apart() {
+        assert_eq!(
+            content_hash(ContractVersion::V1, b"{}"),
+            content_hash(ContractVersion::V1, b"{}")
+        );
         assert_ne!(
             content_hash(ContractVersion::V1, b"{}"),
             content_hash(ContractVersion::V2, b"{}")

@@ -1,130 +1,53 @@
-//! Sends the notifications the [`crate::Notify`] handler recorded, and marks them sent.
+//! Sends the notifications the [`crate::Notify`] handler recorded, and marks them sent: a
+//! background job ([`runtime::jobs`]), woken by PostgreSQL `NOTIFY` and every 2 s.
 //!
 //! Several dispatchers may run (one per notify replica): each claims one due row at a time with
-//! `FOR UPDATE SKIP LOCKED` and a two-minute lease (the claim counts an attempt and pushes
-//! `next_attempt_at` past the lease; a send times out after 30 s, well within it), so a row is
-//! sent by one dispatcher at a time, and a dispatcher that dies mid-send leaves it to be
-//! retried when the lease ends. Settling checks that the claim is still its own.
+//! `FOR UPDATE SKIP LOCKED` and a two-minute lease ([`crate::outbox`]), so a row is sent by one
+//! dispatcher at a time, and a dispatcher that dies mid-send leaves it to be retried when the
+//! lease ends. Settling checks that the claim is still its own.
 
-use crate::email::Mailer;
-use crate::{STAGE, WAKE_CHANNEL, webhook};
+use crate::STAGE;
+use crate::notifier::{Notification, Notifier};
+use crate::outbox::{self, Settlement, WAKE_CHANNEL};
 use backon::{BackoffBuilder, ExponentialBuilder};
-use common::audit::AuditEvent;
-use common::metrics::METRICS;
-use common::translated::Language;
+use domain::audit::Action;
+use records::audit::AuditEvent;
+use runtime::internal_events::{NotificationResult, NotificationSettled};
+use runtime::jobs::{Job, Pass};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
-use std::collections::HashMap;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
-use uuid::Uuid;
+use tracing::warn;
 
 /// Rows claimed at once: one, so that no claimed row waits behind others' sends while its
 /// lease runs out.
 const CLAIM: i64 = 1;
 /// Longest wait between two looks at the outbox when nothing wakes the dispatcher.
-const POLL: Duration = Duration::from_secs(2);
+pub const POLL: Duration = Duration::from_secs(2);
 
 pub struct Dispatcher {
     pool: PgPool,
-    mailer: Mailer,
-    http: reqwest::Client,
+    notifiers: Vec<Box<dyn Notifier>>,
     max_attempts: u32,
-    partner_secrets: HashMap<String, String>,
-}
-
-#[derive(Debug, sqlx::FromRow)]
-struct Due {
-    message_id: Uuid,
-    channel: String,
-    citizen: String,
-    idempotency_key: Uuid,
-    target: String,
-    language: String,
-    payload: serde_json::Value,
-    attempts: i32,
+    /// `LISTEN`ing for the handler's wake-ups; polling only when that failed.
+    listener: Option<PgListener>,
+    listen_tried: bool,
 }
 
 impl Dispatcher {
-    pub fn new(
-        pool: PgPool,
-        mailer: Mailer,
-        max_attempts: u32,
-        partner_secrets: HashMap<String, String>,
-    ) -> anyhow::Result<Self> {
-        Ok(Self {
+    pub fn new(pool: PgPool, notifiers: Vec<Box<dyn Notifier>>, max_attempts: u32) -> Self {
+        Self {
             pool,
-            mailer,
-            http: webhook::client()?,
+            notifiers,
             max_attempts,
-            partner_secrets,
-        })
-    }
-
-    /// Sends until `shutdown`; a send in progress always finishes.
-    pub async fn run(self, shutdown: CancellationToken) {
-        let mut listener = match PgListener::connect_with(&self.pool).await {
-            Ok(mut listener) => match listener.listen(WAKE_CHANNEL).await {
-                Ok(()) => Some(listener),
-                Err(e) => {
-                    warn!(error = %e, "cannot LISTEN; polling only");
-                    None
-                }
-            },
-            Err(e) => {
-                warn!(error = %e, "cannot LISTEN; polling only");
-                None
-            }
-        };
-        info!("notification dispatcher running");
-        loop {
-            let claimed = match self.dispatch_due().await {
-                Ok(claimed) => claimed,
-                Err(e) => {
-                    warn!(
-                        error = format!("{e:#}"),
-                        "dispatching notifications failed; retrying"
-                    );
-                    0
-                }
-            };
-            if claimed as i64 == CLAIM {
-                continue;
-            }
-            let wake = async {
-                match listener.as_mut() {
-                    Some(listener) => {
-                        let _ = listener.recv().await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = wake => {}
-                _ = tokio::time::sleep(POLL) => {}
-            }
+            listener: None,
+            listen_tried: false,
         }
-        info!("notification dispatcher stopped");
     }
 
     /// Claims and sends what is due; returns how many rows it claimed.
     pub async fn dispatch_due(&self) -> anyhow::Result<usize> {
-        let due: Vec<Due> = sqlx::query_as(
-            "UPDATE notifications n
-                SET attempts = n.attempts + 1, next_attempt_at = now() + interval '2 minutes'
-               FROM (SELECT message_id, channel FROM notifications
-                      WHERE state = 'pending' AND next_attempt_at <= now()
-                      ORDER BY next_attempt_at LIMIT $1
-                      FOR UPDATE SKIP LOCKED) due
-              WHERE n.message_id = due.message_id AND n.channel = due.channel
-          RETURNING n.message_id, n.channel, n.citizen, n.idempotency_key, n.target,
-                    n.language, n.payload, n.attempts",
-        )
-        .bind(CLAIM)
-        .fetch_all(&self.pool)
-        .await?;
+        let due = outbox::claim_due(&mut *self.pool.acquire().await?, CLAIM).await?;
         let claimed = due.len();
         for notification in due {
             let result = self.send(&notification).await;
@@ -133,132 +56,124 @@ impl Dispatcher {
         Ok(claimed)
     }
 
-    async fn send(&self, notification: &Due) -> anyhow::Result<()> {
-        let key = notification.idempotency_key.to_string();
-        match notification.channel.as_str() {
-            "email" => {
-                let language = Language::ALL
-                    .into_iter()
-                    .find(|l| l.code() == notification.language)
-                    .unwrap_or(Language::Nl);
-                self.mailer.send(&notification.target, language, &key).await
-            }
-            "partner" => {
-                let mut conn = self.pool.acquire().await?;
-                let partner = common::registry::find_partner(&mut conn, &notification.target)
-                    .await?
-                    .filter(|p| p.active)
-                    .ok_or_else(|| {
-                        anyhow::anyhow!("partner {} is not registered", notification.target)
-                    })?;
-                drop(conn);
-                let secret = self
-                    .partner_secrets
-                    .get(&partner.secret_env)
-                    .ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "the secret of partner {} ({}) is not set",
-                            partner.id,
-                            partner.secret_env
-                        )
-                    })?;
-                let body = serde_json::to_vec(&notification.payload)?;
-                webhook::deliver(
-                    &self.http,
-                    &partner.webhook_url,
-                    secret.as_bytes(),
-                    &key,
-                    body,
-                )
-                .await
-            }
-            other => anyhow::bail!("unknown channel {other}"),
-        }
+    async fn send(&self, notification: &Notification) -> anyhow::Result<()> {
+        let notifier = self
+            .notifiers
+            .iter()
+            .find(|n| n.channel() == notification.channel)
+            .ok_or_else(|| anyhow::anyhow!("no notifier for channel {}", notification.channel))?;
+        notifier.send(notification).await
     }
 
-    /// Marks the outcome, with its audit record, in one transaction.
-    async fn settle(&self, notification: &Due, result: anyhow::Result<()>) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await?;
-        let attempts = u32::try_from(notification.attempts).unwrap_or(u32::MAX);
-        let (action, outcome, updated) = match &result {
-            Ok(()) => {
-                // The partner payload names the citizen: keep it no longer than needed.
-                let updated = sqlx::query(
-                    "UPDATE notifications SET state = 'sent', sent_at = now(), last_error = NULL,
-                            payload = '{}'::jsonb
-                      WHERE message_id = $1 AND channel = $2 AND state = 'pending' AND attempts = $3",
+    /// Marks the outcome, with its audit record when it is final, in one transaction.
+    async fn settle(
+        &self,
+        notification: &Notification,
+        result: anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let error = result.as_ref().err().map(|e| format!("{e:#}"));
+        let (settlement, outcome, retry_in) = match &error {
+            None => (Settlement::Sent, NotificationResult::Sent, None),
+            Some(error) if notification.attempts >= self.max_attempts => (
+                Settlement::Failed { error },
+                NotificationResult::Failed,
+                None,
+            ),
+            Some(error) => {
+                let after = retry_delay(notification.attempts);
+                (
+                    Settlement::Retry { after, error },
+                    NotificationResult::Retry,
+                    Some(after),
                 )
-                .bind(notification.message_id)
-                .bind(&notification.channel)
-                .bind(notification.attempts)
-                .execute(&mut *tx)
-                .await?;
-                ("notified", "sent", updated.rows_affected())
-            }
-            Err(e) if attempts >= self.max_attempts => {
-                let updated = sqlx::query(
-                    "UPDATE notifications SET state = 'failed', last_error = $3, payload = '{}'::jsonb
-                      WHERE message_id = $1 AND channel = $2 AND state = 'pending' AND attempts = $4",
-                )
-                .bind(notification.message_id)
-                .bind(&notification.channel)
-                .bind(format!("{e:#}"))
-                .bind(notification.attempts)
-                .execute(&mut *tx)
-                .await?;
-                ("notification-failed", "failed", updated.rows_affected())
-            }
-            Err(e) => {
-                let delay = retry_delay(attempts);
-                sqlx::query(
-                    "UPDATE notifications SET next_attempt_at = now() + $3, last_error = $4
-                      WHERE message_id = $1 AND channel = $2 AND state = 'pending' AND attempts = $5",
-                )
-                .bind(notification.message_id)
-                .bind(&notification.channel)
-                .bind(delay)
-                .bind(format!("{e:#}"))
-                .bind(notification.attempts)
-                .execute(&mut *tx)
-                .await?;
-                warn!(message_id = %notification.message_id, channel = notification.channel, attempts, retry_in_s = delay.as_secs(), error = format!("{e:#}"), "notification failed; will retry");
-                METRICS
-                    .notifications_total
-                    .with_label_values(&[&notification.channel, "retry"])
-                    .inc();
-                tx.commit().await?;
-                return Ok(());
             }
         };
-        if updated == 0 {
-            // The lease ran out and another dispatcher owns the row now: its word counts.
-            warn!(message_id = %notification.message_id, channel = notification.channel, "notification re-claimed by another dispatcher; not settling");
+        let mut tx = self.pool.begin().await?;
+        if !outbox::settle(&mut tx, notification, settlement).await? {
+            warn!(message_id = %notification.message_id, channel = notification.channel.as_str(), "notification re-claimed by another dispatcher; not settling");
             return Ok(());
         }
-        let mut audit = AuditEvent::new(STAGE, action);
-        audit.message_id = Some(notification.message_id);
-        audit.ssin_hash = Some(notification.citizen.clone());
-        audit.details = serde_json::json!({
-            "channel": notification.channel,
-            "attempts": attempts,
-            "idempotencyKey": notification.idempotency_key,
-            "error": result.as_ref().err().map(|e| format!("{e:#}")),
-        });
-        audit.record(&mut tx).await?;
-        tx.commit().await?;
-        METRICS
-            .notifications_total
-            .with_label_values(&[&notification.channel, outcome])
-            .inc();
-        match result {
-            Ok(()) => {
-                info!(message_id = %notification.message_id, channel = notification.channel, "notification sent")
-            }
-            Err(e) => {
-                error!(message_id = %notification.message_id, channel = notification.channel, attempts, error = format!("{e:#}"), "notification abandoned")
-            }
+        if outcome != NotificationResult::Retry {
+            audit_settled(&mut tx, notification, outcome, error.as_deref()).await?;
         }
+        tx.commit().await?;
+        NotificationSettled {
+            message_id: notification.message_id,
+            channel: notification.channel,
+            result: outcome,
+            attempts: notification.attempts,
+            error: result.as_ref().err(),
+            retry_in,
+        }
+        .emit();
         Ok(())
+    }
+}
+
+async fn audit_settled(
+    conn: &mut sqlx::PgConnection,
+    notification: &Notification,
+    outcome: NotificationResult,
+    error: Option<&str>,
+) -> sqlx::Result<()> {
+    let action = if outcome == NotificationResult::Sent {
+        Action::Notified
+    } else {
+        Action::NotificationFailed
+    };
+    let mut audit = AuditEvent::new(STAGE, action);
+    audit.message_id = Some(notification.message_id);
+    audit.ssin_hash = Some(notification.citizen.clone());
+    audit.details = serde_json::json!({
+        "channel": notification.channel,
+        "attempts": notification.attempts,
+        "idempotencyKey": notification.idempotency_key,
+        "error": error,
+    });
+    audit.record(conn).await
+}
+
+impl Job for Dispatcher {
+    fn name(&self) -> &'static str {
+        "notification-dispatcher"
+    }
+
+    async fn pass(&mut self) -> anyhow::Result<Pass> {
+        let claimed = self.dispatch_due().await?;
+        Ok(if claimed as i64 == CLAIM {
+            Pass::More
+        } else {
+            Pass::Idle
+        })
+    }
+
+    async fn woken(&mut self) {
+        if !self.listen_tried {
+            // Set once the attempt completes: one cut short by the poll timer is made again.
+            self.listener = listen(&self.pool).await;
+            self.listen_tried = true;
+        }
+        match self.listener.as_mut() {
+            Some(listener) => {
+                let _ = listener.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    }
+}
+
+async fn listen(pool: &PgPool) -> Option<PgListener> {
+    let listening = async {
+        let mut listener = PgListener::connect_with(pool).await?;
+        listener.listen(WAKE_CHANNEL).await?;
+        Ok::<_, sqlx::Error>(listener)
+    };
+    match listening.await {
+        Ok(listener) => Some(listener),
+        Err(e) => {
+            warn!(error = %e, "cannot LISTEN; polling only");
+            None
+        }
     }
 }
 

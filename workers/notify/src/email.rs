@@ -2,7 +2,10 @@
 //! link to the portal, in the citizen's language; never the document's content, subject or
 //! sender (the federation's rule for notification e-mails).
 
-use common::translated::Language;
+use crate::notifier::{Notification, Notifier};
+use domain::citizen::ChannelKind;
+use domain::translated::Language;
+use futures_util::future::BoxFuture;
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -52,6 +55,19 @@ impl Mailer {
             .body(body)?;
         self.transport.send(message).await?;
         Ok(())
+    }
+}
+
+impl Notifier for Mailer {
+    fn channel(&self) -> ChannelKind {
+        ChannelKind::Email
+    }
+
+    fn send<'a>(&'a self, notification: &'a Notification) -> BoxFuture<'a, anyhow::Result<()>> {
+        let key = notification.idempotency_key.to_string();
+        Box::pin(async move {
+            Mailer::send(self, &notification.target, notification.language, &key).await
+        })
     }
 }
 

@@ -7,9 +7,10 @@
 //!   from the citizen's preference and records the *intent* — a row in the `notifications`
 //!   outbox, unique per (message, channel) — with its audit slice, in the batch's transaction.
 //!   Opted out, or no preference: nothing to send, audited as skipped.
-//! - [`dispatcher::Dispatcher`] sends what is due ([`email`] over SMTP, or the partner's
-//!   [`webhook`]) and marks it sent after success; failures are retried with back-off, up to
-//!   `EBOX_NOTIFY_MAX_ATTEMPTS`.
+//! - [`dispatcher::Dispatcher`], a background job, sends what is due through the channel's
+//!   [`notifier::Notifier`] ([`email`] over SMTP, or the partner's [`webhook`]) and marks it
+//!   sent after success; failures are retried with back-off, up to `EBOX_NOTIFY_MAX_ATTEMPTS`.
+//!   The outbox's SQL is in [`outbox`].
 //!
 //! The one window left: a crash after the e-mail or webhook left and before it is marked sent
 //! repeats that one send when its lease (two minutes) expires. A partner drops the repeat by its
@@ -17,23 +18,26 @@
 
 pub mod dispatcher;
 pub mod email;
+pub mod notifier;
+pub mod outbox;
 pub mod webhook;
 
-use common::audit::{AuditEvent, SsinHasher};
-use common::citizens::{self, Channel};
-use common::decisions;
-use common::events::{EventEnvelope, NEW_DOCUMENT};
-use common::metrics::METRICS;
-use common::ssin::Ssin;
+use domain::audit::{Action, Stage};
+use domain::citizen::{Channel, ChannelKind, CitizenKey, Preferences, SsinHasher};
+use domain::decision::NotifyDecision;
+use domain::events::{EventEnvelope, EventType};
+use domain::ids::MessageId;
+use domain::ssin::Ssin;
 use queues::topology::NOTIFY_QUEUE;
-use queues::{Handler, HandlerError, Incoming, Outcome};
+use queues::{Handler, HandlerError, Incoming, Outcome, ResultExt};
+use records::audit::AuditEvent;
+use records::{citizens, decisions};
+use runtime::internal_events::NotificationDecided;
 use sqlx::PgConnection;
 use tracing::info;
 use uuid::Uuid;
 
-const STAGE: &str = "notify";
-/// The PostgreSQL notification channel that wakes the dispatcher.
-pub const WAKE_CHANNEL: &str = "ebox_notifications";
+const STAGE: Stage = Stage::Notify;
 
 pub struct Notify {
     hasher: SsinHasher,
@@ -46,6 +50,8 @@ impl Notify {
 }
 
 impl Handler for Notify {
+    type Message = EventEnvelope;
+
     fn queue(&self) -> &'static str {
         NOTIFY_QUEUE
     }
@@ -53,93 +59,109 @@ impl Handler for Notify {
     async fn handle(
         &self,
         conn: &mut PgConnection,
-        incoming: Incoming<'_>,
+        envelope: EventEnvelope,
+        _: Incoming<'_>,
     ) -> Result<Outcome, HandlerError> {
-        let envelope: EventEnvelope = queues::decode(incoming.body, "event")?;
         let event = &envelope.event_data;
-        if event.event_type != NEW_DOCUMENT {
+        if event.event_type != EventType::NewDocument {
             return Ok(Outcome::ack(Vec::new()));
         }
         let message_id = event.message_id;
-        if decisions::find(conn, message_id, STAGE).await?.is_some() {
+        if decisions::find::<NotifyDecision>(conn, message_id, STAGE)
+            .await?
+            .is_some()
+        {
             info!(%message_id, "notification already decided");
             return Ok(Outcome::ack(Vec::new()));
         }
         let ssin = Ssin::parse(&event.recipient.ebox_id_value)
-            .map_err(|e| HandlerError::Permanent(anyhow::anyhow!("event recipient: {e}")))?;
+            .map_err(|e| anyhow::anyhow!("event recipient: {e}"))
+            .permanent()?;
         let citizen = self.hasher.hash(&ssin);
         let preferences = citizens::preferences(conn, &citizen).await?;
-
-        let (decision, channel, target) = match &preferences {
-            None => ("skipped", "none", None),
-            Some(p) => match &p.channel {
-                Channel::None => ("skipped", "none", None),
-                Channel::Email { email } => ("queued", "email", Some(email.clone())),
-                Channel::Partner { partner_id } => ("queued", "partner", Some(partner_id.clone())),
-            },
-        };
-        let reason = match &preferences {
-            None => Some("no notification preference recorded"),
-            Some(p) if p.channel == Channel::None => Some("the citizen opted out of notifications"),
-            Some(_) => None,
-        };
-        let idempotency_key = Uuid::new_v5(&message_id, format!("notify/{channel}").as_bytes());
-        if let (Some(target), Some(preferences)) = (&target, &preferences) {
-            sqlx::query(
-                "INSERT INTO notifications (message_id, channel, citizen, idempotency_key, target,
-                                            language, payload, state)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending')
-                 ON CONFLICT (message_id, channel) DO NOTHING",
-            )
-            .bind(message_id)
-            .bind(channel)
-            .bind(&citizen)
-            .bind(idempotency_key)
-            .bind(target)
-            .bind(preferences.language.code())
-            // Only a partner needs the event (which names the citizen); an e-mail needs nothing
-            // of it, so nothing is kept.
-            .bind(if channel == "partner" {
-                serde_json::to_value(&envelope).map_err(HandlerError::permanent)?
-            } else {
-                serde_json::json!({})
-            })
-            .execute(&mut *conn)
-            .await?;
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(WAKE_CHANNEL)
-                .execute(&mut *conn)
-                .await?;
-        }
-        decisions::record(
-            conn,
-            message_id,
-            STAGE,
-            decision,
-            &serde_json::json!({"channel": channel}),
-        )
-        .await?;
-        let mut audit = AuditEvent::new(
-            STAGE,
-            if decision == "queued" {
-                "notification-queued"
-            } else {
-                "notification-skipped"
-            },
+        let channel = preferences
+            .as_ref()
+            .map_or(ChannelKind::None, |p| p.channel.kind());
+        let idempotency_key = Uuid::new_v5(
+            &message_id.as_uuid(),
+            format!("notify/{}", channel.as_str()).as_bytes(),
         );
-        audit.message_id = Some(message_id);
-        audit.ssin_hash = Some(citizen);
-        audit.details = serde_json::json!({
-            "channel": channel,
-            "reason": reason,
-            "idempotencyKey": target.as_ref().map(|_| idempotency_key),
-        });
-        audit.record(conn).await?;
-        METRICS
-            .notifications_total
-            .with_label_values(&[channel, decision])
-            .inc();
-        info!(%message_id, channel, decision, "notification decided");
+        let reachable = preferences
+            .as_ref()
+            .and_then(|p| Some((p.language, p.channel.target()?)));
+        let decision = match reachable {
+            Some((language, target)) => {
+                let new = outbox::NewNotification {
+                    message_id,
+                    channel,
+                    citizen: &citizen,
+                    idempotency_key,
+                    target,
+                    language,
+                    payload: payload(channel, &envelope)?,
+                };
+                outbox::queue(conn, new).await?;
+                NotifyDecision::Queued
+            }
+            None => NotifyDecision::Skipped,
+        };
+        let reason = skip_reason(preferences.as_ref());
+        let key = (decision == NotifyDecision::Queued).then_some(idempotency_key);
+        record_decision(conn, message_id, citizen, channel, decision, reason, key).await?;
+        NotificationDecided {
+            message_id,
+            channel,
+            decision,
+        }
+        .emit();
         Ok(Outcome::ack(Vec::new()))
+    }
+}
+
+/// Records the decision (replayed on redelivery) and its audit slice.
+async fn record_decision(
+    conn: &mut PgConnection,
+    message_id: MessageId,
+    citizen: CitizenKey,
+    channel: ChannelKind,
+    decision: NotifyDecision,
+    reason: Option<&str>,
+    idempotency_key: Option<Uuid>,
+) -> sqlx::Result<()> {
+    let details = serde_json::json!({"channel": channel});
+    decisions::record(conn, message_id, STAGE, decision, &details).await?;
+    let action = match decision {
+        NotifyDecision::Queued => Action::NotificationQueued,
+        NotifyDecision::Skipped => Action::NotificationSkipped,
+    };
+    let mut audit = AuditEvent::new(STAGE, action);
+    audit.message_id = Some(message_id);
+    audit.ssin_hash = Some(citizen);
+    audit.details = serde_json::json!({
+        "channel": channel,
+        "reason": reason,
+        "idempotencyKey": idempotency_key,
+    });
+    audit.record(conn).await
+}
+
+/// What the outbox keeps for the channel: only a partner needs the event (which names the
+/// citizen); an e-mail needs nothing of it, so nothing is kept.
+fn payload(
+    channel: ChannelKind,
+    envelope: &EventEnvelope,
+) -> Result<serde_json::Value, HandlerError> {
+    Ok(match channel {
+        ChannelKind::Partner => serde_json::to_value(envelope).permanent()?,
+        _ => serde_json::json!({}),
+    })
+}
+
+/// Why nothing is sent, for the audit; `None` when something is.
+fn skip_reason(preferences: Option<&Preferences>) -> Option<&'static str> {
+    match preferences {
+        None => Some("no notification preference recorded"),
+        Some(p) if p.channel == Channel::None => Some("the citizen opted out of notifications"),
+        Some(_) => None,
     }
 }

@@ -7,8 +7,13 @@
 //! - `X-Ebox-Signature`: `sha256=` + hex HMAC-SHA256, keyed with the partner's secret, of
 //!   `<timestamp>.<body>`. A partner recomputes it and rejects stale timestamps.
 
+use crate::notifier::{Notification, Notifier};
+use domain::citizen::ChannelKind;
+use futures_util::future::BoxFuture;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use sqlx::PgPool;
+use std::collections::HashMap;
 use std::time::Duration;
 
 pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
@@ -55,5 +60,58 @@ pub async fn deliver(
         Ok(())
     } else {
         anyhow::bail!("the partner answered {status}")
+    }
+}
+
+/// The partner channel: the registered partner's webhook, signed with its secret.
+pub struct PartnerWebhooks {
+    pool: PgPool,
+    http: reqwest::Client,
+    /// Secrets by variable name (the registry's `secretEnv`).
+    secrets: HashMap<String, String>,
+}
+
+impl PartnerWebhooks {
+    pub fn new(pool: PgPool, secrets: HashMap<String, String>) -> anyhow::Result<Self> {
+        Ok(Self {
+            pool,
+            http: client()?,
+            secrets,
+        })
+    }
+
+    async fn send_to_partner(&self, notification: &Notification) -> anyhow::Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        let partner = records::registry::find_partner(&mut conn, &notification.target)
+            .await?
+            .filter(|p| p.active)
+            .ok_or_else(|| anyhow::anyhow!("partner {} is not registered", notification.target))?;
+        drop(conn);
+        let secret = self.secrets.get(&partner.secret_env).ok_or_else(|| {
+            anyhow::anyhow!(
+                "the secret of partner {} ({}) is not set",
+                partner.id,
+                partner.secret_env
+            )
+        })?;
+        let body = serde_json::to_vec(&notification.payload)?;
+        deliver(
+            &self.http,
+            &partner.webhook_url,
+            secret.as_bytes(),
+            &notification.idempotency_key.to_string(),
+            body,
+        )
+        .await
+    }
+}
+
+impl Notifier for PartnerWebhooks {
+    fn channel(&self) -> ChannelKind {
+        ChannelKind::Partner
+    }
+
+    fn send<'a>(&'a self, notification: &'a Notification) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(self.send_to_partner(notification))
     }
 }

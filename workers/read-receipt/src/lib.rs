@@ -5,23 +5,28 @@
 //! crash), any other `readDocument` for the message is dropped.
 
 use chrono::{DateTime, Utc};
-use common::audit::AuditEvent;
-use common::events::{EventEnvelope, READ_DOCUMENT};
-use common::status::{Code, Status, StatusEvent};
-use common::{decisions, messages};
+use domain::audit::{Action, Stage};
+use domain::decision::ReadDecision;
+use domain::events::{EventEnvelope, EventType};
+use domain::ids::MessageId;
+use domain::status::{Code, Status, StatusEvent};
 use queues::status::status_message;
 use queues::topology::READ_RECEIPT_QUEUE;
-use queues::{Handler, HandlerError, Incoming, Outcome};
+use queues::{Handler, HandlerError, Incoming, Outcome, ResultExt};
+use records::audit::AuditEvent;
+use records::{decisions, messages};
 use sqlx::PgConnection;
 use tracing::info;
 
-const STAGE: &str = "read-receipt";
+const STAGE: Stage = Stage::ReadReceipt;
 pub const READ_MESSAGE: &str = "the citizen opened the message";
 
 #[derive(Default)]
 pub struct ReadReceipt;
 
 impl Handler for ReadReceipt {
+    type Message = EventEnvelope;
+
     fn queue(&self) -> &'static str {
         READ_RECEIPT_QUEUE
     }
@@ -29,64 +34,24 @@ impl Handler for ReadReceipt {
     async fn handle(
         &self,
         conn: &mut PgConnection,
-        incoming: Incoming<'_>,
+        envelope: EventEnvelope,
+        _: Incoming<'_>,
     ) -> Result<Outcome, HandlerError> {
-        let envelope: EventEnvelope = queues::decode(incoming.body, "event")?;
-        if envelope.event_data.event_type != READ_DOCUMENT {
+        if envelope.event_data.event_type != EventType::ReadDocument {
             return Ok(Outcome::ack(Vec::new()));
         }
         let message_id = envelope.event_data.message_id;
-        let recorded = decisions::find(conn, message_id, STAGE)
-            .await?
-            .map(|d| d.details);
         let sequence = envelope.event_sequence_nbr;
-        let read_at: DateTime<Utc> = match recorded
-            .as_ref()
-            .and_then(|d| d.get("readAt"))
-            .and_then(|v| serde_json::from_value(v.clone()).ok())
-        {
+        let read_at = match recorded_receipt(conn, message_id).await? {
             // The same event again (a redelivery after a crash): the receipt may not have
             // left, so it goes again. Another readDocument for a message already read (the
             // API publishes before it commits the read mark) says nothing new: dropped.
-            Some(read_at) => {
-                let same_event = recorded
-                    .as_ref()
-                    .and_then(|d| d.get("eventSequenceNbr"))
-                    .and_then(serde_json::Value::as_i64)
-                    == Some(sequence);
-                if !same_event {
-                    info!(%message_id, "already read; a later readDocument is dropped");
-                    return Ok(Outcome::ack(Vec::new()));
-                }
-                read_at
+            Some(receipt) if receipt.event_sequence_nbr == Some(sequence) => receipt.read_at,
+            Some(_) => {
+                info!(%message_id, "already read; a later readDocument is dropped");
+                return Ok(Outcome::ack(Vec::new()));
             }
-            None => {
-                let read_at = envelope.event_time;
-                decisions::record(
-                    conn,
-                    message_id,
-                    STAGE,
-                    "read",
-                    &serde_json::json!({"readAt": read_at, "eventSequenceNbr": sequence}),
-                )
-                .await?;
-                messages::set_status(
-                    conn,
-                    message_id,
-                    Status::Read,
-                    Code::Read,
-                    READ_MESSAGE,
-                    read_at,
-                )
-                .await?;
-                let mut audit = AuditEvent::new(STAGE, "read-confirmed");
-                audit.code = Some(Code::Read.as_str().to_owned());
-                audit.message_id = Some(message_id);
-                audit.details = serde_json::json!({"readAt": read_at});
-                audit.record(conn).await?;
-                info!(%message_id, "read receipt recorded");
-                read_at
-            }
+            None => record_receipt(conn, message_id, envelope.event_time, sequence).await?,
         };
         let record = messages::find(conn, message_id).await?.ok_or_else(|| {
             HandlerError::Permanent(anyhow::anyhow!("message {message_id} has no intake record"))
@@ -95,7 +60,7 @@ impl Handler for ReadReceipt {
             sender_reference: Some(record.sender_reference.clone()),
             message_id: Some(message_id),
             status: Status::Read,
-            code: Code::Read.as_str().to_owned(),
+            code: Code::Read,
             message: READ_MESSAGE.to_owned(),
             at: read_at,
             expiration_date: Some(record.expiration_date),
@@ -103,7 +68,53 @@ impl Handler for ReadReceipt {
             correlation_id: record.correlation_id.clone(),
         };
         Ok(Outcome::ack(vec![
-            status_message(&record.sender_id, &status).map_err(HandlerError::permanent)?,
+            status_message(&record.sender_id, &status).permanent()?,
         ]))
     }
+}
+
+/// What read-receipt recorded: when the message was read, and by which event.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Receipt {
+    read_at: DateTime<Utc>,
+    event_sequence_nbr: Option<i64>,
+}
+
+async fn recorded_receipt(
+    conn: &mut PgConnection,
+    message_id: MessageId,
+) -> Result<Option<Receipt>, HandlerError> {
+    decisions::find::<ReadDecision>(conn, message_id, STAGE)
+        .await?
+        .map(|d| serde_json::from_value(d.details).permanent())
+        .transpose()
+}
+
+/// The first receipt: recorded with the event that brought it, the status moved to `read`,
+/// and audited.
+async fn record_receipt(
+    conn: &mut PgConnection,
+    message_id: MessageId,
+    read_at: DateTime<Utc>,
+    sequence: i64,
+) -> sqlx::Result<DateTime<Utc>> {
+    let receipt = serde_json::json!({"readAt": read_at, "eventSequenceNbr": sequence});
+    decisions::record(conn, message_id, STAGE, ReadDecision::Read, &receipt).await?;
+    messages::set_status(
+        conn,
+        message_id,
+        Status::Read,
+        Code::Read,
+        READ_MESSAGE,
+        read_at,
+    )
+    .await?;
+    let mut audit = AuditEvent::new(STAGE, Action::ReadConfirmed);
+    audit.code = Some(Code::Read);
+    audit.message_id = Some(message_id);
+    audit.details = serde_json::json!({"readAt": read_at});
+    audit.record(conn).await?;
+    info!(%message_id, "read receipt recorded");
+    Ok(read_at)
 }

@@ -12,26 +12,30 @@
 pub mod retention;
 
 use chrono::{DateTime, SubsecRound as _, Utc};
-use common::audit::{AuditEvent, SsinHasher};
-use common::events::{self, DocumentEvent, EVENT_TYPE, EboxId, EventEnvelope, NEW_DOCUMENT};
-use common::publication::Publication;
-use common::status::{Code, Status};
-use common::{decisions, messages};
+use domain::audit::{Action, Stage};
+use domain::citizen::{CitizenKey, SsinHasher};
+use domain::decision::StoreDecision;
+use domain::events::{self, DocumentEvent, EVENT_TYPE, EboxId, EventEnvelope, EventType};
+use domain::ids::MessageId;
+use domain::publication::Publication;
+use domain::status::{Code, Status};
 use queues::status::status_message;
 use queues::topology::{EVENTS_EXCHANGE, STORE_QUEUE};
-use queues::{Handler, HandlerError, Incoming, Outcome, Outgoing};
+use queues::{Handler, HandlerError, Incoming, Outcome, Outgoing, ResultExt};
+use records::audit::AuditEvent;
+use records::{decisions, messages};
 use sqlx::PgConnection;
 use tracing::info;
 use uuid::Uuid;
 
-const STAGE: &str = "store";
+const STAGE: Stage = Stage::Store;
 pub const PUBLISHED_MESSAGE: &str =
     "the message is in the citizen's eBox until its expiration date";
 
 /// What store recorded for a message: enough to announce it again identically.
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct StoreDecision {
+pub struct Announcement {
     pub event_sequence_nbr: i64,
     pub receipt_date: DateTime<Utc>,
 }
@@ -51,11 +55,16 @@ impl Store {
 }
 
 /// The attachment id: deterministic, so that a replay describes the same attachments.
-pub fn attachment_id(message_id: Uuid, position: usize) -> Uuid {
-    Uuid::new_v5(&message_id, format!("attachment/{position}").as_bytes())
+pub fn attachment_id(message_id: MessageId, position: usize) -> Uuid {
+    Uuid::new_v5(
+        &message_id.as_uuid(),
+        format!("attachment/{position}").as_bytes(),
+    )
 }
 
 impl Handler for Store {
+    type Message = Publication;
+
     fn queue(&self) -> &'static str {
         STORE_QUEUE
     }
@@ -63,129 +72,49 @@ impl Handler for Store {
     async fn handle(
         &self,
         conn: &mut PgConnection,
-        incoming: Incoming<'_>,
+        publication: Publication,
+        _: Incoming<'_>,
     ) -> Result<Outcome, HandlerError> {
-        let publication: Publication = queues::decode(incoming.body, "publication")?;
         let message_id = publication.message_id;
-
         // The decision, not the document, says whether the message was stored: retention
         // deletes the document, and a late copy must not store it again.
-        let decided = decisions::find(conn, message_id, STAGE).await?;
-        let decision = match decided {
+        let announcement = match decisions::find::<StoreDecision>(conn, message_id, STAGE).await? {
             Some(recorded) => {
                 info!(%message_id, "already stored; publishing the event and status again");
-                serde_json::from_value(recorded.details).map_err(HandlerError::permanent)?
+                serde_json::from_value(recorded.details).permanent()?
             }
             None => self.store(conn, &publication).await?,
         };
-        let (sequence, receipt_date) = (decision.event_sequence_nbr, decision.receipt_date);
-
         let record = messages::find(conn, message_id).await?.ok_or_else(|| {
             HandlerError::Permanent(anyhow::anyhow!("message {message_id} has no intake record"))
         })?;
         let status = status_message(
-            &publication.sender_id,
+            publication.sender_id.as_str(),
             &record.current_status(publication.correlation_id.clone()),
         )
-        .map_err(HandlerError::permanent)?;
-        if record.status == Status::Expired.as_str() {
+        .permanent()?;
+        if record.status == Status::Expired {
             // Deleted since: tell the sender where it stands, announce nothing.
             return Ok(Outcome::ack(vec![status]));
         }
-        let event = EventEnvelope {
-            event_sequence_nbr: sequence,
-            event_time: receipt_date,
-            event_provider_id: self.provider_id.clone(),
-            event_data: DocumentEvent {
-                event_type: NEW_DOCUMENT.to_owned(),
-                event_correlation_id: events::correlation_id(NEW_DOCUMENT, message_id),
-                recipient: EboxId {
-                    ebox_type: "citizen".to_owned(),
-                    ebox_id_value: publication.recipient.expose().to_owned(),
-                },
-                message_id,
-                receipt_date,
-                expiration_date: publication.expiration_date,
-                registered_mail: publication.registered_mail,
-                message_type_id: publication.message_type_id.clone(),
-                sender_organization_id: publication.sender_organization_id.clone(),
-                sender_application_id: publication.sender_application_id.clone(),
-                subject: publication.subject.filled(),
-            },
-        };
-        let event = Outgoing::json(
-            EVENTS_EXCHANGE,
-            NEW_DOCUMENT,
-            EVENT_TYPE,
-            &event.event_data.event_correlation_id.to_string(),
-            publication.correlation_id.as_deref(),
-            &event,
-        )
-        .map_err(HandlerError::permanent)?;
+        let event = self.new_document(&publication, announcement)?;
         Ok(Outcome::ack(vec![event, status]))
     }
 }
 
 impl Store {
+    /// Keeps the document, moves the status to `published`, audits, and records the decision,
+    /// all in the batch's transaction.
     async fn store(
         &self,
         conn: &mut PgConnection,
         publication: &Publication,
-    ) -> Result<StoreDecision, HandlerError> {
+    ) -> Result<Announcement, HandlerError> {
         let message_id = publication.message_id;
         let receipt_date = Utc::now().trunc_subsecs(6);
         let citizen = self.hasher.hash(&publication.recipient);
-        let sequence: i64 = sqlx::query_scalar(
-            "INSERT INTO documents (message_id, sender_id, sender_reference, citizen,
-                 sender_organization_id, sender_application_id, message_type_id, subject,
-                 body_main_content, body_content, reply_authorized, registered_mail,
-                 business_data_list, payment_data, for_the_attention_of, original_message_id,
-                 receipt_date, expiration_date, event_sequence_nbr)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                     $18, nextval('event_sequence_nbr'))
-             RETURNING event_sequence_nbr",
-        )
-        .bind(message_id)
-        .bind(&publication.sender_id)
-        .bind(&publication.sender_reference)
-        .bind(&citizen)
-        .bind(&publication.sender_organization_id)
-        .bind(&publication.sender_application_id)
-        .bind(&publication.message_type_id)
-        .bind(sqlx::types::Json(&publication.subject))
-        .bind(publication.body_main_content)
-        .bind(publication.body_content.as_ref().map(sqlx::types::Json))
-        .bind(publication.reply_authorized)
-        .bind(publication.registered_mail)
-        .bind(&publication.business_data_list)
-        .bind(&publication.payment_data)
-        .bind(&publication.for_the_attention_of)
-        .bind(&publication.original_message_id)
-        .bind(receipt_date)
-        .bind(publication.expiration_date)
-        .fetch_one(&mut *conn)
-        .await?;
-        for (position, attachment) in publication.attachments.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO document_attachments (message_id, attachment_id, position, file_name,
-                     media_type, main_content, attachment_title, attachment_signed, size, sha256,
-                     content)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
-            .bind(message_id)
-            .bind(attachment_id(message_id, position))
-            .bind(i32::try_from(position).unwrap_or(i32::MAX))
-            .bind(&attachment.file_name)
-            .bind(&attachment.media_type)
-            .bind(attachment.main_content)
-            .bind(attachment.attachment_title.as_ref().map(sqlx::types::Json))
-            .bind(attachment.attachment_signed)
-            .bind(i64::try_from(attachment.content.len()).unwrap_or(i64::MAX))
-            .bind(attachment.sha256.as_bytes().as_slice())
-            .bind(&attachment.content)
-            .execute(&mut *conn)
-            .await?;
-        }
+        let sequence = insert_document(conn, publication, &citizen, receipt_date).await?;
+        insert_attachments(conn, publication).await?;
         messages::set_status(
             conn,
             message_id,
@@ -195,31 +124,151 @@ impl Store {
             receipt_date,
         )
         .await?;
-        let mut audit = AuditEvent::new(STAGE, "stored");
-        audit.code = Some(Code::Published.as_str().to_owned());
-        audit.sender_id = Some(publication.sender_id.clone());
-        audit.message_id = Some(message_id);
-        audit.sender_reference = Some(publication.sender_reference.clone());
-        audit.ssin_hash = Some(citizen);
-        audit.details = serde_json::json!({
-            "eventSequenceNbr": sequence,
-            "receiptDate": receipt_date,
-            "expirationDate": publication.expiration_date,
-            "attachments": publication.attachments.iter().enumerate().map(|(position, a)| serde_json::json!({
-                "attachmentId": attachment_id(message_id, position),
-                "mediaType": a.media_type,
-                "size": a.content.len(),
-                "digest": {"digestMethod": "sha_256", "digestValue": a.sha256.to_base64url()},
-            })).collect::<Vec<_>>(),
-        });
-        audit.record(conn).await?;
-        let decision = StoreDecision {
+        let announcement = Announcement {
             event_sequence_nbr: sequence,
             receipt_date,
         };
-        let details = serde_json::to_value(decision).map_err(HandlerError::permanent)?;
-        decisions::record(conn, message_id, STAGE, "stored", &details).await?;
+        audit_stored(conn, publication, citizen, announcement).await?;
+        let details = serde_json::to_value(announcement).permanent()?;
+        decisions::record(conn, message_id, STAGE, StoreDecision::Stored, &details).await?;
         info!(%message_id, sequence, "stored");
-        Ok(decision)
+        Ok(announcement)
     }
+
+    /// The `newDocument` event, the same on every replay (sequence number, time, correlation
+    /// id).
+    fn new_document(
+        &self,
+        publication: &Publication,
+        announcement: Announcement,
+    ) -> Result<Outgoing, HandlerError> {
+        let message_id = publication.message_id;
+        let event = EventEnvelope {
+            event_sequence_nbr: announcement.event_sequence_nbr,
+            event_time: announcement.receipt_date,
+            event_provider_id: self.provider_id.clone(),
+            event_data: DocumentEvent {
+                event_type: EventType::NewDocument,
+                event_correlation_id: events::correlation_id(EventType::NewDocument, message_id),
+                recipient: EboxId {
+                    ebox_type: "citizen".to_owned(),
+                    ebox_id_value: publication.recipient.expose().to_owned(),
+                },
+                message_id,
+                receipt_date: announcement.receipt_date,
+                expiration_date: publication.expiration_date,
+                registered_mail: publication.registered_mail,
+                message_type_id: publication.message_type_id.clone(),
+                sender_organization_id: publication.sender_organization_id.clone(),
+                sender_application_id: publication.sender_application_id.clone(),
+                subject: publication.subject.filled(),
+            },
+        };
+        Outgoing::json(
+            EVENTS_EXCHANGE,
+            EventType::NewDocument.as_str(),
+            EVENT_TYPE,
+            &event.event_data.event_correlation_id.to_string(),
+            publication.correlation_id.as_deref(),
+            &event,
+        )
+        .permanent()
+    }
+}
+
+/// The document's metadata, with the next `eventSequenceNbr`; returns that number.
+async fn insert_document(
+    conn: &mut PgConnection,
+    publication: &Publication,
+    citizen: &CitizenKey,
+    receipt_date: DateTime<Utc>,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "INSERT INTO documents (message_id, sender_id, sender_reference, citizen,
+             sender_organization_id, sender_application_id, message_type_id, subject,
+             body_main_content, body_content, reply_authorized, registered_mail,
+             business_data_list, payment_data, for_the_attention_of, original_message_id,
+             receipt_date, expiration_date, event_sequence_nbr)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                 $18, nextval('event_sequence_nbr'))
+         RETURNING event_sequence_nbr",
+    )
+    .bind(publication.message_id.as_uuid())
+    .bind(publication.sender_id.as_str())
+    .bind(publication.sender_reference.as_str())
+    .bind(citizen.as_str())
+    .bind(&publication.sender_organization_id)
+    .bind(&publication.sender_application_id)
+    .bind(&publication.message_type_id)
+    .bind(sqlx::types::Json(&publication.subject))
+    .bind(publication.body_main_content)
+    .bind(publication.body_content.as_ref().map(sqlx::types::Json))
+    .bind(publication.reply_authorized)
+    .bind(publication.registered_mail)
+    .bind(&publication.business_data_list)
+    .bind(&publication.payment_data)
+    .bind(&publication.for_the_attention_of)
+    .bind(&publication.original_message_id)
+    .bind(receipt_date)
+    .bind(publication.expiration_date)
+    .fetch_one(conn)
+    .await
+}
+
+/// Every attachment's bytes with its digest.
+async fn insert_attachments(
+    conn: &mut PgConnection,
+    publication: &Publication,
+) -> sqlx::Result<()> {
+    let message_id = publication.message_id;
+    for (position, attachment) in publication.attachments.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO document_attachments (message_id, attachment_id, position, file_name,
+                 media_type, main_content, attachment_title, attachment_signed, size, sha256,
+                 content)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(message_id.as_uuid())
+        .bind(attachment_id(message_id, position))
+        .bind(i32::try_from(position).unwrap_or(i32::MAX))
+        .bind(&attachment.file_name)
+        .bind(&attachment.media_type)
+        .bind(attachment.main_content)
+        .bind(attachment.attachment_title.as_ref().map(sqlx::types::Json))
+        .bind(attachment.attachment_signed)
+        .bind(i64::try_from(attachment.content.len()).unwrap_or(i64::MAX))
+        .bind(attachment.sha256.as_bytes().as_slice())
+        .bind(&attachment.content)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The audit slice of a provision: what was kept, never the content.
+async fn audit_stored(
+    conn: &mut PgConnection,
+    publication: &Publication,
+    citizen: CitizenKey,
+    announcement: Announcement,
+) -> sqlx::Result<()> {
+    let message_id = publication.message_id;
+    let mut audit = AuditEvent::new(STAGE, Action::Stored);
+    audit.code = Some(Code::Published);
+    audit.sender_id = Some(publication.sender_id.to_string());
+    audit.message_id = Some(message_id);
+    audit.sender_reference = Some(publication.sender_reference.as_str().to_owned());
+    audit.ssin_hash = Some(citizen);
+    audit.details = serde_json::json!({
+        "eventSequenceNbr": announcement.event_sequence_nbr,
+        "receiptDate": announcement.receipt_date,
+        "expirationDate": publication.expiration_date,
+        "attachments": publication.attachments.iter().enumerate().map(|(position, a)| serde_json::json!({
+            "attachmentId": attachment_id(message_id, position),
+            "mediaType": a.media_type,
+            "size": a.content.len(),
+            "digest": {"digestMethod": "sha_256", "digestValue": a.sha256.to_base64url()},
+        })).collect::<Vec<_>>(),
+    });
+    audit.record(conn).await
 }

@@ -8,13 +8,17 @@
 //! the same.
 
 use chrono::{DateTime, SubsecRound as _, Utc};
-use common::audit::AuditEvent;
-use common::status::{Code, Status, StatusEvent};
+use domain::audit::{Action, Stage};
+use domain::citizen::CitizenKey;
+use domain::ids::MessageId;
+use domain::status::{Code, Status, StatusEvent};
 use queues::Publisher;
+use queues::publisher::PublishError;
 use queues::status::status_message;
-use sqlx::PgPool;
-use std::time::Duration;
-use tokio_util::sync::CancellationToken;
+use records::audit::AuditEvent;
+use records::messages;
+use runtime::jobs::{Job, Pass};
+use sqlx::{PgConnection, PgPool};
 use tracing::{info, warn};
 use uuid::Uuid;
 
@@ -33,41 +37,43 @@ struct Expired {
     citizen: String,
 }
 
-/// Sweeps every `interval` until `shutdown`; a sweep in progress always finishes.
-pub async fn run(pool: PgPool, amqp_url: String, interval: Duration, shutdown: CancellationToken) {
-    let mut publisher: Option<Publisher> = None;
-    loop {
-        if publisher.is_none() {
-            publisher = match open(&amqp_url).await {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    warn!(
-                        error = format!("{e:#}"),
-                        "retention sweeper cannot reach the broker"
-                    );
-                    None
-                }
-            };
-        }
-        if let Some(p) = &publisher
-            && let Err(e) = sweep(&pool, p).await
-        {
-            warn!(
-                error = format!("{e:#}"),
-                "retention sweep failed; retrying later"
-            );
-            publisher = None;
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(interval) => {}
+/// The retention job: every pass deletes what has expired (see [`sweep`]).
+pub struct Sweeper {
+    pool: PgPool,
+    amqp_url: String,
+    /// Opened on the first pass and after a broker fault.
+    publisher: Option<Publisher>,
+}
+
+impl Sweeper {
+    pub fn new(pool: PgPool, amqp_url: String) -> Self {
+        Self {
+            pool,
+            amqp_url,
+            publisher: None,
         }
     }
 }
 
-async fn open(amqp_url: &str) -> anyhow::Result<Publisher> {
-    let connection = queues::driver::connect(amqp_url, "ebox store retention").await?;
-    Ok(Publisher::open(&connection).await?)
+impl Job for Sweeper {
+    fn name(&self) -> &'static str {
+        "retention"
+    }
+
+    async fn pass(&mut self) -> anyhow::Result<Pass> {
+        let publisher = match self.publisher.take() {
+            Some(publisher) => publisher,
+            None => {
+                let connection =
+                    queues::driver::connect(&self.amqp_url, "ebox store retention").await?;
+                Publisher::open(&connection).await?
+            }
+        };
+        // A fault drops the publisher, so the next pass reconnects.
+        sweep(&self.pool, &publisher).await?;
+        self.publisher = Some(publisher);
+        Ok(Pass::Idle)
+    }
 }
 
 /// Deletes every document past its expiration date; returns how many.
@@ -75,79 +81,98 @@ pub async fn sweep(pool: &PgPool, publisher: &Publisher) -> anyhow::Result<usize
     let mut deleted = 0;
     loop {
         let mut tx = pool.begin().await?;
-        let expired: Vec<Expired> = sqlx::query_as(
-            "SELECT d.message_id, d.sender_id, d.sender_reference, m.correlation_id,
-                    d.expiration_date, d.citizen
-               FROM documents d JOIN messages m ON m.id = d.message_id
-              WHERE d.expiration_date <= now()
-              ORDER BY d.expiration_date
-              LIMIT $1
-                FOR UPDATE OF d SKIP LOCKED",
-        )
-        .bind(BATCH)
-        .fetch_all(&mut *tx)
-        .await?;
+        let expired = lock_expired(&mut tx).await?;
         if expired.is_empty() {
             tx.commit().await?;
             return Ok(deleted);
         }
         let now = Utc::now().trunc_subsecs(6);
-        let statuses = expired
-            .iter()
-            .map(|e| {
-                let event = StatusEvent {
-                    sender_reference: Some(e.sender_reference.clone()),
-                    message_id: Some(e.message_id),
-                    status: Status::Expired,
-                    code: Code::Expired.as_str().to_owned(),
-                    message: EXPIRED_MESSAGE.to_owned(),
-                    at: now,
-                    expiration_date: Some(e.expiration_date),
-                    read_at: None,
-                    correlation_id: e.correlation_id.clone(),
-                };
-                status_message(&e.sender_id, &event)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        // A refused status (the sender's queue is gone) must not stop the deletions of
-        // everyone else: C.10 comes first. A broken connection aborts the sweep.
-        for status in &statuses {
-            if let Err(error) = publisher.publish_all(std::slice::from_ref(status)).await {
-                if let queues::publisher::PublishError::Broker(_) = error {
-                    return Err(error.into());
-                }
-                warn!(error = %error, routing_key = status.routing_key, "expired status refused; deleting anyway");
-            }
-        }
-
-        let ids: Vec<Uuid> = expired.iter().map(|e| e.message_id).collect();
-        sqlx::query("DELETE FROM documents WHERE message_id = ANY($1)")
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "UPDATE messages SET status = $2, status_code = $3, status_message = $4, status_at = $5
-              WHERE id = ANY($1)",
-        )
-        .bind(&ids)
-        .bind(Status::Expired.as_str())
-        .bind(Code::Expired.as_str())
-        .bind(EXPIRED_MESSAGE)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        for e in &expired {
-            let mut audit = AuditEvent::new("store", "deleted");
-            audit.code = Some(Code::Expired.as_str().to_owned());
-            audit.sender_id = Some(e.sender_id.clone());
-            audit.message_id = Some(e.message_id);
-            audit.sender_reference = Some(e.sender_reference.clone());
-            audit.ssin_hash = Some(e.citizen.clone());
-            audit.details = serde_json::json!({"expirationDate": e.expiration_date});
-            audit.record(&mut tx).await?;
-        }
+        tell_senders(publisher, &expired, now).await?;
+        delete(&mut tx, &expired, now).await?;
         tx.commit().await?;
         deleted += expired.len();
         info!(count = expired.len(), "expired documents deleted");
     }
+}
+
+/// The next expired documents, locked so that other sweepers skip them.
+async fn lock_expired(conn: &mut PgConnection) -> sqlx::Result<Vec<Expired>> {
+    sqlx::query_as(
+        "SELECT d.message_id, d.sender_id, d.sender_reference, m.correlation_id,
+                d.expiration_date, d.citizen
+           FROM documents d JOIN messages m ON m.id = d.message_id
+          WHERE d.expiration_date <= now()
+          ORDER BY d.expiration_date
+          LIMIT $1
+            FOR UPDATE OF d SKIP LOCKED",
+    )
+    .bind(BATCH)
+    .fetch_all(conn)
+    .await
+}
+
+/// Publishes each sender's `expired` status (confirmed) before the deletion commits.
+///
+/// A refused status (the sender's queue is gone) must not stop the deletions of everyone
+/// else: C.10 comes first. A broken connection aborts the sweep.
+async fn tell_senders(
+    publisher: &Publisher,
+    expired: &[Expired],
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    for e in expired {
+        let event = StatusEvent {
+            sender_reference: Some(e.sender_reference.clone()),
+            message_id: Some(MessageId::from_uuid(e.message_id)),
+            status: Status::Expired,
+            code: Code::Expired,
+            message: EXPIRED_MESSAGE.to_owned(),
+            at: now,
+            expiration_date: Some(e.expiration_date),
+            read_at: None,
+            correlation_id: e.correlation_id.clone(),
+        };
+        let status = status_message(&e.sender_id, &event)?;
+        if let Err(error) = publisher.publish_all(std::slice::from_ref(&status)).await {
+            if let PublishError::Broker(_) = error {
+                return Err(error.into());
+            }
+            warn!(error = %error, routing_key = status.routing_key, "expired status refused; deleting anyway");
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the documents with their bytes, moves their status to `expired`, and audits.
+async fn delete(
+    conn: &mut PgConnection,
+    expired: &[Expired],
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    let ids: Vec<Uuid> = expired.iter().map(|e| e.message_id).collect();
+    sqlx::query("DELETE FROM documents WHERE message_id = ANY($1)")
+        .bind(&ids)
+        .execute(&mut *conn)
+        .await?;
+    let message_ids: Vec<MessageId> = ids.iter().copied().map(MessageId::from_uuid).collect();
+    messages::set_status_of_all(
+        conn,
+        &message_ids,
+        Status::Expired,
+        Code::Expired,
+        EXPIRED_MESSAGE,
+        now,
+    )
+    .await?;
+    for e in expired {
+        let mut audit = AuditEvent::new(Stage::Store, Action::Deleted);
+        audit.code = Some(Code::Expired);
+        audit.sender_id = Some(e.sender_id.clone());
+        audit.message_id = Some(MessageId::from_uuid(e.message_id));
+        audit.sender_reference = Some(e.sender_reference.clone());
+        audit.ssin_hash = Some(CitizenKey::from_stored(e.citizen.clone()));
+        audit.details = serde_json::json!({"expirationDate": e.expiration_date});
+        audit.record(conn).await?;
+    }
+    Ok(())
 }

@@ -4,13 +4,13 @@
 //! later stage knows about contract versions. It travels on internal queues only.
 
 use crate::digest::Sha256Digest;
+use crate::ids::{MessageId, SenderId, SenderReference};
 use crate::ssin::Ssin;
 use crate::translated::TranslatedString;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use uuid::Uuid;
 
 /// AMQP `type` of the internal message.
 pub const PUBLICATION_TYPE: &str = "ebox.internal.publication.v1";
@@ -18,9 +18,9 @@ pub const PUBLICATION_TYPE: &str = "ebox.internal.publication.v1";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Publication {
-    pub message_id: Uuid,
-    pub sender_id: String,
-    pub sender_reference: String,
+    pub message_id: MessageId,
+    pub sender_id: SenderId,
+    pub sender_reference: SenderReference,
     pub correlation_id: Option<String>,
     pub recipient: Ssin,
     pub sender_organization_id: String,

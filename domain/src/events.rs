@@ -3,6 +3,7 @@
 //! a monotonic `eventSequenceNbr`, `eventTime`, `eventProviderId` and the `eventData`, whose
 //! recipient is a citizen's eBox.
 
+use crate::ids::MessageId;
 use crate::translated::TranslatedString;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -11,8 +12,14 @@ use uuid::Uuid;
 /// AMQP `type` of an event message.
 pub const EVENT_TYPE: &str = "ebox.event.v1";
 
-pub const NEW_DOCUMENT: &str = "newDocument";
-pub const READ_DOCUMENT: &str = "readDocument";
+crate::vocabulary! {
+    /// The event types this service publishes (the event API's `eventType`); each is also the
+    /// routing key on `ebox.events`.
+    pub enum EventType {
+        NewDocument => "newDocument",
+        ReadDocument => "readDocument",
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -26,11 +33,11 @@ pub struct EventEnvelope {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DocumentEvent {
-    pub event_type: String,
+    pub event_type: EventType,
     /// Stable for one event: a re-publication of the same event carries the same id.
     pub event_correlation_id: Uuid,
     pub recipient: EboxId,
-    pub message_id: Uuid,
+    pub message_id: MessageId,
     pub receipt_date: DateTime<Utc>,
     pub expiration_date: DateTime<Utc>,
     pub registered_mail: bool,
@@ -49,6 +56,6 @@ pub struct EboxId {
 }
 
 /// The correlation id of an event about a message: the same on every re-publication.
-pub fn correlation_id(event_type: &str, message_id: Uuid) -> Uuid {
-    Uuid::new_v5(&message_id, event_type.as_bytes())
+pub fn correlation_id(event_type: EventType, message_id: MessageId) -> Uuid {
+    Uuid::new_v5(&message_id.as_uuid(), event_type.as_str().as_bytes())
 }

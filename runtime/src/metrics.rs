@@ -31,6 +31,10 @@ pub struct Metrics {
     /// Notifications. Labels: `channel` (`email`, `partner`, `none`), `result` (`queued`,
     /// `sent`, `retry`, `failed`, `skipped`).
     pub notifications_total: IntCounterVec,
+    /// Background job passes. Labels: `job`, `result` (`ok`, `failed`).
+    pub job_passes_total: IntCounterVec,
+    /// Time of one background job pass. Label: `job`.
+    pub job_pass_seconds: HistogramVec,
 }
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -38,23 +42,9 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 impl Metrics {
     fn new() -> Self {
         let registry = Registry::new();
-        let counter = |name: &str, help: &str, labels: &[&str]| {
-            let metric = IntCounterVec::new(Opts::new(name, help), labels)
-                .unwrap_or_else(|e| panic!("metric {name} is malformed: {e}"));
-            registry
-                .register(Box::new(metric.clone()))
-                .unwrap_or_else(|e| panic!("metric {name} registered twice: {e}"));
-            metric
-        };
-        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
-            let metric =
-                HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), &["queue"])
-                    .unwrap_or_else(|e| panic!("metric {name} is malformed: {e}"));
-            registry
-                .register(Box::new(metric.clone()))
-                .unwrap_or_else(|e| panic!("metric {name} registered twice: {e}"));
-            metric
-        };
+        let counter = |name, help, labels| counter(&registry, name, help, labels);
+        let histogram =
+            |name, help, label, buckets| histogram(&registry, name, help, label, buckets);
         Self {
             deliveries_total: counter(
                 "ebox_deliveries_total",
@@ -64,11 +54,13 @@ impl Metrics {
             batch_seconds: histogram(
                 "ebox_batch_seconds",
                 "Time to process one batch of deliveries",
+                "queue",
                 prometheus::exponential_buckets(0.001, 2.0, 15).unwrap_or_default(),
             ),
             batch_size: histogram(
                 "ebox_batch_size",
                 "Deliveries per batch",
+                "queue",
                 vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
             ),
             publishes_total: counter(
@@ -96,6 +88,17 @@ impl Metrics {
                 "Citizen notifications by channel and result",
                 &["channel", "result"],
             ),
+            job_passes_total: counter(
+                "ebox_job_passes_total",
+                "Background job passes by result",
+                &["job", "result"],
+            ),
+            job_pass_seconds: histogram(
+                "ebox_job_pass_seconds",
+                "Time of one background job pass",
+                "job",
+                prometheus::exponential_buckets(0.001, 2.0, 15).unwrap_or_default(),
+            ),
             registry,
         }
     }
@@ -105,6 +108,33 @@ impl Metrics {
             .encode_to_string(&self.registry.gather())
             .unwrap_or_default()
     }
+}
+
+/// A counter family, registered. The definitions are constants: a failure is a programming
+/// error, caught by the first test that touches a metric.
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let metric = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric {name} is malformed: {e}"));
+    registry
+        .register(Box::new(metric.clone()))
+        .unwrap_or_else(|e| panic!("metric {name} registered twice: {e}"));
+    metric
+}
+
+/// A histogram family with one label, registered.
+fn histogram(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    label: &str,
+    buckets: Vec<f64>,
+) -> HistogramVec {
+    let metric = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), &[label])
+        .unwrap_or_else(|e| panic!("metric {name} is malformed: {e}"));
+    registry
+        .register(Box::new(metric.clone()))
+        .unwrap_or_else(|e| panic!("metric {name} registered twice: {e}"));
+    metric
 }
 
 /// One worker's readiness: true while its consumer runs. The process is ready when all are.

@@ -1,25 +1,47 @@
 //! The record of accepted messages (table `messages`): one row per (sender, reference), with
 //! the status the sender last heard. Intake creates it; each later stage moves the status on.
 
-use crate::publication::Publication;
-use crate::status::{Code, Status, StatusEvent};
+use crate::vocabulary;
 use chrono::{DateTime, Utc};
+use domain::ids::{MessageId, SenderId, SenderReference};
+use domain::publication::Publication;
+use domain::status::{Code, Status, StatusEvent};
 use sqlx::PgConnection;
+use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct MessageRecord {
-    pub id: Uuid,
+    pub id: MessageId,
     pub sender_id: String,
     pub sender_reference: String,
     pub content_sha256: Vec<u8>,
     pub correlation_id: Option<String>,
     pub expiration_date: DateTime<Utc>,
-    pub status: String,
-    pub status_code: String,
+    pub status: Status,
+    pub status_code: Code,
     pub status_message: String,
     pub status_at: DateTime<Utc>,
     pub accepted_at: DateTime<Utc>,
+}
+
+impl<'r> sqlx::FromRow<'r, PgRow> for MessageRecord {
+    fn from_row(row: &'r PgRow) -> sqlx::Result<Self> {
+        use sqlx::Row as _;
+        Ok(Self {
+            id: MessageId::from_uuid(row.try_get::<Uuid, _>("id")?),
+            sender_id: row.try_get("sender_id")?,
+            sender_reference: row.try_get("sender_reference")?,
+            content_sha256: row.try_get("content_sha256")?,
+            correlation_id: row.try_get("correlation_id")?,
+            expiration_date: row.try_get("expiration_date")?,
+            status: vocabulary::decode(row.try_get("status")?, "messages.status")?,
+            status_code: vocabulary::decode(row.try_get("status_code")?, "messages.status_code")?,
+            status_message: row.try_get("status_message")?,
+            status_at: row.try_get("status_at")?,
+            accepted_at: row.try_get("accepted_at")?,
+        })
+    }
 }
 
 impl MessageRecord {
@@ -28,8 +50,8 @@ impl MessageRecord {
         StatusEvent {
             sender_reference: Some(self.sender_reference.clone()),
             message_id: Some(self.id),
-            status: Status::parse(&self.status).unwrap_or(Status::Accepted),
-            code: self.status_code.clone(),
+            status: self.status,
+            code: self.status_code,
             message: self.status_message.clone(),
             at: self.status_at,
             expiration_date: Some(self.expiration_date),
@@ -39,13 +61,15 @@ impl MessageRecord {
     }
 }
 
-pub async fn find(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<MessageRecord>> {
-    sqlx::query_as(
-        "SELECT id, sender_id, sender_reference, content_sha256, correlation_id, expiration_date,
-                status, status_code, status_message, status_at, accepted_at
-         FROM messages WHERE id = $1",
-    )
-    .bind(id)
+const COLUMNS: &str = "id, sender_id, sender_reference, content_sha256, correlation_id,
+                       expiration_date, status, status_code, status_message, status_at,
+                       accepted_at";
+
+pub async fn find(conn: &mut PgConnection, id: MessageId) -> sqlx::Result<Option<MessageRecord>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM messages WHERE id = $1"
+    )))
+    .bind(id.as_uuid())
     .fetch_optional(conn)
     .await
 }
@@ -66,9 +90,9 @@ pub async fn insert_accepted(
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
          ON CONFLICT DO NOTHING",
     )
-    .bind(publication.message_id)
-    .bind(&publication.sender_id)
-    .bind(&publication.sender_reference)
+    .bind(publication.message_id.as_uuid())
+    .bind(publication.sender_id.as_str())
+    .bind(publication.sender_reference.as_str())
     .bind(content_sha256)
     .bind(&publication.correlation_id)
     .bind(publication.expiration_date)
@@ -90,7 +114,7 @@ const RANK: &str =
 /// Moves the sender-visible status forward (never back); returns the record when it moved.
 pub async fn set_status(
     conn: &mut PgConnection,
-    id: Uuid,
+    id: MessageId,
     status: Status,
     code: Code,
     message: &str,
@@ -99,17 +123,50 @@ pub async fn set_status(
     let sql = format!(
         "UPDATE messages SET status = $2, status_code = $3, status_message = $4, status_at = $5
          WHERE id = $1 AND {} < {}
-         RETURNING id, sender_id, sender_reference, content_sha256, correlation_id, expiration_date,
-                   status, status_code, status_message, status_at, accepted_at",
+         RETURNING {COLUMNS}",
         RANK.replace("{}", "status"),
         RANK.replace("{}", "$2"),
     );
     sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(id)
+        .bind(id.as_uuid())
         .bind(status.as_str())
         .bind(code.as_str())
         .bind(message)
         .bind(at)
         .fetch_optional(conn)
         .await
+}
+
+/// Moves every message in `ids` to `status` at once (retention's `expired`).
+pub async fn set_status_of_all(
+    conn: &mut PgConnection,
+    ids: &[MessageId],
+    status: Status,
+    code: Code,
+    message: &str,
+    at: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    let ids: Vec<Uuid> = ids.iter().map(MessageId::as_uuid).collect();
+    sqlx::query(
+        "UPDATE messages SET status = $2, status_code = $3, status_message = $4, status_at = $5
+          WHERE id = ANY($1)",
+    )
+    .bind(&ids)
+    .bind(status.as_str())
+    .bind(code.as_str())
+    .bind(message)
+    .bind(at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The parsed sender id and reference of a record, as intake wrote them.
+impl MessageRecord {
+    pub fn sender(&self) -> Option<(SenderId, SenderReference)> {
+        Some((
+            SenderId::parse(&self.sender_id).ok()?,
+            SenderReference::parse(&self.sender_reference).ok()?,
+        ))
+    }
 }

@@ -1,0 +1,52 @@
+//! The audit trail's vocabulary: which part of the service acted ([`Stage`]) and what it did
+//! ([`Action`]). The records themselves are written by the `records` crate.
+
+crate::vocabulary! {
+    /// The part of the service that writes a record (or a stage decision).
+    pub enum Stage {
+        Intake => "intake",
+        ConsentCheck => "consent-check",
+        ConsentUpdates => "consent-updates",
+        Store => "store",
+        Notify => "notify",
+        ReadReceipt => "read-receipt",
+        Api => "api",
+    }
+}
+
+crate::vocabulary! {
+    /// Everything the audit trail can say happened.
+    pub enum Action {
+        /// Intake validated the message.
+        Accepted => "accepted",
+        /// Intake refused it; the code says why.
+        Rejected => "rejected",
+        /// The same reference again; the current status was re-sent.
+        Duplicate => "duplicate",
+        /// Parked for the operators (a publication from an unknown sender).
+        DeadLettered => "dead-lettered",
+        /// The citizen consented: the message goes on to store.
+        Consented => "consented",
+        /// No consent: nothing stored, the sender sends it on paper.
+        NoDigitalUser => "no-digital-user",
+        ConsentGranted => "consent-granted",
+        ConsentWithdrawn => "consent-withdrawn",
+        PreferencesSet => "preferences-set",
+        /// A preference change older than the one in force.
+        PreferencesSuperseded => "preferences-superseded",
+        /// The document is in the citizen's eBox.
+        Stored => "stored",
+        /// The document expired and was deleted.
+        Deleted => "deleted",
+        NotificationQueued => "notification-queued",
+        NotificationSkipped => "notification-skipped",
+        Notified => "notified",
+        NotificationFailed => "notification-failed",
+        /// The sender was told the citizen read the message.
+        ReadConfirmed => "read-confirmed",
+        /// A citizen or sender read through the API.
+        Consultation => "consultation",
+        /// A citizen changed something through the API.
+        Update => "update",
+    }
+}

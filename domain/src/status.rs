@@ -1,0 +1,68 @@
+//! The statuses a sender hears back on its status queue, and the stable codes that explain them.
+//!
+//! These names are the sender contract: never rename one. The README lists them.
+
+use crate::ids::MessageId;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// AMQP `type` of a status event.
+pub const STATUS_EVENT_TYPE: &str = "ebox.status.v1";
+
+crate::vocabulary! {
+    /// Where a message stands, as its sender hears it.
+    pub enum Status {
+        Accepted => "accepted",
+        Rejected => "rejected",
+        NoDigitalUser => "no-digital-user",
+        Published => "published",
+        Read => "read",
+        Expired => "expired",
+        Failed => "failed",
+    }
+}
+
+crate::vocabulary! {
+    /// The stable codes of the sender contract.
+    pub enum Code {
+        Accepted => "ACCEPTED",
+        InvalidInput => "INVALID_INPUT",
+        UnsupportedSchema => "UNSUPPORTED_SCHEMA",
+        InvalidSsin => "INVALID_SSIN",
+        InvalidRecipient => "INVALID_RECIPIENT",
+        SenderNotAuthorized => "SENDER_NOT_AUTHORIZED",
+        UnknownMessageType => "UNKNOWN_MESSAGE_TYPE",
+        MediaTypeNotAllowed => "MEDIA_TYPE_NOT_ALLOWED",
+        DigestDoNotMatch => "DIGEST_DO_NOT_MATCH",
+        TooLarge => "TOO_LARGE",
+        InvalidExpirationDate => "INVALID_EXPIRATION_DATE",
+        DuplicateReferenceConflict => "DUPLICATE_REFERENCE_CONFLICT",
+        NoDigitalUser => "NO_DIGITAL_USER",
+        Published => "PUBLISHED",
+        Expired => "EXPIRED",
+        Read => "READ",
+        /// Audited only, never sent: a publication from a broker user with no registration
+        /// has no status queue to answer on.
+        UnknownSender => "UNKNOWN_SENDER",
+    }
+}
+
+/// The body of a status event (`type` [`STATUS_EVENT_TYPE`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusEvent {
+    /// The sender's `message_id`; absent only when the publication had none.
+    pub sender_reference: Option<String>,
+    /// The eBox message id; absent when the publication was rejected before one could be made.
+    pub message_id: Option<MessageId>,
+    pub status: Status,
+    pub code: Code,
+    pub message: String,
+    pub at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiration_date: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+}

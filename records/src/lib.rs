@@ -1,0 +1,18 @@
+//! Every SQL statement on the pipeline's shared records, so that workers, the API and the CLI
+//! write them one way:
+//!
+//! - [`messages`]: accepted messages and the status their sender last heard;
+//! - [`decisions`]: what each stage decided, replayed on redelivery;
+//! - [`citizens`]: consent (with its history) and notification preferences;
+//! - [`registry`]: the operator's registry file applied, and the stages' look-ups;
+//! - [`audit`]: the audit writer.
+//!
+//! Text columns that hold a vocabulary are read back through [`vocabulary::decode`]: an
+//! unknown spelling is an error, never a default.
+
+pub mod audit;
+pub mod citizens;
+pub mod decisions;
+pub mod messages;
+pub mod registry;
+pub mod vocabulary;

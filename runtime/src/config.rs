@@ -1,0 +1,799 @@
+//! Settings: every knob is an environment variable with the `EBOX_` prefix, parsed into typed
+//! settings at start-up. Every problem is reported at once, then the process exits non-zero.
+//!
+//! The README's operations guide lists the same variables; keep the two in step.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+
+#[derive(Clone)]
+pub struct Settings {
+    /// AMQP 0-9-1 URL of the broker, with the service's own user and vhost.
+    pub amqp_url: String,
+    /// PostgreSQL URL.
+    pub database_url: String,
+    /// Largest database pool per process.
+    pub database_max_connections: u32,
+    /// Secret key of the keyed hash (HMAC-SHA256) that stands for a national number in the
+    /// audit trail and in searchable metadata. Changing it breaks searches over older records.
+    pub ssin_hash_key: Vec<u8>,
+    /// Largest message body intake accepts; larger ones are rejected with `TOO_LARGE`.
+    pub max_message_bytes: usize,
+    /// Unacknowledged deliveries the broker may push to one consumer.
+    pub prefetch: u16,
+    /// Deliveries a stage processes in one database transaction, at most.
+    pub batch_size: usize,
+    /// Where `/metrics`, `/livez` and `/readyz` are served.
+    pub metrics_addr: SocketAddr,
+    /// `tracing` filter, e.g. `info` or `info,queues=debug`.
+    pub log_filter: String,
+    pub log_format: LogFormat,
+    /// Notifications: the SMTP relay (`smtp://host:port`, `smtps://…`; credentials in the URL).
+    /// Required by the notify worker only.
+    pub smtp_url: Option<String>,
+    /// `From` of notification e-mails.
+    pub mail_from: String,
+    /// The eBox portal the notification e-mails link to.
+    pub portal_url: String,
+    /// Gives up on a notification after this many failed attempts.
+    pub notify_max_attempts: u32,
+    /// This document provider's id in the events it publishes (`eventProviderId`).
+    pub provider_id: String,
+    /// How often the store worker looks for expired documents to delete.
+    pub retention_interval: std::time::Duration,
+    /// The citizen API: where it listens, and the path it is served under (`/` or `/ebox-api`).
+    pub api_addr: SocketAddr,
+    pub api_base_path: String,
+    /// The API's public root URL (what clients reach, base path excluded), for the links in
+    /// responses (`contentHref`). Defaults to `http://localhost:<port of EBOX_API_ADDR>`.
+    pub api_public_url: String,
+    /// The identity provider's verification keys: a JWKS (JSON) or PEM public key file.
+    /// Required by the API only, like the issuer and audience.
+    pub jwt_keys_file: Option<std::path::PathBuf>,
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: Option<String>,
+    /// The lowest eIDAS assurance level (`acr`) the API accepts.
+    pub jwt_min_acr: AssuranceLevel,
+    /// Partners' webhook signing secrets: every `EBOX_PARTNER_<NAME>_SECRET` variable, by name
+    /// (the registry file's `secretEnv` names one).
+    pub partner_secrets: HashMap<String, String>,
+}
+
+/// eIDAS levels of assurance, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AssuranceLevel {
+    Low,
+    Substantial,
+    High,
+}
+
+impl AssuranceLevel {
+    pub const LOW: &'static str = "http://eidas.europa.eu/LoA/low";
+    pub const SUBSTANTIAL: &'static str = "http://eidas.europa.eu/LoA/substantial";
+    pub const HIGH: &'static str = "http://eidas.europa.eu/LoA/high";
+
+    /// Reads an `acr` value: the eIDAS URI, or its last word.
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            Self::LOW | "low" => Some(Self::Low),
+            Self::SUBSTANTIAL | "substantial" => Some(Self::Substantial),
+            Self::HIGH | "high" => Some(Self::High),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("amqp_url", &redact_url(&self.amqp_url))
+            .field("database_url", &redact_url(&self.database_url))
+            .field("database_max_connections", &self.database_max_connections)
+            .field("ssin_hash_key", &"<redacted>")
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("prefetch", &self.prefetch)
+            .field("batch_size", &self.batch_size)
+            .field("metrics_addr", &self.metrics_addr)
+            .field("log_filter", &self.log_filter)
+            .field("log_format", &self.log_format)
+            .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
+            .field("mail_from", &self.mail_from)
+            .field("portal_url", &self.portal_url)
+            .field("notify_max_attempts", &self.notify_max_attempts)
+            .field("provider_id", &self.provider_id)
+            .field(
+                "partner_secrets",
+                &self.partner_secrets.keys().collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// A URL with its password replaced, for log lines.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &credentials[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Every problem found in the environment, reported together.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration:")?;
+        for problem in &self.0 {
+            writeln!(f, "  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, ConfigErrors> {
+        Self::from_vars(std::env::vars().filter(|(k, _)| k.starts_with("EBOX_")))
+    }
+
+    /// Reads every section in turn, then the one rule across sections. Problems are listed in
+    /// the order the variables are read.
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigErrors> {
+        let vars: HashMap<String, String> = vars.into_iter().collect();
+        let mut problems = Vec::new();
+        let mut env = Env {
+            vars: &vars,
+            problems: &mut problems,
+        };
+
+        let connections = read_connections(&mut env);
+        let limits = read_pipeline_limits(&mut env);
+        let telemetry = read_telemetry(&mut env);
+        let notifications = read_notifications(&mut env);
+        let provider_id = read_provider_id(&mut env);
+        let retention_interval = read_retention_interval(&mut env);
+        let api = read_api(&mut env);
+        let identity_provider = read_identity_provider(&mut env);
+        check_batch_fits_prefetch(&mut env, &limits);
+        let partner_secrets = read_partner_secrets(&env);
+
+        let settings = (|| {
+            Some(Settings {
+                amqp_url: connections.amqp_url?,
+                database_url: connections.database_url?,
+                database_max_connections: connections.database_max_connections?,
+                ssin_hash_key: connections.ssin_hash_key?,
+                max_message_bytes: limits.max_message_bytes?,
+                prefetch: limits.prefetch?,
+                batch_size: limits.batch_size?,
+                metrics_addr: telemetry.metrics_addr?,
+                log_filter: telemetry.log_filter?,
+                log_format: telemetry.log_format?,
+                smtp_url: notifications.smtp_url?,
+                mail_from: notifications.mail_from?,
+                portal_url: notifications.portal_url?,
+                notify_max_attempts: notifications.notify_max_attempts?,
+                provider_id: provider_id?,
+                retention_interval: retention_interval?,
+                api_addr: api.addr?,
+                api_public_url: api.public_url?,
+                api_base_path: api.base_path?,
+                jwt_keys_file: identity_provider.keys_file?,
+                jwt_issuer: identity_provider.issuer?,
+                jwt_audience: identity_provider.audience?,
+                jwt_min_acr: identity_provider.min_acr?,
+                partner_secrets,
+            })
+        })();
+        match settings {
+            Some(settings) if problems.is_empty() => Ok(settings),
+            _ => Err(ConfigErrors(problems)),
+        }
+    }
+}
+
+// Each section below reads its variables through `Env`, which records every problem; a
+// field is `None` when its variable was invalid, so that `from_vars` builds nothing then.
+
+/// The broker, the database, and the key that stands for national numbers.
+struct Connections {
+    amqp_url: Option<String>,
+    database_url: Option<String>,
+    ssin_hash_key: Option<Vec<u8>>,
+    database_max_connections: Option<u32>,
+}
+
+fn read_connections(env: &mut Env) -> Connections {
+    let amqp_url = env.required("EBOX_AMQP_URL", |v| {
+        if v.starts_with("amqp://") || v.starts_with("amqps://") {
+            Ok(v.to_owned())
+        } else {
+            Err("must start with amqp:// or amqps://".into())
+        }
+    });
+    let database_url = env.required("EBOX_DATABASE_URL", |v| {
+        if v.starts_with("postgres://") || v.starts_with("postgresql://") {
+            Ok(v.to_owned())
+        } else {
+            Err("must start with postgres:// or postgresql://".into())
+        }
+    });
+    let ssin_hash_key = env.required("EBOX_SSIN_HASH_KEY", |v| {
+        if v.len() >= 32 {
+            Ok(v.as_bytes().to_vec())
+        } else {
+            Err("must be a secret of at least 32 characters".into())
+        }
+    });
+    let database_max_connections = env.optional("EBOX_DATABASE_MAX_CONNECTIONS", 10, |v| {
+        parse_in(v, 1..=1000)
+    });
+    Connections {
+        amqp_url,
+        database_url,
+        ssin_hash_key,
+        database_max_connections,
+    }
+}
+
+/// How much the pipeline takes in at once: a message body, the broker's prefetch, a batch.
+struct PipelineLimits {
+    max_message_bytes: Option<usize>,
+    prefetch: Option<u16>,
+    batch_size: Option<usize>,
+}
+
+fn read_pipeline_limits(env: &mut Env) -> PipelineLimits {
+    PipelineLimits {
+        max_message_bytes: env.optional("EBOX_MAX_MESSAGE_BYTES", 16 * 1024 * 1024, |v| {
+            parse_in(v, 1024..=128 * 1024 * 1024)
+        }),
+        prefetch: env.optional("EBOX_PREFETCH", 64, |v| parse_in(v, 1..=1000)),
+        batch_size: env.optional("EBOX_BATCH_SIZE", 32, |v| parse_in(v, 1..=1000)),
+    }
+}
+
+/// Logs, metrics and probes.
+struct Telemetry {
+    metrics_addr: Option<SocketAddr>,
+    log_filter: Option<String>,
+    log_format: Option<LogFormat>,
+}
+
+fn read_telemetry(env: &mut Env) -> Telemetry {
+    Telemetry {
+        metrics_addr: env.optional("EBOX_METRICS_ADDR", ([0, 0, 0, 0], 9464).into(), |v| {
+            v.parse()
+                .map_err(|_| "must be an address like 0.0.0.0:9464".into())
+        }),
+        log_filter: env.optional("EBOX_LOG", "info".to_owned(), |v| Ok(v.to_owned())),
+        log_format: env.optional("EBOX_LOG_FORMAT", LogFormat::Json, |v| match v {
+            "json" => Ok(LogFormat::Json),
+            "text" => Ok(LogFormat::Text),
+            _ => Err("must be json or text".into()),
+        }),
+    }
+}
+
+/// The notification e-mails: the relay, the sender, the portal they link to, the retries.
+struct Notifications {
+    smtp_url: Option<Option<String>>,
+    mail_from: Option<String>,
+    portal_url: Option<String>,
+    notify_max_attempts: Option<u32>,
+}
+
+fn read_notifications(env: &mut Env) -> Notifications {
+    let smtp_url = env.optional("EBOX_SMTP_URL", None, |v| {
+        if v.starts_with("smtp://") || v.starts_with("smtps://") {
+            Ok(Some(v.to_owned()))
+        } else {
+            Err("must start with smtp:// or smtps://".into())
+        }
+    });
+    let mail_from = env.optional(
+        "EBOX_MAIL_FROM",
+        "eBox <noreply@ebox.localhost>".to_owned(),
+        |v| Ok(v.to_owned()),
+    );
+    let portal_url = env.optional("EBOX_PORTAL_URL", "https://www.myebox.be".to_owned(), |v| {
+        if v.starts_with("https://") || v.starts_with("http://") {
+            Ok(v.to_owned())
+        } else {
+            Err("must be an http(s) URL".into())
+        }
+    });
+    let notify_max_attempts =
+        env.optional("EBOX_NOTIFY_MAX_ATTEMPTS", 12, |v| parse_in(v, 1..=100));
+    Notifications {
+        smtp_url,
+        mail_from,
+        portal_url,
+        notify_max_attempts,
+    }
+}
+
+/// This document provider's id in the events it publishes.
+fn read_provider_id(env: &mut Env) -> Option<String> {
+    env.optional(
+        "EBOX_PROVIDER_ID",
+        "ebox-document-provider".to_owned(),
+        |v| Ok(v.to_owned()),
+    )
+}
+
+fn read_retention_interval(env: &mut Env) -> Option<std::time::Duration> {
+    env.optional(
+        "EBOX_RETENTION_INTERVAL_SECONDS",
+        std::time::Duration::from_secs(60),
+        |v| parse_in::<u64>(v, 1..=86_400).map(std::time::Duration::from_secs),
+    )
+}
+
+/// The citizen API: where it listens, the path it is served under, the root clients reach.
+struct Api {
+    addr: Option<SocketAddr>,
+    base_path: Option<String>,
+    /// Already defaulted to `http://localhost:<port of addr>` when the variable is unset.
+    public_url: Option<String>,
+}
+
+fn read_api(env: &mut Env) -> Api {
+    let addr: Option<SocketAddr> =
+        env.optional("EBOX_API_ADDR", ([0, 0, 0, 0], 8080).into(), |v| {
+            v.parse()
+                .map_err(|_| "must be an address like 0.0.0.0:8080".into())
+        });
+    let base_path = env.optional("EBOX_API_BASE_PATH", "/".to_owned(), |v| {
+        if v.starts_with('/') && !v.contains(char::is_whitespace) {
+            Ok(format!("/{}", v.trim_matches('/')))
+        } else {
+            Err("must be a path starting with /".into())
+        }
+    });
+    let public_url = env.optional("EBOX_API_PUBLIC_URL", None, |v| {
+        if v.starts_with("https://") || v.starts_with("http://") {
+            Ok(Some(v.trim_end_matches('/').to_owned()))
+        } else {
+            Err("must be an http(s) URL".into())
+        }
+    });
+    Api {
+        addr,
+        base_path,
+        public_url: match public_url {
+            Some(Some(url)) => Some(url),
+            Some(None) => addr.map(|addr| format!("http://localhost:{}", addr.port())),
+            None => None,
+        },
+    }
+}
+
+/// The identity provider whose tokens the API accepts. Required by the API only, so every
+/// variable but the minimum assurance level may be unset.
+struct IdentityProvider {
+    keys_file: Option<Option<std::path::PathBuf>>,
+    issuer: Option<Option<String>>,
+    audience: Option<Option<String>>,
+    min_acr: Option<AssuranceLevel>,
+}
+
+fn read_identity_provider(env: &mut Env) -> IdentityProvider {
+    IdentityProvider {
+        keys_file: env.optional("EBOX_JWT_KEYS_FILE", None, |v| {
+            Ok(Some(std::path::PathBuf::from(v)))
+        }),
+        issuer: env.optional("EBOX_JWT_ISSUER", None, |v| Ok(Some(v.to_owned()))),
+        audience: env.optional("EBOX_JWT_AUDIENCE", None, |v| Ok(Some(v.to_owned()))),
+        min_acr: env.optional("EBOX_JWT_MIN_ACR", AssuranceLevel::Substantial, |v| {
+            AssuranceLevel::parse(v)
+                .ok_or_else(|| "must be substantial or high (or an eIDAS LoA URI)".into())
+        }),
+    }
+}
+
+/// A batch is made of prefetched deliveries, so it cannot be larger than the prefetch. Checked
+/// only when both values are valid on their own.
+fn check_batch_fits_prefetch(env: &mut Env, limits: &PipelineLimits) {
+    if let (Some(prefetch), Some(batch)) = (limits.prefetch, limits.batch_size)
+        && usize::from(prefetch) < batch
+    {
+        env.problems.push(format!(
+            "EBOX_BATCH_SIZE ({batch}) cannot exceed EBOX_PREFETCH ({prefetch}): a batch is made of prefetched deliveries"
+        ));
+    }
+}
+
+/// Every `EBOX_PARTNER_<NAME>_SECRET` variable, by name; any value is accepted.
+fn read_partner_secrets(env: &Env) -> HashMap<String, String> {
+    env.vars
+        .iter()
+        .filter(|(k, _)| is_partner_secret_name(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+pub use domain::registry::is_partner_secret_name;
+
+struct Env<'a> {
+    vars: &'a HashMap<String, String>,
+    problems: &'a mut Vec<String>,
+}
+
+impl Env<'_> {
+    fn required<T>(
+        &mut self,
+        key: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        match self
+            .vars
+            .get(key)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+        {
+            None => {
+                self.problems.push(format!("{key} is required"));
+                None
+            }
+            Some(value) => self.check(key, parse(value)),
+        }
+    }
+
+    fn optional<T>(
+        &mut self,
+        key: &str,
+        default: T,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        match self
+            .vars
+            .get(key)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+        {
+            None => Some(default),
+            Some(value) => self.check(key, parse(value)),
+        }
+    }
+
+    fn check<T>(&mut self, key: &str, parsed: Result<T, String>) -> Option<T> {
+        parsed
+            .map_err(|problem| self.problems.push(format!("{key} {problem}")))
+            .ok()
+    }
+}
+
+fn parse_in<T>(raw: &str, range: std::ops::RangeInclusive<u64>) -> Result<T, String>
+where
+    T: TryFrom<u64>,
+{
+    raw.parse::<u64>()
+        .ok()
+        .filter(|v| range.contains(v))
+        .and_then(|v| T::try_from(v).ok())
+        .ok_or_else(|| {
+            format!(
+                "must be a whole number from {} to {}",
+                range.start(),
+                range.end()
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let errors = Settings::from_vars(vars(&[
+            ("EBOX_AMQP_URL", "http://broker"),
+            ("EBOX_PREFETCH", "zero"),
+            ("EBOX_SSIN_HASH_KEY", "short"),
+        ]))
+        .expect_err("invalid");
+        let text = errors.to_string();
+        for key in [
+            "EBOX_AMQP_URL",
+            "EBOX_DATABASE_URL",
+            "EBOX_PREFETCH",
+            "EBOX_SSIN_HASH_KEY",
+        ] {
+            assert!(text.contains(key), "{key} missing from {text}");
+        }
+    }
+
+    #[test]
+    fn defaults_apply_when_only_the_required_variables_are_set() {
+        let settings = Settings::from_vars(vars(&[
+            ("EBOX_AMQP_URL", "amqp://u:p@localhost:5672/%2f"),
+            ("EBOX_DATABASE_URL", "postgres://localhost/ebox"),
+            ("EBOX_SSIN_HASH_KEY", &"k".repeat(32)),
+        ]))
+        .expect("valid");
+        assert_eq!(settings.max_message_bytes, 16 * 1024 * 1024);
+        assert_eq!(settings.batch_size, 32);
+        assert!(!format!("{settings:?}").contains(":p@"));
+    }
+
+    #[test]
+    fn a_batch_larger_than_the_prefetch_is_refused() {
+        let errors = Settings::from_vars(vars(&[
+            ("EBOX_AMQP_URL", "amqp://localhost"),
+            ("EBOX_DATABASE_URL", "postgres://localhost/ebox"),
+            ("EBOX_SSIN_HASH_KEY", &"k".repeat(32)),
+            ("EBOX_PREFETCH", "8"),
+            ("EBOX_BATCH_SIZE", "16"),
+        ]))
+        .expect_err("invalid");
+        assert!(errors.to_string().contains("EBOX_BATCH_SIZE"));
+    }
+
+    /// The required variables, valid; each test adds or overrides the variables it is about.
+    fn with(overrides: &[(&str, &str)]) -> Vec<(String, String)> {
+        let key = "k".repeat(32);
+        let mut all: HashMap<&str, &str> = HashMap::from([
+            ("EBOX_AMQP_URL", "amqp://localhost"),
+            ("EBOX_DATABASE_URL", "postgres://localhost/ebox"),
+            ("EBOX_SSIN_HASH_KEY", key.as_str()),
+        ]);
+        all.extend(overrides.iter().copied());
+        all.into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn every_invalid_variable_is_named_in_its_problem() {
+        let rows = [
+            ("EBOX_AMQP_URL", "", "is required"),
+            (
+                "EBOX_AMQP_URL",
+                "http://broker",
+                "must start with amqp:// or amqps://",
+            ),
+            ("EBOX_DATABASE_URL", " ", "is required"),
+            (
+                "EBOX_DATABASE_URL",
+                "mysql://localhost/ebox",
+                "must start with postgres:// or postgresql://",
+            ),
+            ("EBOX_SSIN_HASH_KEY", "", "is required"),
+            (
+                "EBOX_SSIN_HASH_KEY",
+                "short",
+                "must be a secret of at least 32 characters",
+            ),
+            (
+                "EBOX_DATABASE_MAX_CONNECTIONS",
+                "0",
+                "must be a whole number from 1 to 1000",
+            ),
+            (
+                "EBOX_MAX_MESSAGE_BYTES",
+                "1023",
+                "must be a whole number from 1024 to 134217728",
+            ),
+            (
+                "EBOX_PREFETCH",
+                "zero",
+                "must be a whole number from 1 to 1000",
+            ),
+            (
+                "EBOX_BATCH_SIZE",
+                "1001",
+                "must be a whole number from 1 to 1000",
+            ),
+            (
+                "EBOX_METRICS_ADDR",
+                "localhost:9464",
+                "must be an address like 0.0.0.0:9464",
+            ),
+            ("EBOX_LOG_FORMAT", "yaml", "must be json or text"),
+            (
+                "EBOX_SMTP_URL",
+                "http://relay",
+                "must start with smtp:// or smtps://",
+            ),
+            ("EBOX_PORTAL_URL", "www.myebox.be", "must be an http(s) URL"),
+            (
+                "EBOX_NOTIFY_MAX_ATTEMPTS",
+                "101",
+                "must be a whole number from 1 to 100",
+            ),
+            (
+                "EBOX_RETENTION_INTERVAL_SECONDS",
+                "86401",
+                "must be a whole number from 1 to 86400",
+            ),
+            (
+                "EBOX_API_ADDR",
+                ":8080",
+                "must be an address like 0.0.0.0:8080",
+            ),
+            (
+                "EBOX_API_BASE_PATH",
+                "ebox-api",
+                "must be a path starting with /",
+            ),
+            (
+                "EBOX_API_BASE_PATH",
+                "/ebox api",
+                "must be a path starting with /",
+            ),
+            (
+                "EBOX_API_PUBLIC_URL",
+                "api.example",
+                "must be an http(s) URL",
+            ),
+            (
+                "EBOX_JWT_MIN_ACR",
+                "medium",
+                "must be substantial or high (or an eIDAS LoA URI)",
+            ),
+        ];
+        for (key, value, problem) in rows {
+            let errors = Settings::from_vars(with(&[(key, value)])).expect_err(key);
+            assert_eq!(errors.0, [format!("{key} {problem}")], "{key}={value:?}");
+        }
+    }
+
+    #[test]
+    fn a_batch_larger_than_the_default_prefetch_names_both_variables() {
+        let errors = Settings::from_vars(with(&[("EBOX_BATCH_SIZE", "65")])).expect_err("invalid");
+        assert_eq!(
+            errors.0,
+            [
+                "EBOX_BATCH_SIZE (65) cannot exceed EBOX_PREFETCH (64): a batch is made of prefetched deliveries"
+            ]
+        );
+    }
+
+    #[test]
+    fn problems_are_listed_in_the_order_the_variables_are_read() {
+        let errors = Settings::from_vars(vars(&[
+            ("EBOX_AMQP_URL", "http://broker"),
+            ("EBOX_SSIN_HASH_KEY", "short"),
+            ("EBOX_DATABASE_MAX_CONNECTIONS", "0"),
+            ("EBOX_MAX_MESSAGE_BYTES", "0"),
+            ("EBOX_PREFETCH", "8"),
+            ("EBOX_BATCH_SIZE", "16"),
+            ("EBOX_METRICS_ADDR", "x"),
+            ("EBOX_LOG_FORMAT", "x"),
+            ("EBOX_SMTP_URL", "x"),
+            ("EBOX_PORTAL_URL", "x"),
+            ("EBOX_NOTIFY_MAX_ATTEMPTS", "0"),
+            ("EBOX_RETENTION_INTERVAL_SECONDS", "0"),
+            ("EBOX_API_ADDR", "x"),
+            ("EBOX_API_BASE_PATH", "x"),
+            ("EBOX_API_PUBLIC_URL", "x"),
+            ("EBOX_JWT_MIN_ACR", "x"),
+        ]))
+        .expect_err("invalid");
+        let keys: Vec<&str> = errors
+            .0
+            .iter()
+            .map(|problem| problem.split(' ').next().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "EBOX_AMQP_URL",
+                "EBOX_DATABASE_URL",
+                "EBOX_SSIN_HASH_KEY",
+                "EBOX_DATABASE_MAX_CONNECTIONS",
+                "EBOX_MAX_MESSAGE_BYTES",
+                "EBOX_METRICS_ADDR",
+                "EBOX_LOG_FORMAT",
+                "EBOX_SMTP_URL",
+                "EBOX_PORTAL_URL",
+                "EBOX_NOTIFY_MAX_ATTEMPTS",
+                "EBOX_RETENTION_INTERVAL_SECONDS",
+                "EBOX_API_ADDR",
+                "EBOX_API_BASE_PATH",
+                "EBOX_API_PUBLIC_URL",
+                "EBOX_JWT_MIN_ACR",
+                "EBOX_BATCH_SIZE",
+            ]
+        );
+    }
+
+    #[test]
+    fn every_documented_default_applies() {
+        let settings = Settings::from_vars(with(&[])).expect("valid");
+        assert_eq!(settings.database_max_connections, 10);
+        assert_eq!(settings.max_message_bytes, 16_777_216);
+        assert_eq!(settings.prefetch, 64);
+        assert_eq!(settings.batch_size, 32);
+        assert_eq!(settings.metrics_addr.to_string(), "0.0.0.0:9464");
+        assert_eq!(settings.log_filter, "info");
+        assert_eq!(settings.log_format, LogFormat::Json);
+        assert_eq!(settings.smtp_url, None);
+        assert_eq!(settings.mail_from, "eBox <noreply@ebox.localhost>");
+        assert_eq!(settings.portal_url, "https://www.myebox.be");
+        assert_eq!(settings.notify_max_attempts, 12);
+        assert_eq!(settings.provider_id, "ebox-document-provider");
+        assert_eq!(
+            settings.retention_interval,
+            std::time::Duration::from_secs(60)
+        );
+        assert_eq!(settings.api_addr.to_string(), "0.0.0.0:8080");
+        assert_eq!(settings.api_base_path, "/");
+        assert_eq!(settings.api_public_url, "http://localhost:8080");
+        assert_eq!(settings.jwt_keys_file, None);
+        assert_eq!(settings.jwt_issuer, None);
+        assert_eq!(settings.jwt_audience, None);
+        assert_eq!(settings.jwt_min_acr, AssuranceLevel::Substantial);
+        assert!(settings.partner_secrets.is_empty());
+    }
+
+    #[test]
+    fn the_api_paths_are_normalised_and_the_public_url_follows_the_api_port() {
+        let settings = Settings::from_vars(with(&[
+            ("EBOX_API_ADDR", "127.0.0.1:9000"),
+            ("EBOX_API_BASE_PATH", "/ebox-api/"),
+        ]))
+        .expect("valid");
+        assert_eq!(settings.api_base_path, "/ebox-api");
+        assert_eq!(settings.api_public_url, "http://localhost:9000");
+        let settings =
+            Settings::from_vars(with(&[("EBOX_API_PUBLIC_URL", "https://api.example/")]))
+                .expect("valid");
+        assert_eq!(settings.api_public_url, "https://api.example");
+    }
+
+    #[test]
+    fn only_well_named_partner_secrets_are_kept_and_none_is_shown_in_debug() {
+        let settings = Settings::from_vars(with(&[
+            ("EBOX_PARTNER_MYBOX_SECRET", "s3cr3t-value"),
+            ("EBOX_PARTNER_mybox_SECRET", "ignored"),
+            ("EBOX_PARTNER__SECRET", "ignored"),
+        ]))
+        .expect("valid");
+        let names: Vec<&String> = settings.partner_secrets.keys().collect();
+        assert_eq!(names, ["EBOX_PARTNER_MYBOX_SECRET"]);
+        let debug = format!("{settings:?}");
+        assert!(debug.contains("EBOX_PARTNER_MYBOX_SECRET"), "{debug}");
+        assert!(!debug.contains("s3cr3t-value"), "{debug}");
+        assert!(!debug.contains(&"k".repeat(32)), "{debug}");
+    }
+
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        assert_eq!(
+            redact_url("amqp://onem:secret@host:5672/%2f"),
+            "amqp://onem:***@host:5672/%2f"
+        );
+        assert_eq!(redact_url("postgres://host/db"), "postgres://host/db");
+    }
+}

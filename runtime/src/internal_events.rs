@@ -1,0 +1,277 @@
+//! Telemetry as events: one struct per thing that happens, whose `emit()` both logs and counts
+//! (vector's habit), so a log line and its metric can never drift apart. Label values come
+//! from vocabularies, never from free strings.
+
+use crate::metrics::METRICS;
+use domain::citizen::ChannelKind;
+use domain::decision::{ConsentDecision, NotifyDecision};
+use domain::ids::MessageId;
+use domain::status::Code;
+use std::time::Duration;
+use tracing::{debug, info, warn};
+
+domain::vocabulary! {
+    /// How the driver settled a delivery.
+    pub enum DeliveryOutcome {
+        Ack => "ack",
+        DeadLetter => "dead_letter",
+        Requeue => "requeue",
+    }
+}
+
+domain::vocabulary! {
+    /// What became of a publish.
+    pub enum PublishResult {
+        Confirmed => "confirmed",
+        Failed => "failed",
+    }
+}
+
+domain::vocabulary! {
+    /// How a background job's pass ended.
+    pub enum PassResult {
+        Ok => "ok",
+        Failed => "failed",
+    }
+}
+
+domain::vocabulary! {
+    /// What intake did with a publication.
+    pub enum IntakeOutcome {
+        Accepted => "accepted",
+        Rejected => "rejected",
+        /// The same reference again: the current status was re-sent.
+        Duplicate => "duplicate",
+        /// Parked for the operators (unknown sender).
+        DeadLetter => "dead_letter",
+    }
+}
+
+domain::vocabulary! {
+    /// What became of a notification.
+    pub enum NotificationResult {
+        Queued => "queued",
+        Skipped => "skipped",
+        Sent => "sent",
+        Retry => "retry",
+        Failed => "failed",
+    }
+}
+
+/// A delivery was acked, dead-lettered or requeued.
+pub struct DeliverySettled {
+    pub queue: &'static str,
+    pub outcome: DeliveryOutcome,
+}
+
+impl DeliverySettled {
+    pub fn emit(self) {
+        debug!(
+            queue = self.queue,
+            outcome = self.outcome.as_str(),
+            "delivery settled"
+        );
+        METRICS
+            .deliveries_total
+            .with_label_values(&[self.queue, self.outcome.as_str()])
+            .inc();
+    }
+}
+
+/// A batch was handled, committed, published and settled.
+pub struct BatchHandled {
+    pub queue: &'static str,
+    pub size: usize,
+    pub elapsed: Duration,
+}
+
+impl BatchHandled {
+    pub fn emit(self) {
+        debug!(
+            queue = self.queue,
+            size = self.size,
+            elapsed_ms = self.elapsed.as_millis() as u64,
+            "batch handled"
+        );
+        METRICS
+            .batch_size
+            .with_label_values(&[self.queue])
+            .observe(self.size as f64);
+        METRICS
+            .batch_seconds
+            .with_label_values(&[self.queue])
+            .observe(self.elapsed.as_secs_f64());
+    }
+}
+
+/// A batch met a transient fault and will be retried.
+pub struct TransientFault<'a> {
+    pub queue: &'static str,
+    pub error: &'a anyhow::Error,
+    pub retry_in: Duration,
+}
+
+impl TransientFault<'_> {
+    pub fn emit(self) {
+        warn!(
+            queue = self.queue,
+            error = format!("{:#}", self.error),
+            retry_in_ms = self.retry_in.as_millis() as u64,
+            "transient fault; retrying the batch"
+        );
+        METRICS
+            .transient_failures_total
+            .with_label_values(&[self.queue])
+            .inc();
+    }
+}
+
+/// The broker confirmed, or refused, one publish.
+pub struct MessagePublished<'a> {
+    pub exchange: &'a str,
+    pub result: PublishResult,
+}
+
+impl MessagePublished<'_> {
+    pub fn emit(self) {
+        let exchange = if self.exchange.is_empty() {
+            "(default)"
+        } else {
+            self.exchange
+        };
+        if self.result == PublishResult::Failed {
+            debug!(exchange, "publish failed");
+        }
+        METRICS
+            .publishes_total
+            .with_label_values(&[exchange, self.result.as_str()])
+            .inc();
+    }
+}
+
+/// Intake decided what to do with a publication.
+pub struct IntakeDecided {
+    pub message_id: Option<MessageId>,
+    pub outcome: IntakeOutcome,
+    pub code: Code,
+}
+
+impl IntakeDecided {
+    pub fn emit(self) {
+        info!(
+            message_id = self.message_id.map(|id| id.to_string()),
+            outcome = self.outcome.as_str(),
+            code = self.code.as_str(),
+            "intake decided"
+        );
+        METRICS
+            .intake_decisions_total
+            .with_label_values(&[self.outcome.as_str(), self.code.as_str()])
+            .inc();
+    }
+}
+
+/// Consent-check decided for a message.
+pub struct ConsentDecided {
+    pub message_id: MessageId,
+    pub decision: ConsentDecision,
+}
+
+impl ConsentDecided {
+    pub fn emit(self) {
+        info!(message_id = %self.message_id, decision = self.decision.as_str(), "consent checked");
+        METRICS
+            .consent_decisions_total
+            .with_label_values(&[self.decision.as_str()])
+            .inc();
+    }
+}
+
+/// Notify decided whether to notify (queued or skipped).
+pub struct NotificationDecided {
+    pub message_id: MessageId,
+    pub channel: ChannelKind,
+    pub decision: NotifyDecision,
+}
+
+impl NotificationDecided {
+    pub fn emit(self) {
+        info!(message_id = %self.message_id, channel = self.channel.as_str(), decision = self.decision.as_str(), "notification decided");
+        let result = match self.decision {
+            NotifyDecision::Queued => NotificationResult::Queued,
+            NotifyDecision::Skipped => NotificationResult::Skipped,
+        };
+        METRICS
+            .notifications_total
+            .with_label_values(&[self.channel.as_str(), result.as_str()])
+            .inc();
+    }
+}
+
+/// The dispatcher sent a notification, will retry it, or abandoned it.
+pub struct NotificationSettled<'a> {
+    pub message_id: MessageId,
+    pub channel: ChannelKind,
+    pub result: NotificationResult,
+    pub attempts: u32,
+    pub error: Option<&'a anyhow::Error>,
+    pub retry_in: Option<Duration>,
+}
+
+impl NotificationSettled<'_> {
+    pub fn emit(self) {
+        let error = self.error.map(|e| format!("{e:#}"));
+        let (message_id, channel, attempts) =
+            (self.message_id, self.channel.as_str(), self.attempts);
+        match self.result {
+            NotificationResult::Sent => info!(%message_id, channel, attempts, "notification sent"),
+            NotificationResult::Retry => warn!(
+                %message_id,
+                channel,
+                attempts,
+                retry_in_s = self.retry_in.map(|d| d.as_secs()),
+                error,
+                "notification failed; will retry"
+            ),
+            _ => tracing::error!(%message_id, channel, attempts, error, "notification abandoned"),
+        }
+        METRICS
+            .notifications_total
+            .with_label_values(&[channel, self.result.as_str()])
+            .inc();
+    }
+}
+
+/// A background job finished a pass.
+pub struct JobPassed {
+    pub job: &'static str,
+    pub result: PassResult,
+    pub elapsed: Duration,
+}
+
+impl JobPassed {
+    pub fn new(job: &'static str, result: PassResult, elapsed: Duration) -> Self {
+        Self {
+            job,
+            result,
+            elapsed,
+        }
+    }
+
+    pub fn emit(self) {
+        debug!(
+            job = self.job,
+            result = self.result.as_str(),
+            elapsed_ms = self.elapsed.as_millis() as u64,
+            "job pass"
+        );
+        METRICS
+            .job_passes_total
+            .with_label_values(&[self.job, self.result.as_str()])
+            .inc();
+        METRICS
+            .job_pass_seconds
+            .with_label_values(&[self.job])
+            .observe(self.elapsed.as_secs_f64());
+    }
+}

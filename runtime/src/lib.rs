@@ -1,0 +1,16 @@
+//! What every process of the service needs around its work:
+//!
+//! - [`config`]: the `EBOX_*` settings, validated at start-up with every problem reported;
+//! - [`telemetry`]: logs (JSON lines by default);
+//! - [`metrics`]: every Prometheus metric, named in one place, and the probe server;
+//! - [`db`]: the PostgreSQL pool and the schema migrations;
+//! - [`internal_events`]: one struct per thing that happens, which logs it and counts it;
+//! - [`jobs`]: background jobs (sweepers, dispatchers) with the same shutdown, health and
+//!   metrics as the queue consumers.
+
+pub mod config;
+pub mod db;
+pub mod internal_events;
+pub mod jobs;
+pub mod metrics;
+pub mod telemetry;
