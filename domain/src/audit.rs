@@ -23,8 +23,11 @@ crate::vocabulary! {
         Rejected => "rejected",
         /// The same reference again; the current status was re-sent.
         Duplicate => "duplicate",
-        /// Parked for the operators (a publication from an unknown sender).
+        /// Parked for the operators (a publication from an unknown sender, or a delivery a
+        /// stage gave up on that no sender hears of).
         DeadLettered => "dead-lettered",
+        /// A stage gave up on an accepted message: its sender hears `failed`.
+        Failed => "failed",
         /// The citizen consented: the message goes on to store.
         Consented => "consented",
         /// No consent: nothing stored, the sender sends it on paper.

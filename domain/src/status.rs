@@ -41,6 +41,9 @@ crate::vocabulary! {
         Published => "PUBLISHED",
         Expired => "EXPIRED",
         Read => "READ",
+        /// The platform gave up on the message (a stage could not process it): nothing
+        /// reached the citizen.
+        TechnicalError => "TECHNICAL_ERROR",
         /// Audited only, never sent: a publication from a broker user with no registration
         /// has no status queue to answer on.
         UnknownSender => "UNKNOWN_SENDER",

@@ -285,19 +285,35 @@ async fn run_workers(
         let addr = workers::start_api(settings, &pool, &mut tasks, &shutdown).await?;
         info!(api = %addr, base_path = settings.api_base_path, "API listening");
     }
-    let metrics = tokio::spawn(runtime::metrics::serve(
-        settings.metrics_addr,
-        readiness,
-        shutdown.clone().cancelled_owned(),
-    ));
+    tasks.spawn({
+        let (addr, pool, shutdown) = (settings.metrics_addr, pool.clone(), shutdown.clone());
+        async move {
+            let stopped = shutdown.clone().cancelled_owned();
+            if let Err(e) = runtime::metrics::serve(addr, readiness, pool, stopped).await {
+                tracing::error!(error = format!("{e:#}"), "the probe server stopped");
+            }
+        }
+    });
     info!(workers = ?names, metrics = %settings.metrics_addr, "running");
-    wait_for_signal().await;
-    info!("shutting down: finishing the batches in progress");
+    // Every task runs until shutdown: one that ends before (a panic, a server that could not
+    // listen) leaves the process without a part of its work, so the process exits non-zero
+    // and the orchestrator restarts it.
+    let failure = tokio::select! {
+        _ = wait_for_signal() => None,
+        ended = tasks.join_next() => Some(match ended {
+            Some(Err(e)) if e.is_panic() => format!("a task panicked: {e}"),
+            _ => "a task stopped before shutdown".to_owned(),
+        }),
+    };
+    match &failure {
+        None => info!("shutting down: finishing the batches in progress"),
+        Some(why) => tracing::error!(why, "shutting down: {why}"),
+    }
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
-    match metrics.await {
-        Ok(result) => result,
-        Err(e) => Err(e.into()),
+    match failure {
+        None => Ok(()),
+        Some(why) => anyhow::bail!("{why}"),
     }
 }
 

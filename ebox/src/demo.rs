@@ -19,7 +19,8 @@ pub struct SenderClient {
     connection: Connection,
     channel: Channel,
     sender_id: String,
-    statuses: Consumer,
+    /// Absent for a sender that only publishes.
+    statuses: Option<Consumer>,
 }
 
 impl SenderClient {
@@ -46,7 +47,24 @@ impl SenderClient {
             connection,
             channel,
             sender_id: sender_id.to_owned(),
-            statuses,
+            statuses: Some(statuses),
+        })
+    }
+
+    /// Connects as the sender's broker user to publish only, reading no status.
+    pub async fn connect_publishing_only(amqp_url: &str, sender_id: &str) -> anyhow::Result<Self> {
+        let connection = queues::driver::connect(amqp_url, &format!("sender {sender_id}"))
+            .await
+            .with_context(|| format!("Failed to connect as sender {sender_id}"))?;
+        let channel = connection.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        Ok(Self {
+            connection,
+            channel,
+            sender_id: sender_id.to_owned(),
+            statuses: None,
         })
     }
 
@@ -84,7 +102,11 @@ impl SenderClient {
 
     /// The next status event on the sender's queue, acknowledged.
     pub async fn next_status(&mut self, timeout: Duration) -> anyhow::Result<StatusEvent> {
-        let delivery = tokio::time::timeout(timeout, self.statuses.next())
+        let statuses = self
+            .statuses
+            .as_mut()
+            .context("this sender does not read its statuses")?;
+        let delivery = tokio::time::timeout(timeout, statuses.next())
             .await
             .context("no status event arrived in time")?
             .context("the status consumer was cancelled")??;

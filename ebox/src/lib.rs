@@ -7,7 +7,8 @@
 //! - [`workers`]: which stages exist and how a process runs them;
 //! - [`demo`]: a sender publishing v1 and v2 messages and reading its status queue;
 //! - [`smtp_sink`]: a development SMTP server (the demo's relay, the tests' SMTP peer);
-//! - [`token`]: development tokens for the API (the demo's and the tests').
+//! - [`token`]: development tokens for the API (the demo's and the tests');
+//! - [`watch`]: the stuck-message check.
 
 pub mod admin;
 pub mod bench;
@@ -15,4 +16,5 @@ pub mod cli;
 pub mod demo;
 pub mod smtp_sink;
 pub mod token;
+pub mod watch;
 pub mod workers;

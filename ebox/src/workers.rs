@@ -88,8 +88,19 @@ pub fn spawn(
     if let Some(dispatcher) = dispatcher {
         tasks.run(dispatcher, notify::dispatcher::POLL);
     }
+    if !workers.is_empty() {
+        // Every process that consumes may park what the broker refuses; each publishes parked
+        // messages again (replicas share the rows).
+        let republisher = queues::parked::Republisher::new(pool.clone(), settings.amqp_url.clone());
+        tasks.run(republisher, REPUBLISH_EVERY);
+        let stuck = crate::watch::StuckMessages::new(pool.clone(), settings.stuck_after);
+        tasks.run(stuck, crate::watch::EVERY);
+    }
     Ok((tasks.set, tasks.readiness))
 }
+
+/// How often parked messages are looked at (each message also waits its own back-off).
+const REPUBLISH_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The notification dispatcher with its two channels.
 fn dispatcher(

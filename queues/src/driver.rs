@@ -16,24 +16,30 @@
 //! in place with capped exponential back-off, for as long as it takes: nothing is dead-lettered
 //! because a dependency is down. Permanent faults dead-letter that one delivery.
 
-use crate::publisher::{Outgoing, PublishError, Publisher};
-use crate::topology;
+use crate::give_up;
+use crate::parked;
+use crate::publisher::{Outgoing, Publisher};
+use crate::topology::{self, DELIVERY_LIMIT};
 use backon::{BackoffBuilder, ExponentialBuilder};
+use domain::audit::Stage;
 use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions,
 };
+use lapin::types::AMQPValue;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
-use runtime::internal_events::{BatchHandled, DeliveryOutcome, DeliverySettled, TransientFault};
+use runtime::internal_events::{
+    BatchHandled, DeliveryOutcome, DeliverySettled, PublishesParked, TransientFault,
+};
 use runtime::metrics::Readiness;
 use sqlx::{Acquire, PgConnection, PgPool};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, error, info, info_span};
+use tracing::{Instrument, error, info, info_span, warn};
 
 /// What a handler sees of a delivery: no acker, so a handler cannot settle it behind the
 /// driver's back, and a test can build one without a broker.
@@ -178,6 +184,9 @@ pub trait Handler: Send + Sync + 'static {
     /// What the driver decodes from each delivery for the handler.
     type Message: Decode;
 
+    /// The stage, in the audit trail.
+    const STAGE: Stage;
+
     /// The queue this stage consumes.
     fn queue(&self) -> &'static str;
 
@@ -190,6 +199,20 @@ pub trait Handler: Send + Sync + 'static {
         message: Self::Message,
         incoming: Incoming<'_>,
     ) -> impl Future<Output = Result<Outcome, HandlerError>> + Send;
+
+    /// The driver gives up on `incoming` (a permanent fault, a body that does not decode, or
+    /// the broker's delivery limit is near): record it, in a savepoint of its own after the
+    /// failed attempt was rolled back, and say what to publish (the sender's final status).
+    /// The delivery is then dead-lettered. The default audits the give-up only.
+    fn give_up(
+        &self,
+        conn: &mut PgConnection,
+        incoming: Incoming<'_>,
+        error: &anyhow::Error,
+    ) -> impl Future<Output = Result<Vec<Outgoing>, HandlerError>> + Send {
+        let _ = incoming;
+        give_up::audit_only(conn, Self::STAGE, None, error)
+    }
 }
 
 /// What the driver needs besides the handler.
@@ -265,7 +288,7 @@ async fn consume<H: Handler>(
 ) -> anyhow::Result<()> {
     let queue = handler.queue();
     let connection = connect(&settings.amqp_url, &format!("ebox {queue}")).await?;
-    let publisher = Publisher::open(&connection).await?;
+    let mut publisher = Publisher::open(&connection).await?;
     topology::declare(publisher.channel()).await?;
     for sender_id in records::registry::active_sender_ids(pool).await? {
         topology::declare_status_queue(publisher.channel(), &sender_id).await?;
@@ -306,7 +329,11 @@ async fn consume<H: Handler>(
                 _ => break,
             }
         }
-        process_batch(handler, pool, &publisher, batch, shutdown).await?;
+        let broker = Broker {
+            connection: &connection,
+            publisher: &mut publisher,
+        };
+        process_batch(handler, pool, broker, batch, shutdown).await?;
     }
     ready.set(false);
     let _ = channel.close(200, "shutting down".into()).await;
@@ -319,7 +346,7 @@ async fn consume<H: Handler>(
 async fn process_batch<H: Handler>(
     handler: &H,
     pool: &PgPool,
-    publisher: &Publisher,
+    broker: Broker<'_>,
     batch: Vec<Delivery>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
@@ -333,7 +360,7 @@ async fn process_batch<H: Handler>(
         .iter()
         .flat_map(|outcome| outcome.publish.iter().cloned())
         .collect();
-    if !publish(queue, publisher, &outgoing, shutdown).await? {
+    if !publish(queue, pool, broker, &outgoing, shutdown).await? {
         // Redelivery after the restart publishes again (the handlers are idempotent).
         requeue_all(queue, &batch).await;
         return Ok(());
@@ -377,30 +404,99 @@ async fn commit<H: Handler>(
     }
 }
 
+/// The consumer's connection and its publishing channel.
+struct Broker<'a> {
+    connection: &'a Connection,
+    publisher: &'a mut Publisher,
+}
+
+/// Tries a refused publish gets on fresh channels before it is parked.
+const PUBLISH_ATTEMPTS: usize = 3;
+
 /// Publishes the committed batch's messages; `false` when shutdown came first.
 ///
 /// The effects are committed: never requeue them (each requeue counts toward the delivery
-/// limit). A refused publish (a missing binding, a full queue) is retried in place until it
-/// goes through; a broken connection ends the consumer and the broker redelivers.
+/// limit). A message the broker refuses (a missing binding, a full queue, a nack, no confirm in
+/// time) is tried again on a fresh channel a few times, then parked ([`crate::parked`]) so the
+/// batch is acknowledged and the stage goes on for every other sender. A broken connection
+/// ends the consumer instead: the broker redelivers and the handlers publish again.
 async fn publish(
-    queue: &str,
-    publisher: &Publisher,
+    queue: &'static str,
+    pool: &PgPool,
+    broker: Broker<'_>,
     outgoing: &[Outgoing],
     shutdown: &CancellationToken,
-) -> Result<bool, PublishError> {
-    let mut backoff = retry_backoff();
-    while let Err(error) = publisher.publish_all(outgoing).await {
-        if let PublishError::Broker(_) = error {
-            return Err(error);
+) -> anyhow::Result<bool> {
+    let mut pending: Vec<&Outgoing> = outgoing.iter().collect();
+    let mut refused = Vec::new();
+    for attempt in 1..=PUBLISH_ATTEMPTS {
+        let results = broker.publisher.publish_each(&pending).await;
+        refused = pending
+            .into_iter()
+            .zip(results)
+            .filter_map(|(message, error)| Some((message, error?.to_string())))
+            .collect::<Vec<_>>();
+        if refused.is_empty() {
+            return Ok(true);
         }
-        let delay = backoff.next().unwrap_or(Duration::from_secs(30));
-        error!(queue, error = %error, retry_in_ms = delay.as_millis() as u64, "publish refused; retrying");
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ok(false),
-            _ = tokio::time::sleep(delay) => {}
+        if !broker.connection.status().connected() {
+            anyhow::bail!(
+                "the broker connection failed while publishing: {}",
+                refused[0].1
+            );
+        }
+        warn!(
+            queue,
+            attempt,
+            refused = refused.len(),
+            error = refused[0].1,
+            "publish refused; trying again on a fresh channel"
+        );
+        broker.publisher.reopen(broker.connection).await?;
+        pending = refused.iter().map(|(message, _)| *message).collect();
+    }
+    park(queue, pool, &refused, shutdown).await
+}
+
+/// Parks what the broker refused, retrying a database fault until it goes through; `false`
+/// when shutdown came first (the batch is requeued and published again after the restart).
+async fn park(
+    queue: &'static str,
+    pool: &PgPool,
+    refused: &[(&Outgoing, String)],
+    shutdown: &CancellationToken,
+) -> anyhow::Result<bool> {
+    let mut backoff = retry_backoff();
+    loop {
+        let parked = async {
+            let mut conn = pool.acquire().await?;
+            parked::park(&mut conn, queue, refused).await
+        };
+        match parked.await {
+            Ok(()) => {
+                PublishesParked {
+                    queue,
+                    count: refused.len(),
+                    error: &refused[0].1,
+                }
+                .emit();
+                return Ok(true);
+            }
+            Err(error) => {
+                let delay = backoff.next().unwrap_or(Duration::from_secs(30));
+                TransientFault {
+                    queue,
+                    error: &error.into(),
+                    retry_in: delay,
+                }
+                .emit();
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(false),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
         }
     }
-    Ok(true)
 }
 
 /// Acks or dead-letters each delivery as its handler decided.
@@ -455,14 +551,21 @@ async fn handle_batch<H: Handler>(
             redelivered = delivery.redelivered,
         );
         let mut savepoint = tx.begin().await?;
-        let handled = match H::Message::decode(&incoming) {
-            Ok(message) => {
-                handler
-                    .handle(&mut savepoint, message, incoming)
-                    .instrument(span.clone())
-                    .await
-            }
-            Err(error) => Err(error),
+        let handled = match last_chance(incoming.properties) {
+            Some(count) => Err(HandlerError::Permanent(anyhow::anyhow!(
+                "delivered {} times: the broker's delivery limit ({DELIVERY_LIMIT}) is near, \
+                 so the stage gives up rather than crash-looping",
+                count + 1
+            ))),
+            None => match H::Message::decode(&incoming) {
+                Ok(message) => {
+                    handler
+                        .handle(&mut savepoint, message, incoming)
+                        .instrument(span.clone())
+                        .await
+                }
+                Err(error) => Err(error),
+            },
         };
         match handled {
             Ok(outcome) => {
@@ -474,16 +577,68 @@ async fn handle_batch<H: Handler>(
                 span.in_scope(|| {
                     error!(
                         error = format!("{error:#}"),
-                        "permanent fault; dead-lettering the delivery"
+                        "permanent fault; giving up and dead-lettering the delivery"
                     )
                 });
-                outcomes.push(Outcome::dead_letter());
+                let publish = give_up(handler, &mut tx, incoming, &error)
+                    .instrument(span.clone())
+                    .await?;
+                outcomes.push(Outcome {
+                    publish,
+                    disposition: Disposition::DeadLetter,
+                });
             }
             Err(HandlerError::Transient(error)) => return Err(error),
         }
     }
     tx.commit().await?;
     Ok(outcomes)
+}
+
+/// The handler's give-up, in its own savepoint. A transient fault retries the whole batch; a
+/// give-up that itself fails for good leaves the delivery to be dead-lettered, logged.
+async fn give_up<H: Handler>(
+    handler: &H,
+    tx: &mut PgConnection,
+    incoming: Incoming<'_>,
+    error: &anyhow::Error,
+) -> anyhow::Result<Vec<Outgoing>> {
+    let mut savepoint = Acquire::begin(&mut *tx).await?;
+    match handler.give_up(&mut savepoint, incoming, error).await {
+        Ok(publish) => {
+            savepoint.commit().await?;
+            Ok(publish)
+        }
+        Err(HandlerError::Transient(error)) => Err(error),
+        Err(HandlerError::Permanent(failure)) => {
+            savepoint.rollback().await?;
+            error!(
+                error = format!("{failure:#}"),
+                "the give-up could not be recorded; dead-lettering the delivery all the same"
+            );
+            Ok(Vec::new())
+        }
+    }
+}
+
+/// `Some(count)` when this delivery is among the last the broker allows (its
+/// `x-delivery-count` is within one of the limit): the driver gives up on it instead of
+/// handling it, so a message that crashes its worker still gets a final status. One spare
+/// delivery is left for a crash during the give-up itself.
+fn last_chance(properties: &BasicProperties) -> Option<i64> {
+    let count = properties
+        .headers()
+        .as_ref()?
+        .inner()
+        .get("x-delivery-count")
+        .and_then(|value| match value {
+            AMQPValue::LongLongInt(n) => Some(*n),
+            AMQPValue::LongInt(n) => Some(i64::from(*n)),
+            AMQPValue::ShortInt(n) => Some(i64::from(*n)),
+            AMQPValue::LongUInt(n) => Some(i64::from(*n)),
+            _ => None,
+        })?;
+    (count >= DELIVERY_LIMIT - 1).then_some(count)
 }
 
 fn retry_backoff() -> backon::ExponentialBackoff {

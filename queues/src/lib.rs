@@ -4,9 +4,15 @@
 //!   declaration;
 //! - [`publisher`]: the confirmed publisher (mandatory publishes, confirms awaited);
 //! - [`status`]: status events to senders;
-//! - [`driver`]: the one consumer driver that runs every stage's [`driver::Handler`].
+//! - [`parked`]: messages the broker would not take, parked in PostgreSQL and published again
+//!   by a background job;
+//! - [`driver`]: the one consumer driver that runs every stage's [`driver::Handler`];
+//! - [`give_up`]: what happens when a stage gives up on a delivery (a final status, an audit
+//!   record, the dead-letter queue).
 
 pub mod driver;
+pub mod give_up;
+pub mod parked;
 pub mod publisher;
 pub mod status;
 pub mod topology;

@@ -1,5 +1,6 @@
-//! The confirmed publisher: every publish is mandatory and waits for the broker's confirm. A
-//! nack, or a `basic.return` (nothing bound to receive the message), is a failure.
+//! The confirmed publisher: every publish is mandatory and waits for the broker's confirm, for
+//! at most [`CONFIRM_TIMEOUT`]. A nack, a `basic.return` (nothing bound to receive the
+//! message) or a confirm that does not come is a failure of that message alone.
 
 use lapin::Confirmation;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
@@ -7,22 +8,33 @@ use lapin::types::ShortString;
 use lapin::{BasicProperties, Channel, Connection};
 use runtime::internal_events::{MessagePublished, PublishResult};
 use serde::Serialize;
+use std::time::Duration;
 
 /// Persistent delivery mode.
 const PERSISTENT: u8 = 2;
 
-/// A message to publish once the effects that justify it are committed.
-#[derive(Debug, Clone)]
+/// How long a confirm may take. Past it the broker is stuck for this message (a queue leader
+/// failing over, a resource alarm); the caller tries again on a fresh channel or parks it.
+pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A message to publish once the effects that justify it are committed: a persistent JSON
+/// message, its AMQP properties built when it is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outgoing {
     pub exchange: String,
     pub routing_key: String,
-    pub properties: BasicProperties,
+    /// The AMQP `type`.
+    pub kind: String,
+    /// Makes a re-publication recognisable downstream.
+    pub message_id: String,
+    pub correlation_id: Option<String>,
+    /// Unix seconds, when the message was made (the AMQP `timestamp`).
+    pub timestamp: u64,
     pub body: Vec<u8>,
 }
 
 impl Outgoing {
-    /// A persistent JSON message of AMQP type `kind`. `message_id` makes a re-publication
-    /// recognisable downstream.
+    /// A persistent JSON message of AMQP type `kind`.
     pub fn json<T: Serialize>(
         exchange: &str,
         routing_key: &str,
@@ -31,22 +43,29 @@ impl Outgoing {
         correlation_id: Option<&str>,
         body: &T,
     ) -> serde_json::Result<Self> {
-        let mut properties = BasicProperties::default()
-            .with_content_type(ShortString::from("application/json"))
-            .with_delivery_mode(PERSISTENT)
-            .with_type(ShortString::from(kind))
-            .with_message_id(ShortString::from(message_id))
-            .with_app_id(ShortString::from("ebox"))
-            .with_timestamp(u64::try_from(chrono::Utc::now().timestamp()).unwrap_or_default());
-        if let Some(correlation_id) = correlation_id {
-            properties = properties.with_correlation_id(ShortString::from(correlation_id));
-        }
         Ok(Self {
             exchange: exchange.to_owned(),
             routing_key: routing_key.to_owned(),
-            properties,
+            kind: kind.to_owned(),
+            message_id: message_id.to_owned(),
+            correlation_id: correlation_id.map(str::to_owned),
+            timestamp: u64::try_from(chrono::Utc::now().timestamp()).unwrap_or_default(),
             body: serde_json::to_vec(body)?,
         })
+    }
+
+    pub fn properties(&self) -> BasicProperties {
+        let properties = BasicProperties::default()
+            .with_content_type(ShortString::from("application/json"))
+            .with_delivery_mode(PERSISTENT)
+            .with_type(ShortString::from(self.kind.as_str()))
+            .with_message_id(ShortString::from(self.message_id.as_str()))
+            .with_app_id(ShortString::from("ebox"))
+            .with_timestamp(self.timestamp);
+        match &self.correlation_id {
+            Some(id) => properties.with_correlation_id(ShortString::from(id.as_str())),
+            None => properties,
+        }
     }
 }
 
@@ -65,6 +84,13 @@ pub enum PublishError {
         routing_key: String,
         reply_text: String,
     },
+    #[error(
+        "the broker did not confirm a message for {exchange}/{routing_key} within {CONFIRM_TIMEOUT:?}"
+    )]
+    Timeout {
+        exchange: String,
+        routing_key: String,
+    },
 }
 
 /// A channel in confirm mode. One per worker: publishes are pipelined, then all confirms awaited.
@@ -81,9 +107,28 @@ impl Publisher {
         Ok(Self { channel })
     }
 
+    /// Replaces the channel with a fresh one: a channel that nacked (a queue leader failing
+    /// over) may go on nacking while a new one publishes fine.
+    pub async fn reopen(&mut self, connection: &Connection) -> lapin::Result<()> {
+        let fresh = Self::open(connection).await?;
+        let stale = std::mem::replace(&mut self.channel, fresh.channel);
+        let _ = stale.close(200, "replaced".into()).await;
+        Ok(())
+    }
+
     /// Publishes every message and returns once the broker has confirmed all of them; fails on
     /// the first refusal.
     pub async fn publish_all(&self, messages: &[Outgoing]) -> Result<(), PublishError> {
+        let refs: Vec<&Outgoing> = messages.iter().collect();
+        match self.publish_each(&refs).await.into_iter().flatten().next() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    /// Publishes every message (pipelined), then waits for each confirm; returns, in order,
+    /// `None` for each message the broker confirmed and the error of each it did not.
+    pub async fn publish_each(&self, messages: &[&Outgoing]) -> Vec<Option<PublishError>> {
         let mut pending = Vec::with_capacity(messages.len());
         for message in messages {
             let confirm = self
@@ -96,44 +141,29 @@ impl Publisher {
                         ..BasicPublishOptions::default()
                     },
                     &message.body,
-                    message.properties.clone(),
+                    message.properties(),
                 )
                 .await;
-            match confirm {
-                Ok(confirm) => pending.push((message, confirm)),
-                Err(error) => {
-                    published(&message.exchange, PublishResult::Failed);
-                    return Err(error.into());
-                }
-            }
+            pending.push(confirm);
         }
-        for (message, confirm) in pending {
-            let result = match confirm.await {
-                Ok(Confirmation::Ack(None)) => Ok(()),
-                Ok(Confirmation::Ack(Some(returned))) => Err(PublishError::Unroutable {
-                    exchange: message.exchange.clone(),
-                    routing_key: message.routing_key.clone(),
-                    reply_text: returned.reply_text.to_string(),
-                }),
-                Ok(Confirmation::Nack(_)) | Ok(Confirmation::NotRequested) => {
-                    Err(PublishError::Nacked {
-                        exchange: message.exchange.clone(),
-                        routing_key: message.routing_key.clone(),
-                    })
-                }
+        let mut results = Vec::with_capacity(messages.len());
+        for (message, confirm) in messages.iter().zip(pending) {
+            let result = match confirm {
+                Ok(confirm) => confirmed(message, confirm).await,
                 Err(error) => Err(error.into()),
             };
-            published(
-                &message.exchange,
-                if result.is_ok() {
-                    PublishResult::Confirmed
-                } else {
-                    PublishResult::Failed
-                },
-            );
-            result?;
+            let outcome = match result {
+                Ok(()) => PublishResult::Confirmed,
+                Err(_) => PublishResult::Failed,
+            };
+            MessagePublished {
+                exchange: &message.exchange,
+                result: outcome,
+            }
+            .emit();
+            results.push(result.err());
         }
-        Ok(())
+        results
     }
 
     pub fn channel(&self) -> &Channel {
@@ -141,6 +171,36 @@ impl Publisher {
     }
 }
 
-fn published(exchange: &str, result: PublishResult) {
-    MessagePublished { exchange, result }.emit();
+/// Waits for one message's confirm, for at most [`CONFIRM_TIMEOUT`].
+async fn confirmed(
+    message: &Outgoing,
+    confirm: lapin::PublisherConfirm,
+) -> Result<(), PublishError> {
+    let place = || (message.exchange.clone(), message.routing_key.clone());
+    match tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await {
+        Err(_) => {
+            let (exchange, routing_key) = place();
+            Err(PublishError::Timeout {
+                exchange,
+                routing_key,
+            })
+        }
+        Ok(Ok(Confirmation::Ack(None))) => Ok(()),
+        Ok(Ok(Confirmation::Ack(Some(returned)))) => {
+            let (exchange, routing_key) = place();
+            Err(PublishError::Unroutable {
+                exchange,
+                routing_key,
+                reply_text: returned.reply_text.to_string(),
+            })
+        }
+        Ok(Ok(Confirmation::Nack(_) | Confirmation::NotRequested)) => {
+            let (exchange, routing_key) = place();
+            Err(PublishError::Nacked {
+                exchange,
+                routing_key,
+            })
+        }
+        Ok(Err(error)) => Err(error.into()),
+    }
 }

@@ -137,6 +137,30 @@ pub async fn set_status(
         .await
 }
 
+/// Moves a message still at `accepted` to `failed` (`TECHNICAL_ERROR`): a stage gave up on
+/// it. A message past `accepted` was delivered and keeps its status. Returns the record when
+/// it moved.
+pub async fn fail(
+    conn: &mut PgConnection,
+    id: MessageId,
+    message: &str,
+    at: DateTime<Utc>,
+) -> sqlx::Result<Option<MessageRecord>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE messages SET status = $2, status_code = $3, status_message = $4, status_at = $5
+          WHERE id = $1 AND status = $6
+          RETURNING {COLUMNS}"
+    )))
+    .bind(id.as_uuid())
+    .bind(Status::Failed.as_str())
+    .bind(Code::TechnicalError.as_str())
+    .bind(message)
+    .bind(at)
+    .bind(Status::Accepted.as_str())
+    .fetch_optional(conn)
+    .await
+}
+
 /// Moves every message in `ids` to `status` at once (retention's `expired`).
 pub async fn set_status_of_all(
     conn: &mut PgConnection,
@@ -169,4 +193,21 @@ impl MessageRecord {
             SenderReference::parse(&self.sender_reference).ok()?,
         ))
     }
+}
+
+/// Messages still at `accepted` since before `older_than` ago: how many, and since when the
+/// oldest. A message normally leaves `accepted` within a second; one that does not is stuck
+/// somewhere (a stage down, a queue not consumed).
+pub async fn stuck(
+    conn: &mut PgConnection,
+    older_than: std::time::Duration,
+) -> sqlx::Result<(i64, Option<DateTime<Utc>>)> {
+    sqlx::query_as(
+        "SELECT count(*), min(status_at) FROM messages
+          WHERE status = $1 AND status_at < now() - $2",
+    )
+    .bind(Status::Accepted.as_str())
+    .bind(older_than)
+    .fetch_one(conn)
+    .await
 }

@@ -36,12 +36,17 @@ pub struct Settings {
     pub mail_from: String,
     /// The eBox portal the notification e-mails link to.
     pub portal_url: String,
-    /// Gives up on a notification after this many failed attempts.
-    pub notify_max_attempts: u32,
+    /// How long a notification is retried (counted from when it was queued, or re-queued by
+    /// `ebox notifications retry`) before it is abandoned: long enough to outlast a relay or a
+    /// partner down for hours.
+    pub notify_retry_for: std::time::Duration,
     /// This document provider's id in the events it publishes (`eventProviderId`).
     pub provider_id: String,
     /// How often the store worker looks for expired documents to delete.
     pub retention_interval: std::time::Duration,
+    /// How long a message may stay `accepted` before it counts as stuck
+    /// (`ebox_stuck_messages`).
+    pub stuck_after: std::time::Duration,
     /// The citizen API: where it listens, and the path it is served under (`/` or `/ebox-api`).
     pub api_addr: SocketAddr,
     pub api_base_path: String,
@@ -106,7 +111,7 @@ impl fmt::Debug for Settings {
             .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
             .field("mail_from", &self.mail_from)
             .field("portal_url", &self.portal_url)
-            .field("notify_max_attempts", &self.notify_max_attempts)
+            .field("notify_retry_for", &self.notify_retry_for)
             .field("provider_id", &self.provider_id)
             .field(
                 "partner_secrets",
@@ -174,6 +179,7 @@ impl Settings {
         let notifications = read_notifications(&mut env);
         let provider_id = read_provider_id(&mut env);
         let retention_interval = read_retention_interval(&mut env);
+        let stuck_after = read_stuck_after(&mut env);
         let api = read_api(&mut env);
         let identity_provider = read_identity_provider(&mut env);
         check_batch_fits_prefetch(&mut env, &limits);
@@ -194,9 +200,10 @@ impl Settings {
                 smtp_url: notifications.smtp_url?,
                 mail_from: notifications.mail_from?,
                 portal_url: notifications.portal_url?,
-                notify_max_attempts: notifications.notify_max_attempts?,
+                notify_retry_for: notifications.notify_retry_for?,
                 provider_id: provider_id?,
                 retention_interval: retention_interval?,
+                stuck_after: stuck_after?,
                 api_addr: api.addr?,
                 api_public_url: api.public_url?,
                 api_base_path: api.base_path?,
@@ -302,7 +309,7 @@ struct Notifications {
     smtp_url: Option<Option<String>>,
     mail_from: Option<String>,
     portal_url: Option<String>,
-    notify_max_attempts: Option<u32>,
+    notify_retry_for: Option<std::time::Duration>,
 }
 
 fn read_notifications(env: &mut Env) -> Notifications {
@@ -325,13 +332,18 @@ fn read_notifications(env: &mut Env) -> Notifications {
             Err("must be an http(s) URL".into())
         }
     });
-    let notify_max_attempts =
-        env.optional("EBOX_NOTIFY_MAX_ATTEMPTS", 12, |v| parse_in(v, 1..=100));
+    // Replaces EBOX_NOTIFY_MAX_ATTEMPTS (no longer read): a count of attempts gave up after
+    // about half an hour, whatever the outage; a time window outlasts one measured in hours.
+    let notify_retry_for = env.optional(
+        "EBOX_NOTIFY_RETRY_FOR",
+        std::time::Duration::from_secs(72 * 3600),
+        |v| parse_duration_in(v, 60..=30 * 86_400),
+    );
     Notifications {
         smtp_url,
         mail_from,
         portal_url,
-        notify_max_attempts,
+        notify_retry_for,
     }
 }
 
@@ -349,6 +361,14 @@ fn read_retention_interval(env: &mut Env) -> Option<std::time::Duration> {
         "EBOX_RETENTION_INTERVAL_SECONDS",
         std::time::Duration::from_secs(60),
         |v| parse_in::<u64>(v, 1..=86_400).map(std::time::Duration::from_secs),
+    )
+}
+
+fn read_stuck_after(env: &mut Env) -> Option<std::time::Duration> {
+    env.optional(
+        "EBOX_STUCK_AFTER_SECONDS",
+        std::time::Duration::from_secs(900),
+        |v| parse_in::<u64>(v, 10..=604_800).map(std::time::Duration::from_secs),
     )
 }
 
@@ -503,6 +523,39 @@ where
         })
 }
 
+/// A duration written as a whole number and a unit — `90s`, `30m`, `72h`, `3d` — within
+/// `range` (in seconds).
+fn parse_duration_in(
+    raw: &str,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<std::time::Duration, String> {
+    [("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)]
+        .into_iter()
+        .find_map(|(unit, scale)| Some((raw.strip_suffix(unit)?, scale)))
+        .filter(|(number, _)| !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|(number, scale)| number.parse::<u64>().ok()?.checked_mul(scale))
+        .filter(|seconds| range.contains(seconds))
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| {
+            format!(
+                "must be a duration like 90s, 30m, 72h or 3d, from {} to {}",
+                written(*range.start()),
+                written(*range.end())
+            )
+        })
+}
+
+/// `seconds` in the largest unit that divides it, as [`parse_duration_in`] reads it.
+fn written(seconds: u64) -> String {
+    match seconds {
+        0 => "0s".to_owned(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -627,14 +680,24 @@ mod tests {
             ),
             ("EBOX_PORTAL_URL", "www.myebox.be", "must be an http(s) URL"),
             (
-                "EBOX_NOTIFY_MAX_ATTEMPTS",
-                "101",
-                "must be a whole number from 1 to 100",
+                "EBOX_NOTIFY_RETRY_FOR",
+                "31d",
+                "must be a duration like 90s, 30m, 72h or 3d, from 1m to 30d",
+            ),
+            (
+                "EBOX_NOTIFY_RETRY_FOR",
+                "72",
+                "must be a duration like 90s, 30m, 72h or 3d, from 1m to 30d",
             ),
             (
                 "EBOX_RETENTION_INTERVAL_SECONDS",
                 "86401",
                 "must be a whole number from 1 to 86400",
+            ),
+            (
+                "EBOX_STUCK_AFTER_SECONDS",
+                "5",
+                "must be a whole number from 10 to 604800",
             ),
             (
                 "EBOX_API_ADDR",
@@ -692,7 +755,7 @@ mod tests {
             ("EBOX_LOG_FORMAT", "x"),
             ("EBOX_SMTP_URL", "x"),
             ("EBOX_PORTAL_URL", "x"),
-            ("EBOX_NOTIFY_MAX_ATTEMPTS", "0"),
+            ("EBOX_NOTIFY_RETRY_FOR", "0"),
             ("EBOX_RETENTION_INTERVAL_SECONDS", "0"),
             ("EBOX_API_ADDR", "x"),
             ("EBOX_API_BASE_PATH", "x"),
@@ -717,7 +780,7 @@ mod tests {
                 "EBOX_LOG_FORMAT",
                 "EBOX_SMTP_URL",
                 "EBOX_PORTAL_URL",
-                "EBOX_NOTIFY_MAX_ATTEMPTS",
+                "EBOX_NOTIFY_RETRY_FOR",
                 "EBOX_RETENTION_INTERVAL_SECONDS",
                 "EBOX_API_ADDR",
                 "EBOX_API_BASE_PATH",
@@ -741,12 +804,16 @@ mod tests {
         assert_eq!(settings.smtp_url, None);
         assert_eq!(settings.mail_from, "eBox <noreply@ebox.localhost>");
         assert_eq!(settings.portal_url, "https://www.myebox.be");
-        assert_eq!(settings.notify_max_attempts, 12);
+        assert_eq!(
+            settings.notify_retry_for,
+            std::time::Duration::from_secs(72 * 3600)
+        );
         assert_eq!(settings.provider_id, "ebox-document-provider");
         assert_eq!(
             settings.retention_interval,
             std::time::Duration::from_secs(60)
         );
+        assert_eq!(settings.stuck_after, std::time::Duration::from_secs(900));
         assert_eq!(settings.api_addr.to_string(), "0.0.0.0:8080");
         assert_eq!(settings.api_base_path, "/");
         assert_eq!(settings.api_public_url, "http://localhost:8080");
@@ -755,6 +822,30 @@ mod tests {
         assert_eq!(settings.jwt_audience, None);
         assert_eq!(settings.jwt_min_acr, AssuranceLevel::Substantial);
         assert!(settings.partner_secrets.is_empty());
+    }
+
+    #[test]
+    fn the_notification_retry_window_is_a_number_with_a_unit() {
+        let hours = |h: u64| std::time::Duration::from_secs(h * 3600);
+        for (raw, expected) in [
+            ("90s", std::time::Duration::from_secs(90)),
+            ("30m", std::time::Duration::from_secs(30 * 60)),
+            ("72h", hours(72)),
+            ("3d", hours(72)),
+            ("1m", std::time::Duration::from_secs(60)),
+            ("30d", hours(30 * 24)),
+        ] {
+            let settings =
+                Settings::from_vars(with(&[("EBOX_NOTIFY_RETRY_FOR", raw)])).expect(raw);
+            assert_eq!(settings.notify_retry_for, expected, "{raw}");
+        }
+        for raw in [
+            "59s", "721h", "72", "h", "1.5h", "-1h", "+1h", "72H", "72 h", "3w", "é", "99999999999999999999d",
+        ] {
+            let errors =
+                Settings::from_vars(with(&[("EBOX_NOTIFY_RETRY_FOR", raw)])).expect_err(raw);
+            assert_eq!(errors.0.len(), 1, "{raw}: {errors}");
+        }
     }
 
     #[test]

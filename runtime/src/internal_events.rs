@@ -275,3 +275,69 @@ impl JobPassed {
             .observe(self.elapsed.as_secs_f64());
     }
 }
+
+/// The backlog of parked publishes, as the republisher found it.
+pub struct ParkedBacklog {
+    pub count: i64,
+    pub oldest: Duration,
+}
+
+impl ParkedBacklog {
+    pub fn emit(self) {
+        if self.count > 0 {
+            warn!(
+                count = self.count,
+                oldest_s = self.oldest.as_secs(),
+                "messages wait in the parked publishes"
+            );
+        }
+        METRICS.parked_publishes.set(self.count);
+        METRICS
+            .parked_publish_oldest_seconds
+            .set(self.oldest.as_secs_f64());
+    }
+}
+
+/// A stage parked messages the broker would not take, and acknowledged its batch.
+pub struct PublishesParked<'a> {
+    pub queue: &'static str,
+    pub count: usize,
+    pub error: &'a str,
+}
+
+impl PublishesParked<'_> {
+    pub fn emit(self) {
+        tracing::error!(
+            queue = self.queue,
+            count = self.count,
+            error = self.error,
+            "the broker would not take these messages; parked for the republisher"
+        );
+        METRICS
+            .publishes_parked_total
+            .with_label_values(&[self.queue])
+            .inc_by(self.count as u64);
+    }
+}
+
+/// The stuck-message check found messages that stayed `accepted` too long.
+pub struct StuckMessagesFound {
+    pub count: i64,
+    pub oldest: Duration,
+}
+
+impl StuckMessagesFound {
+    pub fn emit(self) {
+        if self.count > 0 {
+            tracing::error!(
+                count = self.count,
+                oldest_s = self.oldest.as_secs(),
+                "messages have stayed accepted too long"
+            );
+        }
+        METRICS.stuck_messages.set(self.count);
+        METRICS
+            .stuck_message_oldest_seconds
+            .set(self.oldest.as_secs_f64());
+    }
+}

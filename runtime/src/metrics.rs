@@ -5,7 +5,10 @@
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+use sqlx::PgPool;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,6 +34,16 @@ pub struct Metrics {
     /// Notifications. Labels: `channel` (`email`, `partner`, `none`), `result` (`queued`,
     /// `sent`, `retry`, `failed`, `skipped`).
     pub notifications_total: IntCounterVec,
+    /// Messages a stage parked because the broker would not take them. Label: `queue`.
+    pub publishes_parked_total: IntCounterVec,
+    /// Messages parked because the broker would not take them, waiting to be published again.
+    pub parked_publishes: IntGauge,
+    /// Age of the oldest parked message, in seconds (0 when none waits).
+    pub parked_publish_oldest_seconds: Gauge,
+    /// Messages at `accepted` for longer than `EBOX_STUCK_AFTER_SECONDS`.
+    pub stuck_messages: IntGauge,
+    /// How long the oldest of them has been waiting, in seconds (0 when none).
+    pub stuck_message_oldest_seconds: Gauge,
     /// Background job passes. Labels: `job`, `result` (`ok`, `failed`).
     pub job_passes_total: IntCounterVec,
     /// Time of one background job pass. Label: `job`.
@@ -88,6 +101,31 @@ impl Metrics {
                 "Citizen notifications by channel and result",
                 &["channel", "result"],
             ),
+            publishes_parked_total: counter(
+                "ebox_publishes_parked_total",
+                "Messages a stage parked because the broker would not take them",
+                &["queue"],
+            ),
+            parked_publishes: gauge(
+                &registry,
+                "ebox_parked_publishes",
+                "Messages parked because the broker would not take them",
+            ),
+            parked_publish_oldest_seconds: float_gauge(
+                &registry,
+                "ebox_parked_publish_oldest_seconds",
+                "Age of the oldest parked message",
+            ),
+            stuck_messages: gauge(
+                &registry,
+                "ebox_stuck_messages",
+                "Messages accepted longer ago than EBOX_STUCK_AFTER_SECONDS and not settled",
+            ),
+            stuck_message_oldest_seconds: float_gauge(
+                &registry,
+                "ebox_stuck_message_oldest_seconds",
+                "How long the oldest stuck message has been waiting",
+            ),
             job_passes_total: counter(
                 "ebox_job_passes_total",
                 "Background job passes by result",
@@ -115,6 +153,26 @@ impl Metrics {
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let metric = IntCounterVec::new(Opts::new(name, help), labels)
         .unwrap_or_else(|e| panic!("metric {name} is malformed: {e}"));
+    registry
+        .register(Box::new(metric.clone()))
+        .unwrap_or_else(|e| panic!("metric {name} registered twice: {e}"));
+    metric
+}
+
+/// A gauge, registered.
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let metric =
+        IntGauge::new(name, help).unwrap_or_else(|e| panic!("metric {name} is malformed: {e}"));
+    registry
+        .register(Box::new(metric.clone()))
+        .unwrap_or_else(|e| panic!("metric {name} registered twice: {e}"));
+    metric
+}
+
+/// A floating-point gauge, registered.
+fn float_gauge(registry: &Registry, name: &str, help: &str) -> Gauge {
+    let metric =
+        Gauge::new(name, help).unwrap_or_else(|e| panic!("metric {name} is malformed: {e}"));
     registry
         .register(Box::new(metric.clone()))
         .unwrap_or_else(|e| panic!("metric {name} registered twice: {e}"));
@@ -164,10 +222,13 @@ impl Readiness {
     }
 }
 
-/// Serves `/metrics`, `/livez` and `/readyz` until `shutdown` completes.
+/// Serves `/metrics`, `/livez` and `/readyz` until `shutdown` completes. The process is ready
+/// when every consumer consumes, every background job's last pass succeeded, and the
+/// database answers.
 pub async fn serve(
     addr: SocketAddr,
     readiness: Vec<Readiness>,
+    pool: PgPool,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let app = Router::new()
@@ -176,12 +237,18 @@ pub async fn serve(
         .route(
             "/readyz",
             get(move || {
-                let ready = readiness.iter().all(Readiness::get);
+                let consuming = readiness.iter().all(Readiness::get);
+                let pool = pool.clone();
                 async move {
-                    if ready {
-                        (StatusCode::OK, "ready")
-                    } else {
+                    if !consuming {
                         (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+                    } else if !database_answers(&pool).await {
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "not ready: the database does not answer",
+                        )
+                    } else {
+                        (StatusCode::OK, "ready")
                     }
                 }
             }),
@@ -193,4 +260,13 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await?;
     Ok(())
+}
+
+/// A `SELECT 1` within two seconds.
+async fn database_answers(pool: &PgPool) -> bool {
+    let ping = sqlx::query("SELECT 1").execute(pool);
+    matches!(
+        tokio::time::timeout(std::time::Duration::from_secs(2), ping).await,
+        Ok(Ok(_))
+    )
 }

@@ -307,6 +307,13 @@ impl TestApp {
             .expect("the sender connects")
     }
 
+    /// The registered sender of this test, publishing only (reading no status).
+    pub async fn sender_without_statuses(&self) -> SenderClient {
+        SenderClient::connect_publishing_only(&self.amqp_url_for(&self.sender_id), &self.sender_id)
+            .await
+            .expect("the sender connects")
+    }
+
     /// A connection with the service's own user, to look into internal queues.
     pub async fn service_channel(&self) -> lapin::Channel {
         let connection = queues::driver::connect(&self.settings.amqp_url, "test inspector")

@@ -733,3 +733,156 @@ async fn a_message_published_while_intake_is_down_is_accepted_when_it_returns() 
     assert_eq!(status.sender_reference.as_deref(), Some("ref-while-down"));
     assert_eq!(status.status, Status::Accepted);
 }
+
+#[tokio::test]
+async fn a_subject_with_a_nul_is_rejected_and_goes_no_further() {
+    let app = spawn_app().await;
+    let mut sender = app.sender().await;
+    let mut body = v2();
+    body["subject"]["fr"] = "Votre\u{0}attestation".into();
+    let status = publish_and_wait(&mut sender, "ref-nul-subject", TYPE_V2, &bytes(&body)).await;
+    assert_eq!(
+        (status.status, status.code.as_str()),
+        (Status::Rejected, "INVALID_INPUT"),
+        "{status:?}"
+    );
+    assert_eq!(
+        status.message,
+        "subject.fr contains a control character (U+0000)"
+    );
+    assert_eq!(
+        app.audit_actions("ref-nul-subject").await,
+        [("rejected".to_owned(), Some("INVALID_INPUT".to_owned()))]
+    );
+    // Absence needs a barrier: once a later message is accepted, intake has handled the first.
+    let after = publish_and_wait(&mut sender, "ref-after-nul", TYPE_V2, &bytes(&v2())).await;
+    assert_eq!(after.status, Status::Accepted, "{after:?}");
+    let forwarded: Vec<String> = app
+        .drain(CONSENT_CHECK_QUEUE)
+        .await
+        .iter()
+        .map(|delivery| {
+            let publication: Publication =
+                serde_json::from_slice(&delivery.data).expect("publication");
+            publication.sender_reference.as_str().to_owned()
+        })
+        .collect();
+    assert_eq!(forwarded, ["ref-after-nul"]);
+}
+
+#[tokio::test]
+async fn a_correlation_id_with_a_nul_or_too_long_is_rejected_with_a_status_and_an_audit_record() {
+    let app = spawn_app().await;
+    let mut sender = app.sender().await;
+    for (reference, correlation_id, says) in [
+        (
+            "ref-nul-corr",
+            "corr\u{0}1".to_owned(),
+            "the AMQP property correlation_id contains a control character (U+0000)",
+        ),
+        (
+            "ref-long-corr",
+            "c".repeat(129),
+            "the AMQP property correlation_id has 129 characters; at most 128 are allowed",
+        ),
+    ] {
+        let properties = sender
+            .properties(reference, TYPE_V2)
+            .with_correlation_id(ShortString::from(correlation_id));
+        sender
+            .publish(properties, &bytes(&v2()))
+            .await
+            .expect("published");
+        let status = sender
+            .next_status(WAIT)
+            .await
+            .expect("a status, not a dead letter");
+        assert_eq!(
+            (status.status, status.code.as_str()),
+            (Status::Rejected, "INVALID_INPUT"),
+            "{status:?}"
+        );
+        assert_eq!(status.message, says);
+        assert_eq!(status.sender_reference.as_deref(), Some(reference));
+        assert_eq!(
+            status.correlation_id, None,
+            "what was refused is not echoed"
+        );
+        assert_eq!(
+            app.audit_actions(reference).await,
+            [("rejected".to_owned(), Some("INVALID_INPUT".to_owned()))]
+        );
+    }
+    let properties = sender
+        .properties("ref-good-corr", TYPE_V2)
+        .with_correlation_id(ShortString::from("c".repeat(128)));
+    sender
+        .publish(properties, &bytes(&v2()))
+        .await
+        .expect("published");
+    let status = sender.next_status(WAIT).await.expect("a status");
+    assert_eq!(status.status, Status::Accepted, "{status:?}");
+    assert_eq!(status.correlation_id, Some("c".repeat(128)));
+    assert!(
+        app.drain(DEAD_LETTER_QUEUE).await.is_empty(),
+        "nothing was set aside"
+    );
+    assert_eq!(app.drain(CONSENT_CHECK_QUEUE).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_file_name_with_a_right_to_left_override_is_refused() {
+    let app = spawn_app().await;
+    let mut sender = app.sender().await;
+    let mut body = v2();
+    body["attachments"][0]["fileName"] = "attest\u{202E}fdp.exe".into();
+    let message = assert_rejected(
+        &app,
+        &mut sender,
+        "ref-rlo",
+        TYPE_V2,
+        &bytes(&body),
+        "INVALID_INPUT",
+    )
+    .await;
+    assert_eq!(
+        message,
+        "attachments[0].fileName contains a bidirectional formatting character (U+202E)"
+    );
+}
+
+#[tokio::test]
+async fn a_nul_that_intake_would_look_up_or_quote_is_refused_rather_than_set_aside() {
+    let app = spawn_app().await;
+    let mut sender = app.sender().await;
+    let mut body = v2();
+    body["messageTypeId"] = format!("{MESSAGE_TYPE}\u{0}").into();
+    let message = assert_rejected(
+        &app,
+        &mut sender,
+        "ref-nul-type",
+        TYPE_V2,
+        &bytes(&body),
+        "INVALID_INPUT",
+    )
+    .await;
+    assert_eq!(
+        message,
+        "messageTypeId contains a control character (U+0000)"
+    );
+    let mut body = v2();
+    body["remark\u{0}"] = "misspelt".into();
+    let message = assert_rejected(
+        &app,
+        &mut sender,
+        "ref-nul-field",
+        TYPE_V2,
+        &bytes(&body),
+        "INVALID_INPUT",
+    )
+    .await;
+    assert!(
+        message.contains("unknown field `remark\\u0000`"),
+        "{message}"
+    );
+}

@@ -6,3 +6,4 @@ mod citizen_api;
 mod helpers;
 mod intake;
 mod pipeline;
+mod stranded;

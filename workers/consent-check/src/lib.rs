@@ -18,6 +18,7 @@ use domain::citizen::{Consent, SsinHasher};
 use domain::decision::ConsentDecision;
 use domain::publication::{PUBLICATION_TYPE, Publication};
 use domain::status::{Code, Status};
+use queues::give_up;
 use queues::status::status_message;
 use queues::topology::{CONSENT_CHECK_QUEUE, STORE_QUEUE};
 use queues::{Handler, HandlerError, Incoming, Outcome, Outgoing, ResultExt};
@@ -43,6 +44,7 @@ impl ConsentCheck {
 
 impl Handler for ConsentCheck {
     type Message = Publication;
+    const STAGE: Stage = STAGE;
 
     fn queue(&self) -> &'static str {
         CONSENT_CHECK_QUEUE
@@ -66,6 +68,19 @@ impl Handler for ConsentCheck {
         match decision {
             ConsentDecision::Consented => Ok(Outcome::ack(vec![forward(&publication)?])),
             ConsentDecision::NoDigitalUser => replay_no_digital_user(conn, &publication).await,
+        }
+    }
+
+    /// Nothing reached the citizen: the sender hears `failed`.
+    async fn give_up(
+        &self,
+        conn: &mut PgConnection,
+        incoming: Incoming<'_>,
+        error: &anyhow::Error,
+    ) -> Result<Vec<Outgoing>, HandlerError> {
+        match give_up::message_id(&incoming) {
+            Some(message_id) => give_up::fail_message(conn, STAGE, message_id, error).await,
+            None => give_up::audit_only(conn, STAGE, None, error).await,
         }
     }
 }

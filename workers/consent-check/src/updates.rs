@@ -9,6 +9,7 @@
 //! cannot be answered (the portal has no status queue): it is dead-lettered.
 
 use chrono::{DateTime, Utc};
+use domain::audit::Stage;
 use domain::citizen::{Channel, Consent, Preferences, SsinHasher};
 use domain::ssin::{Ssin, mask_numbers};
 use domain::translated::Language;
@@ -72,6 +73,7 @@ impl Decode for Update {
 
 impl Handler for ConsentUpdates {
     type Message = Update;
+    const STAGE: Stage = Stage::ConsentUpdates;
 
     fn queue(&self) -> &'static str {
         CONSENT_UPDATES_QUEUE

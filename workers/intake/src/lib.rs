@@ -6,7 +6,8 @@
 //! 1. **authenticate**: the sender is the AMQP `user_id`, which RabbitMQ guarantees is the
 //!    connection's user; a user with no registration has no status queue, so its message is
 //!    audited and dead-lettered;
-//! 2. **reference**: the sender reference (`message_id`) gives the eBox message id (UUIDv5);
+//! 2. **reference**: the sender reference (`message_id`) gives the eBox message id (UUIDv5),
+//!    and the `correlation_id`, kept and echoed, is text that can be kept;
 //! 3. **admissible**: the registration is active, the body within the size limit, and its
 //!    release (the AMQP `type`) one we read;
 //! 4. **deduplicate**: a reference seen before with the same content re-sends the current
@@ -34,7 +35,7 @@ use domain::publication::{PUBLICATION_TYPE, Publication};
 use domain::status::{Code, Status, StatusEvent};
 use queues::status::status_message;
 use queues::topology::{CONSENT_CHECK_QUEUE, INTAKE_QUEUE};
-use queues::{Handler, HandlerError, Incoming, Outcome, Outgoing, Raw, ResultExt};
+use queues::{Handler, HandlerError, Incoming, Outcome, Outgoing, Raw, ResultExt, give_up};
 use records::audit::AuditEvent;
 use records::messages::{self, MessageRecord};
 use records::registry::{self, RegisteredSender};
@@ -143,6 +144,7 @@ impl From<sqlx::Error> for Stop {
 
 impl Handler for Intake {
     type Message = Raw;
+    const STAGE: Stage = STAGE;
 
     fn queue(&self) -> &'static str {
         INTAKE_QUEUE
@@ -170,6 +172,56 @@ impl Handler for Intake {
             Err(Stop::Fault(error)) => Err(error),
         }
     }
+
+    /// A publication intake could not process. A registered sender hears `failed`
+    /// (`TECHNICAL_ERROR`); a message it had already accepted moves to `failed`. Audited
+    /// either way.
+    async fn give_up(
+        &self,
+        conn: &mut PgConnection,
+        incoming: Incoming<'_>,
+        error: &anyhow::Error,
+    ) -> Result<Vec<Outgoing>, HandlerError> {
+        let properties = Properties::of(&incoming);
+        // Only a valid sender id can be registered (and PostgreSQL refuses a NUL parameter).
+        let sender = match properties.user_id.as_deref().map(SenderId::parse) {
+            Some(Ok(user)) => registry::find_sender(conn, user.as_str()).await?,
+            _ => None,
+        };
+        let message_id = sender.as_ref().and_then(|sender| {
+            let sender_id = SenderId::parse(&sender.id).ok()?;
+            let reference = SenderReference::parse(properties.reference.as_deref()?).ok()?;
+            Some(MessageId::derive(&sender_id, &reference))
+        });
+        if let Some(message_id) = message_id
+            && messages::find(conn, message_id).await?.is_some()
+        {
+            return give_up::fail_message(conn, STAGE, message_id, error).await;
+        }
+        let mut audit = AuditEvent::new(STAGE, Action::DeadLettered);
+        audit.code = Some(Code::TechnicalError);
+        audit.sender_id = keepable(&properties.user_id);
+        audit.message_id = message_id;
+        audit.sender_reference = keepable(&properties.reference);
+        audit.details = serde_json::json!({ "reason": give_up::reason(error) });
+        audit.record(conn).await?;
+        let Some(sender) = sender else {
+            return Ok(Vec::new());
+        };
+        let status = StatusEvent {
+            sender_reference: keepable(&properties.reference),
+            message_id,
+            status: Status::Failed,
+            code: Code::TechnicalError,
+            message: give_up::failed_message(STAGE),
+            at: Utc::now(),
+            expiration_date: None,
+            read_at: None,
+            // It may be what could not be processed.
+            correlation_id: None,
+        };
+        Ok(vec![status_message(&sender.id, &status).permanent()?])
+    }
 }
 
 impl Intake {
@@ -180,6 +232,7 @@ impl Intake {
         received: &Received<'_>,
     ) -> Result<Outcome, Stop> {
         let (reference, message_id) = reference(received)?;
+        correlation(received)?;
         let admitted = self.admissible(received, reference, message_id)?;
         if let Some(existing) = messages::find(conn, message_id).await? {
             return duplicate(conn, received, &admitted, existing).await;
@@ -283,7 +336,7 @@ impl Intake {
         audit.code = Some(rejection.code);
         audit.sender_id = Some(received.sender.id.clone());
         audit.message_id = message_id;
-        audit.sender_reference = properties.reference.clone();
+        audit.sender_reference = keepable(&properties.reference);
         audit.ssin_hash = rejection
             .recipient
             .as_ref()
@@ -300,7 +353,7 @@ impl Intake {
         }
         .emit();
         let status = StatusEvent {
-            sender_reference: properties.reference.clone(),
+            sender_reference: keepable(&properties.reference),
             message_id,
             status: Status::Rejected,
             code: rejection.code,
@@ -308,7 +361,11 @@ impl Intake {
             at: Utc::now(),
             expiration_date: None,
             read_at: None,
-            correlation_id: properties.correlation_id.clone(),
+            // Not echoed when it is what was refused: the status stays clean.
+            correlation_id: properties
+                .correlation_id
+                .clone()
+                .filter(|id| validate::is_identifier(id)),
         };
         Ok(Outcome::ack(vec![
             status_message(&received.sender.id, &status).permanent()?,
@@ -324,11 +381,14 @@ async fn authenticate(
     let Some(user) = &properties.user_id else {
         return Ok(None);
     };
-    let Some(sender) = registry::find_sender(conn, user).await? else {
+    // Only a valid sender id can be registered: anything else is not looked up (PostgreSQL
+    // refuses a NUL in a text parameter).
+    let Ok(sender_id) = SenderId::parse(user) else {
         return Ok(None);
     };
-    let sender_id = SenderId::parse(&sender.id)
-        .map_err(|e| HandlerError::Permanent(anyhow::anyhow!("registered sender id: {e}")))?;
+    let Some(sender) = registry::find_sender(conn, sender_id.as_str()).await? else {
+        return Ok(None);
+    };
     Ok(Some((sender, sender_id)))
 }
 
@@ -344,8 +404,8 @@ async fn dead_letter_unknown_sender(
     };
     let mut audit = AuditEvent::new(STAGE, Action::DeadLettered);
     audit.code = Some(Code::UnknownSender);
-    audit.sender_id = properties.user_id.clone();
-    audit.sender_reference = properties.reference.clone();
+    audit.sender_id = keepable(&properties.user_id);
+    audit.sender_reference = keepable(&properties.reference);
     audit.details = serde_json::json!({ "reason": reason });
     audit.record(conn).await?;
     IntakeDecided {
@@ -372,6 +432,27 @@ fn reference(received: &Received<'_>) -> Result<(SenderReference, MessageId), St
     })?;
     let message_id = MessageId::derive(&received.sender_id, &reference);
     Ok((reference, message_id))
+}
+
+/// The AMQP `correlation_id`, which is kept with the message and echoed on its statuses: an
+/// identifier that can be kept ([`validate::identifier`]). Refused before deduplication, so
+/// the rejection names no message id: the reference may be that of a message already accepted,
+/// which this refusal must not contradict.
+fn correlation(received: &Received<'_>) -> Result<(), Stop> {
+    match received.properties.correlation_id.as_deref() {
+        Some(raw) => validate::identifier("the AMQP property correlation_id", raw)
+            .map_err(|rejection| Stop::rejected(rejection, None, None)),
+        None => Ok(()),
+    }
+}
+
+/// An AMQP property as the sender wrote it, for the audit trail and the rejection status;
+/// absent when it has a control character, which PostgreSQL may refuse (NUL) and a status
+/// should not carry.
+fn keepable(property: &Option<String>) -> Option<String> {
+    property
+        .clone()
+        .filter(|text| !text.chars().any(char::is_control))
 }
 
 /// What identifies "the same content": the release and the exact body.
@@ -501,20 +582,15 @@ async fn check(
 ) -> Result<Result<Publication, Rejection>, HandlerError> {
     let draft = match contract::decode(version, received.incoming.body) {
         Ok(draft) => draft,
-        Err(error) => {
-            return Ok(Err(Rejection::new(
-                Code::InvalidInput,
-                format!(
-                    "the body is not a valid {} message: {}",
-                    version.as_str(),
-                    domain::ssin::mask_numbers(&error.to_string())
-                ),
-            )));
-        }
+        Err(error) => return Ok(Err(undecodable(version, &error))),
     };
+    // A type id that could not be kept is refused by validation, not looked up: PostgreSQL
+    // refuses a NUL in a text parameter.
     let validity = match draft.message_type_id.as_deref() {
-        Some(type_id) => registry::find_validity_period(conn, type_id).await?,
-        None => None,
+        Some(type_id) if validate::is_identifier(type_id) => {
+            registry::find_validity_period(conn, type_id).await?
+        }
+        _ => None,
     };
     Ok(validate::validate(
         draft,
@@ -522,6 +598,20 @@ async fn check(
         &received.sender,
         validity,
     ))
+}
+
+/// A body that does not decode: serde's error names the field and the position. It may quote
+/// the body (an unknown field's name), so national numbers are masked; control characters are
+/// escaped by [`Rejection::new`].
+fn undecodable(version: ContractVersion, error: &serde_json::Error) -> Rejection {
+    Rejection::new(
+        Code::InvalidInput,
+        format!(
+            "the body is not a valid {} message: {}",
+            version.as_str(),
+            domain::ssin::mask_numbers(&error.to_string())
+        ),
+    )
 }
 
 /// The audit details of a provision: what was delivered, never the content.
@@ -596,5 +686,28 @@ mod tests {
             content_hash(ContractVersion::V1, b"{}"),
             content_hash(ContractVersion::V2, b"{}")
         );
+    }
+
+    #[test]
+    fn an_unknown_field_named_with_a_nul_is_refused_in_words_the_audit_can_keep() {
+        let body = br#"{"bad\u0000field": 1}"#;
+        let error = contract::decode(ContractVersion::V1, body).expect_err("an unknown field");
+        assert!(error.to_string().contains('\0'), "serde quotes the name");
+        let rejection = undecodable(ContractVersion::V1, &error);
+        assert_eq!(rejection.code, Code::InvalidInput);
+        assert!(
+            rejection
+                .message
+                .contains("unknown field `bad\\u0000field`"),
+            "{}",
+            rejection.message
+        );
+    }
+
+    #[test]
+    fn a_property_with_a_control_character_is_neither_audited_nor_echoed() {
+        assert_eq!(keepable(&Some("ref-1".into())).as_deref(), Some("ref-1"));
+        assert_eq!(keepable(&Some("ref\u{0}1".into())), None);
+        assert_eq!(keepable(&None), None);
     }
 }

@@ -3,7 +3,15 @@
 //!
 //! [`validate`] runs one check per concern, in the contract's order, and the first that fails
 //! answers: recipient, sender organisation and application, message type, subject,
-//! attachments, main content, expiration date.
+//! attachments, main content, expiration date, then the other texts kept as written (the
+//! original message id and the structured data).
+//!
+//! Every text the pipeline keeps is checked here, so that no later stage meets one it cannot
+//! store: no control character (PostgreSQL refuses NUL in `text` and `jsonb`, and the others
+//! have no place in a subject or a name; a body may have tabs and line breaks), no
+//! bidirectional formatting character in a file name (they make `invoice\u{202E}fdp.exe` read
+//! as `invoiceexe.pdf`), no path separator in a file name, and a bounded length. Such a
+//! refusal is `INVALID_INPUT` naming the field, never quoting the text.
 
 use crate::contract::{AttachmentV2, ContractVersion, Draft, RequestedExpiration};
 use base64::Engine;
@@ -18,9 +26,37 @@ use domain::ssin::{Ssin, SsinError};
 use domain::status::Code;
 use domain::translated::TranslatedString;
 use records::registry::RegisteredSender;
+use serde_json::Value;
 
 /// At most this many attachments per message (the federation's limit).
 pub const MAX_ATTACHMENTS: usize = 6;
+
+/// At most this many characters in a subject, per language. The portal shows a subject on one
+/// line of the message list and as the heading of the message: 512 is far beyond what it can
+/// display, and even at four bytes a character stays under PostgreSQL's B-tree entry limit
+/// (about 2,700 bytes), so the subject can be indexed for the portal's search.
+pub const MAX_SUBJECT_CHARS: usize = 512;
+
+/// At most this many characters in an attachment's title, per language: shown like a
+/// subject, beside the file, and bounded for the same reasons.
+pub const MAX_ATTACHMENT_TITLE_CHARS: usize = 512;
+
+/// At most this many characters in an attachment's file name: the citizen saves the file
+/// under this name, and the common file systems (NTFS, APFS, ext4) allow 255 per name.
+pub const MAX_FILE_NAME_CHARS: usize = 255;
+
+/// At most this many characters in an identifier kept as sent (`messageTypeId`,
+/// `senderApplicationId`, `originalMessageId`, the AMQP `correlation_id`): as many as a sender
+/// reference may have, and small enough to index.
+pub const MAX_IDENTIFIER_CHARS: usize = 128;
+
+/// At most this many bytes (UTF-8) of `bodyContent`, per language. The body is the letter's
+/// text, which the portal renders inline in the page: 1 MiB is some 500 pages of plain text,
+/// more than any letter; a longer text belongs in an attachment.
+pub const MAX_BODY_CONTENT_BYTES: usize = 1024 * 1024;
+
+/// The control characters a body may contain: tab and the line breaks.
+const BODY_LAYOUT_CHARACTERS: [char; 3] = ['\t', '\n', '\r'];
 
 /// The media types the contract allows for an attachment.
 pub const ALLOWED_MEDIA_TYPES: [&str; 15] = [
@@ -51,10 +87,14 @@ pub struct Rejection {
 }
 
 impl Rejection {
+    /// A rejection saying `message`. A control or bidirectional formatting character in it
+    /// (some messages quote what the sender wrote, such as an unknown field's name) is written
+    /// as its JSON escape: the message goes into the audit trail, which PostgreSQL keeps as
+    /// `jsonb`, and to the sender, who should read it as it was meant.
     pub fn new(code: Code, message: impl Into<String>) -> Self {
         Self {
             code,
-            message: message.into(),
+            message: escaped(message.into()),
             recipient: None,
         }
     }
@@ -107,8 +147,23 @@ fn checked(
         message_type(draft.message_type_id.as_deref(), sender, validity)?;
     subject(&draft.subject)?;
     let attachments = attachments(draft.attachments)?;
+    if let Some(body) = &draft.body_content {
+        body_content(body)?;
+    }
     let body_content = main_content(draft.body_main_content, draft.body_content, &attachments)?;
     let expiration_date = expiration_date(draft.expiration, validity, envelope.accepted_at)?;
+    if let Some(original) = &draft.original_message_id {
+        identifier("originalMessageId", original)?;
+    }
+    for (field, data) in [
+        ("businessDataList", &draft.business_data_list),
+        ("paymentData", &draft.payment_data),
+        ("forTheAttentionOf", &draft.for_the_attention_of),
+    ] {
+        if let Some(data) = data {
+            structured_data(field, data)?;
+        }
+    }
     Ok(Publication {
         message_id: envelope.message_id,
         sender_id: envelope.sender_id.clone(),
@@ -184,6 +239,9 @@ fn sender_organization(
 
 /// One of the sender's registered applications, when one is named.
 fn sender_application(requested: Option<&str>, sender: &RegisteredSender) -> Result<(), Rejection> {
+    if let Some(application) = requested {
+        identifier("senderApplicationId", application)?;
+    }
     match requested {
         Some(application) if !sender.applications.iter().any(|a| a == application) => {
             Err(Rejection::new(
@@ -207,6 +265,7 @@ fn message_type(
             "messageTypeId is required",
         ));
     };
+    identifier("messageTypeId", type_id)?;
     match validity {
         Some(validity) if sender.message_types.iter().any(|t| t == type_id) => {
             Ok((type_id.to_owned(), validity))
@@ -222,7 +281,9 @@ fn message_type(
     }
 }
 
+/// A text in at least one language, each short and free of control characters.
 fn subject(subject: &TranslatedString) -> Result<(), Rejection> {
+    translated_text("subject", subject, MAX_SUBJECT_CHARS)?;
     if subject.has_any() {
         Ok(())
     } else {
@@ -251,14 +312,13 @@ fn attachments(drafts: Vec<AttachmentV2>) -> Result<Vec<Attachment>, Rejection> 
         .collect()
 }
 
-/// One attachment: named, of an allowed media type, with content that matches its digest.
+/// One attachment: named, titled in plain text, of an allowed media type, with content that
+/// matches its digest.
 fn attachment(index: usize, draft: AttachmentV2) -> Result<Attachment, Rejection> {
     let field = |name: &str| format!("attachments[{index}].{name}");
-    if draft.file_name.trim().is_empty() {
-        return Err(Rejection::new(
-            Code::InvalidInput,
-            format!("{} is empty", field("fileName")),
-        ));
+    file_name(&field("fileName"), &draft.file_name)?;
+    if let Some(title) = &draft.attachment_title {
+        translated_text(&field("attachmentTitle"), title, MAX_ATTACHMENT_TITLE_CHARS)?;
     }
     if !ALLOWED_MEDIA_TYPES.contains(&draft.media_type.as_str()) {
         return Err(Rejection::new(
@@ -284,6 +344,29 @@ fn attachment(index: usize, draft: AttachmentV2) -> Result<Attachment, Rejection
         content,
         sha256,
     })
+}
+
+/// A name the citizen can save the file under, and that shows what it is: not blank, not too
+/// long, no control character, no bidirectional formatting character (which can make
+/// `invoice\u{202E}fdp.exe` display as `invoiceexe.pdf`), no path separator.
+fn file_name(field: &str, name: &str) -> Result<(), Rejection> {
+    if name.trim().is_empty() {
+        return Err(invalid(format!("{field} is empty")));
+    }
+    at_most_chars(field, name, MAX_FILE_NAME_CHARS)?;
+    no_control_character(field, name, &[])?;
+    if let Some(c) = name.chars().find(|c| is_bidi_formatting(*c)) {
+        return Err(invalid(format!(
+            "{field} contains a bidirectional formatting character ({})",
+            code_point(c)
+        )));
+    }
+    if let Some(c) = name.chars().find(|c| matches!(c, '/' | '\\')) {
+        return Err(invalid(format!(
+            "{field} contains a path separator ('{c}'); give the name of the file alone"
+        )));
+    }
+    Ok(())
 }
 
 /// The bytes: base64, and not nothing.
@@ -323,6 +406,22 @@ fn attachment_digest(
                 field("digest.digestValue")
             ),
         ));
+    }
+    Ok(())
+}
+
+/// The body's text, in each language: bounded, with tabs and line breaks but no other control
+/// character.
+fn body_content(body: &TranslatedString) -> Result<(), Rejection> {
+    for (language, text) in languages(body) {
+        let field = format!("bodyContent.{language}");
+        if text.len() > MAX_BODY_CONTENT_BYTES {
+            return Err(invalid(format!(
+                "{field} has {} bytes; at most {MAX_BODY_CONTENT_BYTES} are allowed (put a longer text in an attachment)",
+                text.len()
+            )));
+        }
+        no_control_character(&field, text, &BODY_LAYOUT_CHARACTERS)?;
     }
     Ok(())
 }
@@ -422,10 +521,193 @@ fn expiration_in_days(
     Ok(at)
 }
 
+/// An identifier kept as sent (the AMQP `correlation_id`, `messageTypeId`…): at most
+/// [`MAX_IDENTIFIER_CHARS`] characters, none of them a control character. `field` names it in
+/// the rejection.
+pub fn identifier(field: &str, text: &str) -> Result<(), Rejection> {
+    at_most_chars(field, text, MAX_IDENTIFIER_CHARS)?;
+    no_control_character(field, text, &[])
+}
+
+/// Whether `text` could be kept as an identifier: what may be looked up, stored or echoed.
+pub fn is_identifier(text: &str) -> bool {
+    text.chars().count() <= MAX_IDENTIFIER_CHARS && !text.chars().any(char::is_control)
+}
+
+/// Every language of a short text (a subject, a title): at most `max_chars` characters, none
+/// of them a control character. A blank text is checked too: it is kept as sent.
+fn translated_text(
+    field: &str,
+    text: &TranslatedString,
+    max_chars: usize,
+) -> Result<(), Rejection> {
+    for (language, text) in languages(text) {
+        let field = format!("{field}.{language}");
+        at_most_chars(&field, text, max_chars)?;
+        no_control_character(&field, text, &[])?;
+    }
+    Ok(())
+}
+
+/// The texts of a [`TranslatedString`] as sent, blank ones included, with their language.
+fn languages(text: &TranslatedString) -> impl Iterator<Item = (&'static str, &str)> {
+    [("nl", &text.nl), ("fr", &text.fr), ("de", &text.de)]
+        .into_iter()
+        .filter_map(|(language, text)| Some((language, text.as_deref()?)))
+}
+
+/// Structured data kept as sent (`businessDataList`, `paymentData`, `forTheAttentionOf`): no
+/// control character in any string, object keys included, however deep.
+fn structured_data(field: &str, data: &Value) -> Result<(), Rejection> {
+    let mut path = Vec::new();
+    let Some((c, place)) = control_character_in(data, &mut path) else {
+        return Ok(());
+    };
+    let mut named = field.to_owned();
+    for step in &path {
+        step.write_to(&mut named);
+    }
+    Err(invalid(match place {
+        Place::Value => format!("{named} contains a control character ({})", code_point(c)),
+        Place::Key => format!(
+            "{named} has a key that contains a control character ({})",
+            code_point(c)
+        ),
+    }))
+}
+
+/// One step into a JSON value, to name where a problem is.
+enum Step<'a> {
+    Index(usize),
+    Key(&'a str),
+}
+
+impl Step<'_> {
+    /// `[2]`, `.values`, or `["…"]` for a key that is not a plain name: a key is the sender's
+    /// text, and a rejection does not quote such text.
+    fn write_to(&self, path: &mut String) {
+        match self {
+            Step::Index(index) => path.push_str(&format!("[{index}]")),
+            Step::Key(key) if is_plain_key(key) => {
+                path.push('.');
+                path.push_str(key);
+            }
+            Step::Key(_) => path.push_str("[\"…\"]"),
+        }
+    }
+}
+
+fn is_plain_key(key: &str) -> bool {
+    (1..=64).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Where in a JSON value a control character was found.
+enum Place {
+    Value,
+    /// In a key of the object at the path.
+    Key,
+}
+
+/// The first control character in a string of `value`, keys included, with the path to it
+/// left in `path`. The depth is bounded by the JSON parser's recursion limit.
+fn control_character_in<'a>(value: &'a Value, path: &mut Vec<Step<'a>>) -> Option<(char, Place)> {
+    match value {
+        Value::String(text) => control_character(text, &[]).map(|c| (c, Place::Value)),
+        Value::Array(items) => items.iter().enumerate().find_map(|(index, item)| {
+            path.push(Step::Index(index));
+            let found = control_character_in(item, path);
+            if found.is_none() {
+                path.pop();
+            }
+            found
+        }),
+        Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+            if let Some(c) = control_character(key, &[]) {
+                return Some((c, Place::Key));
+            }
+            path.push(Step::Key(key));
+            let found = control_character_in(item, path);
+            if found.is_none() {
+                path.pop();
+            }
+            found
+        }),
+        Value::Null | Value::Bool(_) | Value::Number(_) => None,
+    }
+}
+
+/// At most `max` characters (Unicode scalar values, as the sender's tools count them).
+fn at_most_chars(field: &str, text: &str, max: usize) -> Result<(), Rejection> {
+    let count = text.chars().count();
+    if count > max {
+        return Err(invalid(format!(
+            "{field} has {count} characters; at most {max} are allowed"
+        )));
+    }
+    Ok(())
+}
+
+/// No control character (Unicode category Cc, NUL included) but those `allowed`.
+fn no_control_character(field: &str, text: &str, allowed: &[char]) -> Result<(), Rejection> {
+    match control_character(text, allowed) {
+        Some(c) => Err(invalid(format!(
+            "{field} contains a control character ({})",
+            code_point(c)
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn control_character(text: &str, allowed: &[char]) -> Option<char> {
+    text.chars()
+        .find(|c| c.is_control() && !allowed.contains(c))
+}
+
+/// Unicode's bidirectional formatting characters (the `Bidi_Control` property): the embeddings
+/// and overrides U+202A–U+202E, the isolates U+2066–U+2069, the marks U+200E, U+200F and the
+/// Arabic letter mark U+061C.
+fn is_bidi_formatting(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+}
+
+/// `U+0000`: how a rejection names a character without writing it.
+fn code_point(c: char) -> String {
+    format!("U+{:04X}", u32::from(c))
+}
+
+/// `message`, with each control or bidirectional formatting character written as its JSON
+/// escape (`\u0000`).
+fn escaped(message: String) -> String {
+    if !message
+        .chars()
+        .any(|c| c.is_control() || is_bidi_formatting(c))
+    {
+        return message;
+    }
+    message
+        .chars()
+        .map(|c| {
+            if c.is_control() || is_bidi_formatting(c) {
+                format!("\\u{:04x}", u32::from(c))
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+fn invalid(message: String) -> Rejection {
+    Rejection::new(Code::InvalidInput, message)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use domain::registry::PeriodUnit;
+    use serde_json::json;
 
     const SSIN: &str = "85073003328";
     const ORGANIZATION: &str = "0406798006";
@@ -644,6 +926,20 @@ mod tests {
             "senderApplicationId \"pensions\" is not registered",
         ),
         (
+            "a NUL in the application",
+            V2,
+            |c| c.draft.sender_application_id = Some("unemployment\u{0}".into()),
+            Code::InvalidInput,
+            "senderApplicationId contains a control character (U+0000)",
+        ),
+        (
+            "an application of 129 characters",
+            V2,
+            |c| c.draft.sender_application_id = Some("a".repeat(MAX_IDENTIFIER_CHARS + 1)),
+            Code::InvalidInput,
+            "senderApplicationId has 129 characters; at most 128 are allowed",
+        ),
+        (
             "no message type",
             V2,
             |c| c.draft.message_type_id = None,
@@ -658,6 +954,20 @@ mod tests {
             "messageTypeId is required",
         ),
         (
+            "a NUL in the message type",
+            V2,
+            |c| c.draft.message_type_id = Some("unemployment-certificate\u{0}".into()),
+            Code::InvalidInput,
+            "messageTypeId contains a control character (U+0000)",
+        ),
+        (
+            "a message type of 129 characters",
+            V2,
+            |c| c.draft.message_type_id = Some("t".repeat(MAX_IDENTIFIER_CHARS + 1)),
+            Code::InvalidInput,
+            "messageTypeId has 129 characters; at most 128 are allowed",
+        ),
+        (
             "a message type the registry does not know",
             V2,
             |c| c.validity = None,
@@ -670,6 +980,41 @@ mod tests {
             |c| c.sender.message_types = vec!["pension-statement".into()],
             Code::UnknownMessageType,
             "messageTypeId \"unemployment-certificate\" is not allowed for this sender",
+        ),
+        (
+            "a NUL in a subject",
+            V2,
+            |c| c.draft.subject = text("Uw\u{0}attest"),
+            Code::InvalidInput,
+            "subject.nl contains a control character (U+0000)",
+        ),
+        (
+            "an escape sequence in the French subject of a v1 message",
+            V1,
+            |c| c.draft.subject.fr = Some("\u{1b}[31mVotre attestation".into()),
+            Code::InvalidInput,
+            "subject.fr contains a control character (U+001B)",
+        ),
+        (
+            "a tab in a subject",
+            V2,
+            |c| c.draft.subject.de = Some("Ihre\tBescheinigung".into()),
+            Code::InvalidInput,
+            "subject.de contains a control character (U+0009)",
+        ),
+        (
+            "a subject that is only a vertical tab, blank but kept as sent",
+            V2,
+            |c| c.draft.subject.fr = Some("\u{b}".into()),
+            Code::InvalidInput,
+            "subject.fr contains a control character (U+000B)",
+        ),
+        (
+            "a subject of 513 characters",
+            V2,
+            |c| c.draft.subject = text(&"é".repeat(MAX_SUBJECT_CHARS + 1)),
+            Code::InvalidInput,
+            "subject.nl has 513 characters; at most 512 are allowed",
         ),
         (
             "a subject with blank texts only",
@@ -691,6 +1036,88 @@ mod tests {
             |c| c.draft.attachments[1].file_name = " ".into(),
             Code::InvalidInput,
             "attachments[1].fileName is empty",
+        ),
+        (
+            "a file name with a right-to-left override",
+            V2,
+            |c| c.draft.attachments[0].file_name = "attest\u{202E}fdp.exe".into(),
+            Code::InvalidInput,
+            "attachments[0].fileName contains a bidirectional formatting character (U+202E)",
+        ),
+        (
+            "an annex name with a left-to-right isolate",
+            V1,
+            |c| c.draft.attachments[1].file_name = "\u{2066}bijlage.pdf".into(),
+            Code::InvalidInput,
+            "attachments[1].fileName contains a bidirectional formatting character (U+2066)",
+        ),
+        (
+            "a file name with a right-to-left mark",
+            V2,
+            |c| c.draft.attachments[0].file_name = "attest\u{200F}.pdf".into(),
+            Code::InvalidInput,
+            "attachments[0].fileName contains a bidirectional formatting character (U+200F)",
+        ),
+        (
+            "a file name with an Arabic letter mark",
+            V2,
+            |c| c.draft.attachments[0].file_name = "attest\u{61C}.pdf".into(),
+            Code::InvalidInput,
+            "attachments[0].fileName contains a bidirectional formatting character (U+061C)",
+        ),
+        (
+            "a file name with a NUL",
+            V2,
+            |c| c.draft.attachments[0].file_name = "attest.pdf\u{0}.exe".into(),
+            Code::InvalidInput,
+            "attachments[0].fileName contains a control character (U+0000)",
+        ),
+        (
+            "a file name with a line break",
+            V1,
+            |c| c.draft.attachments[0].file_name = "attest\n.pdf".into(),
+            Code::InvalidInput,
+            "attachments[0].fileName contains a control character (U+000A)",
+        ),
+        (
+            "a file name that climbs out of its folder",
+            V2,
+            |c| c.draft.attachments[0].file_name = "../attest.pdf".into(),
+            Code::InvalidInput,
+            "attachments[0].fileName contains a path separator ('/')",
+        ),
+        (
+            "a file name with a Windows path",
+            V2,
+            |c| c.draft.attachments[0].file_name = "C:\\Temp\\attest.pdf".into(),
+            Code::InvalidInput,
+            "attachments[0].fileName contains a path separator ('\\')",
+        ),
+        (
+            "a file name of 256 characters",
+            V2,
+            |c| c.draft.attachments[0].file_name = format!("{}.pdf", "a".repeat(252)),
+            Code::InvalidInput,
+            "attachments[0].fileName has 256 characters; at most 255 are allowed",
+        ),
+        (
+            "an attachment title with a line break",
+            V2,
+            |c| c.draft.attachments[0].attachment_title = Some(text("Attest\n2026")),
+            Code::InvalidInput,
+            "attachments[0].attachmentTitle.nl contains a control character (U+000A)",
+        ),
+        (
+            "an attachment title of 513 characters",
+            V2,
+            |c| {
+                c.draft.attachments[0].attachment_title = Some(TranslatedString {
+                    de: Some("x".repeat(MAX_ATTACHMENT_TITLE_CHARS + 1)),
+                    ..Default::default()
+                });
+            },
+            Code::InvalidInput,
+            "attachments[0].attachmentTitle.de has 513 characters; at most 512 are allowed",
         ),
         (
             "an executable",
@@ -740,6 +1167,36 @@ mod tests {
             },
             Code::InvalidInput,
             "bodyMainContent is true but bodyContent has no text",
+        ),
+        (
+            "a bell in the body",
+            V2,
+            |c| c.draft.body_content = Some(text("Beste,\u{7}")),
+            Code::InvalidInput,
+            "bodyContent.nl contains a control character (U+0007)",
+        ),
+        (
+            "a NUL in a body that is not the main content",
+            V2,
+            |c| {
+                c.draft.body_content = Some(TranslatedString {
+                    nl: Some("Beste,".into()),
+                    fr: Some("Madame,\u{0}".into()),
+                    de: None,
+                });
+            },
+            Code::InvalidInput,
+            "bodyContent.fr contains a control character (U+0000)",
+        ),
+        (
+            "a body over 1 MiB",
+            V2,
+            |c| {
+                c.draft.body_main_content = true;
+                c.draft.body_content = Some(text(&"a".repeat(MAX_BODY_CONTENT_BYTES + 1)));
+            },
+            Code::InvalidInput,
+            "bodyContent.nl has 1048577 bytes; at most 1048576 are allowed",
         ),
         (
             "no main content at all",
@@ -797,6 +1254,45 @@ mod tests {
             Code::InvalidExpirationDate,
             "retentionDays 366 is beyond the message type's validity period",
         ),
+        (
+            "a C1 control character in the original message id",
+            V2,
+            |c| c.draft.original_message_id = Some("orig\u{85}1".into()),
+            Code::InvalidInput,
+            "originalMessageId contains a control character (U+0085)",
+        ),
+        (
+            "an original message id of 129 characters",
+            V2,
+            |c| c.draft.original_message_id = Some("o".repeat(MAX_IDENTIFIER_CHARS + 1)),
+            Code::InvalidInput,
+            "originalMessageId has 129 characters; at most 128 are allowed",
+        ),
+        (
+            "a NUL deep in the business data",
+            V2,
+            |c| {
+                c.draft.business_data_list = Some(json!([
+                    {"key": "dossier", "values": [{"nl": "A-12"}, {"fr": "A\u{0}12"}]}
+                ]));
+            },
+            Code::InvalidInput,
+            "businessDataList[0].values[1].fr contains a control character (U+0000)",
+        ),
+        (
+            "a control character in a key of the payment data",
+            V2,
+            |c| c.draft.payment_data = Some(json!({"amount": 12.5, "iban\u{1}": "BE68"})),
+            Code::InvalidInput,
+            "paymentData has a key that contains a control character (U+0001)",
+        ),
+        (
+            "a NUL under a key that is not a plain name",
+            V2,
+            |c| c.draft.for_the_attention_of = Some(json!({"a person": {"name": "x\u{0}"}})),
+            Code::InvalidInput,
+            "forTheAttentionOf[\"…\"].name contains a control character (U+0000)",
+        ),
     ];
 
     #[test]
@@ -814,6 +1310,70 @@ mod tests {
             }
         }
         assert!(wrong.is_empty(), "{wrong:#?}");
+    }
+
+    #[test]
+    fn tabs_and_line_breaks_in_a_body_are_kept() {
+        let body = "Beste,\r\n\r\n\tUw dossier is volledig.\nMet vriendelijke groeten";
+        let mut case = Case::v2();
+        case.draft.attachments.clear();
+        case.draft.body_main_content = true;
+        case.draft.body_content = Some(text(body));
+        assert_eq!(case.accepted().body_content, Some(text(body)));
+    }
+
+    #[test]
+    fn texts_at_their_limits_are_accepted() {
+        let mut case = Case::v2();
+        // Characters, not bytes: each "é" is two bytes.
+        case.draft.subject = text(&"é".repeat(MAX_SUBJECT_CHARS));
+        case.draft.attachments[0].file_name = format!("{}.pdf", "é".repeat(251));
+        case.draft.attachments[0].attachment_title =
+            Some(text(&"é".repeat(MAX_ATTACHMENT_TITLE_CHARS)));
+        case.draft.body_content = Some(text(&"a".repeat(MAX_BODY_CONTENT_BYTES)));
+        case.draft.original_message_id = Some("o".repeat(MAX_IDENTIFIER_CHARS));
+        case.draft.business_data_list = Some(json!([
+            {"key": "dossier", "name": {"fr": "Numéro « A-12 »"}, "values": [{"nl": "A-12"}]}
+        ]));
+        let publication = case.accepted();
+        assert_eq!(publication.attachments[0].file_name.chars().count(), 255);
+    }
+
+    #[test]
+    fn a_refusal_names_the_field_without_quoting_the_text() {
+        let mut subject = Case::v2();
+        subject.draft.subject = text("Geheim\u{0}dossier");
+        let mut name = Case::v2();
+        name.draft.attachments[0].file_name = "geheim\u{202E}fdp.exe".into();
+        for case in [subject, name] {
+            let message = case.validate().expect_err("refused").message;
+            assert!(!message.to_lowercase().contains("geheim"), "{message}");
+        }
+    }
+
+    #[test]
+    fn a_rejection_message_writes_control_and_bidirectional_characters_escaped() {
+        let rejection = Rejection::new(Code::InvalidInput, "unknown field `a\u{0}b\u{202E}c`");
+        assert_eq!(rejection.message, "unknown field `a\\u0000b\\u202ec`");
+    }
+
+    #[test]
+    fn an_identifier_is_short_and_has_no_control_character() {
+        let field = "the AMQP property correlation_id";
+        let refused = |text: &str| identifier(field, text).expect_err("refused").message;
+        assert_eq!(
+            refused("corr\u{0}1"),
+            "the AMQP property correlation_id contains a control character (U+0000)"
+        );
+        assert_eq!(
+            refused(&"c".repeat(129)),
+            "the AMQP property correlation_id has 129 characters; at most 128 are allowed"
+        );
+        assert!(identifier(field, &"c".repeat(128)).is_ok());
+        assert!(identifier(field, "dossier 12/2026 — é").is_ok());
+        assert!(is_identifier("corr-1"));
+        assert!(!is_identifier("corr\u{7f}"));
+        assert!(!is_identifier(&"c".repeat(129)));
     }
 
     #[test]

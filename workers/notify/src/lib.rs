@@ -29,7 +29,7 @@ use domain::events::{EventEnvelope, EventType};
 use domain::ids::MessageId;
 use domain::ssin::Ssin;
 use queues::topology::NOTIFY_QUEUE;
-use queues::{Handler, HandlerError, Incoming, Outcome, ResultExt};
+use queues::{Handler, HandlerError, Incoming, Outcome, Outgoing, ResultExt, give_up};
 use records::audit::AuditEvent;
 use records::{citizens, decisions};
 use runtime::internal_events::NotificationDecided;
@@ -51,6 +51,7 @@ impl Notify {
 
 impl Handler for Notify {
     type Message = EventEnvelope;
+    const STAGE: Stage = STAGE;
 
     fn queue(&self) -> &'static str {
         NOTIFY_QUEUE
@@ -115,6 +116,16 @@ impl Handler for Notify {
         }
         .emit();
         Ok(Outcome::ack(Vec::new()))
+    }
+
+    /// The document was delivered; the give-up is audited against it.
+    async fn give_up(
+        &self,
+        conn: &mut PgConnection,
+        incoming: Incoming<'_>,
+        error: &anyhow::Error,
+    ) -> Result<Vec<Outgoing>, HandlerError> {
+        give_up::audit_only(conn, STAGE, give_up::event_message_id(&incoming), error).await
     }
 }
 

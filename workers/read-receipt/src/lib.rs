@@ -12,7 +12,7 @@ use domain::ids::MessageId;
 use domain::status::{Code, Status, StatusEvent};
 use queues::status::status_message;
 use queues::topology::READ_RECEIPT_QUEUE;
-use queues::{Handler, HandlerError, Incoming, Outcome, ResultExt};
+use queues::{Handler, HandlerError, Incoming, Outcome, Outgoing, ResultExt, give_up};
 use records::audit::AuditEvent;
 use records::{decisions, messages};
 use sqlx::PgConnection;
@@ -26,6 +26,7 @@ pub struct ReadReceipt;
 
 impl Handler for ReadReceipt {
     type Message = EventEnvelope;
+    const STAGE: Stage = STAGE;
 
     fn queue(&self) -> &'static str {
         READ_RECEIPT_QUEUE
@@ -70,6 +71,16 @@ impl Handler for ReadReceipt {
         Ok(Outcome::ack(vec![
             status_message(&record.sender_id, &status).permanent()?,
         ]))
+    }
+
+    /// The document was delivered; the give-up is audited against it.
+    async fn give_up(
+        &self,
+        conn: &mut PgConnection,
+        incoming: Incoming<'_>,
+        error: &anyhow::Error,
+    ) -> Result<Vec<Outgoing>, HandlerError> {
+        give_up::audit_only(conn, STAGE, give_up::event_message_id(&incoming), error).await
     }
 }
 

@@ -19,6 +19,7 @@ use domain::events::{self, DocumentEvent, EVENT_TYPE, EboxId, EventEnvelope, Eve
 use domain::ids::MessageId;
 use domain::publication::Publication;
 use domain::status::{Code, Status};
+use queues::give_up;
 use queues::status::status_message;
 use queues::topology::{EVENTS_EXCHANGE, STORE_QUEUE};
 use queues::{Handler, HandlerError, Incoming, Outcome, Outgoing, ResultExt};
@@ -64,6 +65,7 @@ pub fn attachment_id(message_id: MessageId, position: usize) -> Uuid {
 
 impl Handler for Store {
     type Message = Publication;
+    const STAGE: Stage = STAGE;
 
     fn queue(&self) -> &'static str {
         STORE_QUEUE
@@ -99,6 +101,19 @@ impl Handler for Store {
         }
         let event = self.new_document(&publication, announcement)?;
         Ok(Outcome::ack(vec![event, status]))
+    }
+
+    /// Nothing was stored (the attempt was rolled back): the sender hears `failed`.
+    async fn give_up(
+        &self,
+        conn: &mut PgConnection,
+        incoming: Incoming<'_>,
+        error: &anyhow::Error,
+    ) -> Result<Vec<Outgoing>, HandlerError> {
+        match give_up::message_id(&incoming) {
+            Some(message_id) => give_up::fail_message(conn, STAGE, message_id, error).await,
+            None => give_up::audit_only(conn, STAGE, None, error).await,
+        }
     }
 }
 

@@ -1,0 +1,276 @@
+//! Nothing stranded: when a stage gives up on an accepted message — a permanent fault, or a
+//! message the broker is about to stop redelivering — its sender hears the final status
+//! `failed`, the audit trail says so, and the delivery is parked for the operators.
+
+use crate::helpers::*;
+use domain::publication::Publication;
+use domain::status::{Code, Status, StatusEvent};
+use ebox::demo::{SAMPLE_SSIN, SenderClient, sample_v2};
+use ebox::workers::Worker;
+use intake::contract::TYPE_V2;
+use lapin::BasicProperties;
+use lapin::options::{BasicGetOptions, BasicNackOptions, BasicPublishOptions};
+use lapin::types::{AMQPValue, ShortString};
+use queues::topology::{CONSENT_CHECK_QUEUE, DEAD_LETTER_QUEUE, DELIVERY_LIMIT, STORE_QUEUE};
+
+/// Publishes a valid message with intake alone running; returns its acceptance and the
+/// publication intake forwarded (taken off `ebox.consent-check`).
+async fn accepted(app: &TestApp, sender: &mut SenderClient, reference: &str) -> Publication {
+    let body = serde_json::to_vec(&sample_v2(SAMPLE_SSIN, MESSAGE_TYPE)).expect("JSON");
+    let status = publish_and_wait(sender, reference, TYPE_V2, &body).await;
+    assert_eq!(status.status, Status::Accepted, "{status:?}");
+    let forwarded = app.drain(CONSENT_CHECK_QUEUE).await;
+    assert_eq!(forwarded.len(), 1);
+    serde_json::from_slice(&forwarded[0].data).expect("a publication")
+}
+
+/// Puts `publication` on an internal queue as the stage before would.
+async fn hand_on(app: &TestApp, queue: &str, publication: &Publication) {
+    let channel = app.service_channel().await;
+    channel
+        .confirm_select(Default::default())
+        .await
+        .expect("confirms");
+    channel
+        .basic_publish(
+            "".into(),
+            queue.into(),
+            BasicPublishOptions::default(),
+            &serde_json::to_vec(publication).expect("JSON"),
+            BasicProperties::default()
+                .with_message_id(ShortString::from(publication.message_id.to_string()))
+                .with_delivery_mode(2),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirmed");
+}
+
+async fn stored_status(app: &TestApp, publication: &Publication) -> (String, String) {
+    sqlx::query_as("SELECT status, status_code FROM messages WHERE id = $1")
+        .bind(publication.message_id.as_uuid())
+        .fetch_one(&app.pool)
+        .await
+        .expect("the message row")
+}
+
+fn assert_failed_by(status: &StatusEvent, publication: &Publication, stage: &str) {
+    assert_eq!(status.status, Status::Failed, "{status:?}");
+    assert_eq!(status.code, Code::TechnicalError);
+    assert_eq!(status.message_id, Some(publication.message_id));
+    assert!(status.message.contains(stage), "{}", status.message);
+}
+
+#[tokio::test]
+async fn a_message_a_later_stage_cannot_keep_ends_failed_and_its_sender_hears_it() {
+    let mut app = spawn_app().await;
+    let mut sender = app.sender().await;
+    let mut publication = accepted(&app, &mut sender, "ref-unkeepable").await;
+    // PostgreSQL keeps no NUL in jsonb: store fails for good on this subject (22P05).
+    publication.subject =
+        serde_json::from_value(serde_json::json!({"nl": "a\u{0}b"})).expect("a translated string");
+    app.stop_workers().await;
+    app.start_workers(&[Worker::Store]).await;
+    hand_on(&app, STORE_QUEUE, &publication).await;
+
+    let status = sender.next_status(WAIT).await.expect("a final status");
+    assert_failed_by(&status, &publication, "store");
+    assert_eq!(
+        stored_status(&app, &publication).await,
+        ("failed".to_owned(), "TECHNICAL_ERROR".to_owned())
+    );
+    let actions = app.audit_actions("ref-unkeepable").await;
+    assert_eq!(
+        actions.last(),
+        Some(&("failed".to_owned(), Some("TECHNICAL_ERROR".to_owned()))),
+        "{actions:?}"
+    );
+    let parked = app.drain(DEAD_LETTER_QUEUE).await;
+    assert_eq!(parked.len(), 1, "the delivery is parked for the operators");
+}
+
+#[tokio::test]
+async fn a_message_that_keeps_coming_back_gets_a_final_status_before_the_broker_drops_it() {
+    let mut app = spawn_app().await;
+    let mut sender = app.sender().await;
+    let publication = accepted(&app, &mut sender, "ref-crash-loop").await;
+    app.stop_workers().await;
+    hand_on(&app, CONSENT_CHECK_QUEUE, &publication).await;
+    // A worker that crashes on this message returns it again and again: play that part
+    // until one return is left before the broker's limit.
+    let channel = app.service_channel().await;
+    let mut returns = 0;
+    while returns < DELIVERY_LIMIT - 1 {
+        let message = channel
+            .basic_get(CONSENT_CHECK_QUEUE.into(), BasicGetOptions::default())
+            .await
+            .expect("basic.get")
+            .expect("the message is still there");
+        assert_eq!(delivery_count(&message.delivery.properties), returns);
+        message
+            .delivery
+            .acker
+            .nack(BasicNackOptions {
+                requeue: true,
+                ..BasicNackOptions::default()
+            })
+            .await
+            .expect("nack");
+        returns += 1;
+    }
+    app.start_workers(&[Worker::ConsentCheck]).await;
+
+    let status = sender.next_status(WAIT).await.expect("a final status");
+    assert_failed_by(&status, &publication, "consent-check");
+    assert_eq!(stored_status(&app, &publication).await.0, "failed");
+    // The status left with the batch: had the message been handled, its publication would
+    // be on the store queue by now.
+    assert!(
+        app.drain(STORE_QUEUE).await.is_empty(),
+        "nothing goes on to store"
+    );
+    assert_eq!(app.drain(DEAD_LETTER_QUEUE).await.len(), 1);
+}
+
+fn delivery_count(properties: &BasicProperties) -> i64 {
+    properties
+        .headers()
+        .as_ref()
+        .and_then(|headers| headers.inner().get("x-delivery-count").cloned())
+        .map_or(0, |value| match value {
+            AMQPValue::LongLongInt(n) => n,
+            AMQPValue::LongInt(n) => i64::from(n),
+            other => panic!("x-delivery-count is {other:?}"),
+        })
+}
+
+#[tokio::test]
+async fn a_sender_whose_status_queue_is_gone_does_not_stop_intake_and_hears_everything_later() {
+    let app = spawn_app().await;
+    let channel = app.service_channel().await;
+    let status_queue = queues::topology::status_queue(&app.sender_id);
+    channel
+        .queue_delete(status_queue.as_str().into(), Default::default())
+        .await
+        .expect("the status queue is deleted");
+    let sender = app.sender_without_statuses().await;
+    let body = serde_json::to_vec(&sample_v2(SAMPLE_SSIN, MESSAGE_TYPE)).expect("JSON");
+    for reference in ["ref-nobody-listens-1", "ref-nobody-listens-2"] {
+        sender
+            .publish(sender.properties(reference, TYPE_V2), &body)
+            .await
+            .expect("published");
+    }
+    // Both are accepted and handed on although no status can be delivered: the stage did not
+    // wait on the first one's status.
+    eventually("both messages to be handed on to consent-check", || async {
+        let forwarded: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
+            .fetch_one(&app.pool)
+            .await
+            .expect("count");
+        forwarded == 2
+    })
+    .await;
+    eventually("the statuses to be parked", || async {
+        let parked: i64 = sqlx::query_scalar("SELECT count(*) FROM parked_publishes")
+            .fetch_one(&app.pool)
+            .await
+            .expect("count");
+        parked == 2
+    })
+    .await;
+    assert_eq!(app.drain(CONSENT_CHECK_QUEUE).await.len(), 2);
+
+    // The queue is back (the operator ran `ebox registry load`): the parked statuses arrive.
+    queues::topology::declare_status_queue(&channel, &app.sender_id)
+        .await
+        .expect("declared again");
+    let mut sender = app.sender().await;
+    let mut heard = Vec::new();
+    for _ in 0..2 {
+        let status = sender.next_status(WAIT).await.expect("a parked status");
+        assert_eq!(status.status, Status::Accepted);
+        heard.push(status.sender_reference.expect("a reference"));
+    }
+    heard.sort();
+    assert_eq!(heard, ["ref-nobody-listens-1", "ref-nobody-listens-2"]);
+}
+
+/// Serves the probes on a free loopback port; returns their root URL.
+async fn probes(pool: sqlx::PgPool, readiness: Vec<runtime::metrics::Readiness>) -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    tokio::spawn(runtime::metrics::serve(
+        addr,
+        readiness,
+        pool,
+        std::future::pending(),
+    ));
+    let root = format!("http://{addr}");
+    eventually("the probes to listen", || async {
+        reqwest::get(format!("{root}/livez")).await.is_ok()
+    })
+    .await;
+    root
+}
+
+#[tokio::test]
+async fn a_process_whose_database_does_not_answer_is_not_ready() {
+    let app = spawn_app().await;
+    let ready = runtime::metrics::Readiness::default();
+    ready.set(true);
+    let healthy = probes(app.pool.clone(), vec![ready.clone()]).await;
+    let answer = reqwest::get(format!("{healthy}/readyz"))
+        .await
+        .expect("an answer");
+    assert_eq!(answer.status(), 200);
+
+    // Nothing listens on port 1: the database "is down" for this process.
+    let unreachable = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(std::time::Duration::from_millis(500))
+        .connect_lazy("postgres://postgres@127.0.0.1:1/ebox")
+        .expect("a lazy pool");
+    let broken = probes(unreachable, vec![ready]).await;
+    let answer = reqwest::get(format!("{broken}/readyz"))
+        .await
+        .expect("an answer");
+    assert_eq!(answer.status(), 503);
+    let answer = reqwest::get(format!("{broken}/livez"))
+        .await
+        .expect("an answer");
+    assert_eq!(
+        answer.status(),
+        200,
+        "alive all the same: a restart would not help"
+    );
+}
+
+#[tokio::test]
+async fn a_message_left_at_accepted_too_long_is_counted_as_stuck() {
+    let app = spawn_app().await;
+    let mut sender = app.sender().await;
+    let publication = accepted(&app, &mut sender, "ref-left-behind").await;
+    let after = app.settings.stuck_after;
+    let mut conn = app.pool.acquire().await.expect("a connection");
+    let (count, _) = records::messages::stuck(&mut conn, after)
+        .await
+        .expect("counted");
+    assert_eq!(count, 0, "just accepted is not stuck");
+
+    // Nothing took it further (consent-check does not run here); time passes.
+    sqlx::query("UPDATE messages SET status_at = now() - interval '1 hour' WHERE id = $1")
+        .bind(publication.message_id.as_uuid())
+        .execute(&mut *conn)
+        .await
+        .expect("backdated");
+    let (count, oldest) = records::messages::stuck(&mut conn, after)
+        .await
+        .expect("counted");
+    assert_eq!(count, 1);
+    let waited = chrono::Utc::now() - oldest.expect("the oldest");
+    assert!(waited.num_minutes() >= 59, "{waited}");
+}
