@@ -45,6 +45,7 @@ crate::vocabulary! {
         NotificationSkipped => "notification-skipped",
         Notified => "notified",
         NotificationFailed => "notification-failed",
+        NotificationRequeued => "notification-requeued",
         /// The sender was told the citizen read the message.
         ReadConfirmed => "read-confirmed",
         /// A citizen or sender read through the API.

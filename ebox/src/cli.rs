@@ -59,6 +59,16 @@ enum Command {
         #[command(subcommand)]
         command: CitizenCommand,
     },
+    /// Notifications held up by an outage: send them now, or queue abandoned ones again.
+    Notifications {
+        #[command(subcommand)]
+        command: crate::notifications::NotificationsCommand,
+    },
+    /// What the stages set aside (per stage): list, show, replay or purge it.
+    Dlq {
+        #[command(subcommand)]
+        command: crate::dlq::DlqCommand,
+    },
     /// Act as a demo sender: publish messages, print the statuses.
     Demo(crate::demo::DemoArgs),
     /// Measure the pipeline's throughput against a bare chain of queues (prints figures).
@@ -203,6 +213,10 @@ impl Command {
                 set_preferences(&settings, &ssin, &language, channel).await
             }
             Command::Bench(args) => crate::bench::run(&settings, args).await,
+            Command::Dlq { command } => crate::dlq::run(&settings.amqp_url, command).await,
+            Command::Notifications { command } => {
+                crate::notifications::run(&settings, command).await
+            }
             Command::Demo(_) | Command::SmtpSink { .. } | Command::Token(_) => {
                 unreachable!("handled before settings are read")
             }

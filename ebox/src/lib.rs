@@ -5,6 +5,8 @@
 //! - [`admin`]: applying reference data to the database and the broker;
 //! - [`bench`]: the throughput benchmark (pipeline against a bare chain of queues);
 //! - [`workers`]: which stages exist and how a process runs them;
+//! - [`notifications`]: notifications held up by an outage, sent now or queued again;
+//! - [`dlq`]: what the stages set aside, listed, shown, replayed or purged;
 //! - [`demo`]: a sender publishing v1 and v2 messages and reading its status queue;
 //! - [`smtp_sink`]: a development SMTP server (the demo's relay, the tests' SMTP peer);
 //! - [`token`]: development tokens for the API (the demo's and the tests');
@@ -14,6 +16,8 @@ pub mod admin;
 pub mod bench;
 pub mod cli;
 pub mod demo;
+pub mod dlq;
+pub mod notifications;
 pub mod smtp_sink;
 pub mod token;
 pub mod watch;

@@ -69,7 +69,9 @@ pub fn spawn(
     for worker in workers {
         match worker {
             Worker::Intake => {
-                tasks.consume(intake::Intake::new(hasher(), settings.max_message_bytes))
+                let intake = intake::Intake::new(hasher(), settings.max_message_bytes)
+                    .trusting_replays_from(amqp_user(&settings.amqp_url));
+                tasks.consume(intake)
             }
             Worker::ConsentCheck => tasks.consume(consent_check::ConsentCheck::new(hasher())),
             Worker::ConsentUpdates => {
@@ -99,6 +101,18 @@ pub fn spawn(
     Ok((tasks.set, tasks.readiness))
 }
 
+/// The user of an AMQP URL (`guest` when it names none, as the URI scheme says).
+pub fn amqp_user(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    match rest.split_once('@') {
+        Some((credentials, _)) => credentials
+            .split_once(':')
+            .map_or(credentials, |(user, _)| user)
+            .to_owned(),
+        None => "guest".to_owned(),
+    }
+}
+
 /// How often parked messages are looked at (each message also waits its own back-off).
 const REPUBLISH_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -117,7 +131,7 @@ fn dispatcher(
     Ok(notify::dispatcher::Dispatcher::new(
         pool.clone(),
         vec![Box::new(mailer), Box::new(webhooks)],
-        settings.notify_max_attempts,
+        settings.notify_retry_for,
     ))
 }
 

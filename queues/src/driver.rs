@@ -51,11 +51,13 @@ pub struct Incoming<'a> {
 }
 
 /// How the driver settles a delivery once the batch is committed and published.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Disposition {
     Ack,
-    /// Parked on `ebox.dead-letter` (after the handler recorded why).
-    DeadLetter,
+    /// Parked on the stage's dead-letter queue (after the handler recorded why), with `reason`.
+    DeadLetter {
+        reason: String,
+    },
 }
 
 #[derive(Debug)]
@@ -72,10 +74,12 @@ impl Outcome {
         }
     }
 
-    pub fn dead_letter() -> Self {
+    pub fn dead_letter(reason: impl Into<String>) -> Self {
         Self {
             publish: Vec::new(),
-            disposition: Disposition::DeadLetter,
+            disposition: Disposition::DeadLetter {
+                reason: reason.into(),
+            },
         }
     }
 }
@@ -346,7 +350,7 @@ async fn consume<H: Handler>(
 async fn process_batch<H: Handler>(
     handler: &H,
     pool: &PgPool,
-    broker: Broker<'_>,
+    mut broker: Broker<'_>,
     batch: Vec<Delivery>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
@@ -360,12 +364,12 @@ async fn process_batch<H: Handler>(
         .iter()
         .flat_map(|outcome| outcome.publish.iter().cloned())
         .collect();
-    if !publish(queue, pool, broker, &outgoing, shutdown).await? {
+    if !publish(queue, pool, &mut broker, &outgoing, shutdown).await? {
         // Redelivery after the restart publishes again (the handlers are idempotent).
         requeue_all(queue, &batch).await;
         return Ok(());
     }
-    settle(queue, &batch, &outcomes).await?;
+    settle(queue, H::STAGE, broker.publisher, &batch, &outcomes).await?;
     BatchHandled {
         queue,
         size: batch.len(),
@@ -423,7 +427,7 @@ const PUBLISH_ATTEMPTS: usize = 3;
 async fn publish(
     queue: &'static str,
     pool: &PgPool,
-    broker: Broker<'_>,
+    broker: &mut Broker<'_>,
     outgoing: &[Outgoing],
     shutdown: &CancellationToken,
 ) -> anyhow::Result<bool> {
@@ -499,28 +503,101 @@ async fn park(
     }
 }
 
-/// Acks or dead-letters each delivery as its handler decided.
+/// Acks or parks each delivery as its handler decided.
 async fn settle(
     queue: &'static str,
+    stage: Stage,
+    publisher: &Publisher,
     batch: &[Delivery],
     outcomes: &[Outcome],
 ) -> lapin::Result<()> {
     for (delivery, outcome) in batch.iter().zip(outcomes) {
-        match outcome.disposition {
+        match &outcome.disposition {
             Disposition::Ack => {
                 delivery.acker.ack(BasicAckOptions::default()).await?;
                 settled(queue, DeliveryOutcome::Ack);
             }
-            Disposition::DeadLetter => {
-                delivery
-                    .acker
-                    .reject(BasicRejectOptions { requeue: false })
-                    .await?;
+            Disposition::DeadLetter { reason } => {
+                park_delivery(queue, stage, publisher, delivery, reason).await?;
                 settled(queue, DeliveryOutcome::DeadLetter);
             }
         }
     }
     Ok(())
+}
+
+/// Parks a copy of `delivery` on its stage's dead-letter queue, with why, where and when in
+/// its headers (`x-ebox-reason`, `x-ebox-stage`, `x-ebox-queue`, `x-ebox-parked-at`, and the
+/// sender's `x-ebox-user-id`: a copy cannot carry another user's `user_id`), then acks it.
+/// When the copy is refused, the delivery is rejected instead and the broker dead-letters it
+/// to the same queue, without the reason.
+async fn park_delivery(
+    queue: &'static str,
+    stage: Stage,
+    publisher: &Publisher,
+    delivery: &Delivery,
+    reason: &str,
+) -> lapin::Result<()> {
+    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+    let text = |value: &str| AMQPValue::LongString(value.into());
+    headers.insert("x-ebox-reason".into(), text(reason));
+    headers.insert("x-ebox-stage".into(), text(stage.as_str()));
+    headers.insert("x-ebox-queue".into(), text(queue));
+    headers.insert(
+        "x-ebox-parked-at".into(),
+        text(&chrono::Utc::now().to_rfc3339()),
+    );
+    if let Some(user) = delivery.properties.user_id() {
+        headers.insert("x-ebox-user-id".into(), text(user.as_str()));
+    }
+    let properties = without_user_id(&delivery.properties).with_headers(headers);
+    let parked = publisher
+        .publish_as_is(
+            topology::DEAD_LETTER_EXCHANGE,
+            &topology::parked_routing_key(stage),
+            &delivery.data,
+            properties,
+        )
+        .await;
+    match parked {
+        Ok(()) => delivery.acker.ack(BasicAckOptions::default()).await?,
+        Err(error) => {
+            warn!(queue, error = %error, "could not park a copy; the broker dead-letters the delivery");
+            delivery
+                .acker
+                .reject(BasicRejectOptions { requeue: false })
+                .await?
+        }
+    };
+    Ok(())
+}
+
+/// `properties` without `user_id`, which the broker lets only that user publish.
+pub fn without_user_id(properties: &BasicProperties) -> BasicProperties {
+    let mut copy = BasicProperties::default();
+    macro_rules! keep {
+        ($($get:ident => $set:ident),+) => {
+            $(if let Some(value) = properties.$get().clone() {
+                copy = copy.$set(value);
+            })+
+        };
+    }
+    keep!(
+        content_type => with_content_type,
+        content_encoding => with_content_encoding,
+        headers => with_headers,
+        delivery_mode => with_delivery_mode,
+        priority => with_priority,
+        correlation_id => with_correlation_id,
+        reply_to => with_reply_to,
+        expiration => with_expiration,
+        message_id => with_message_id,
+        timestamp => with_timestamp,
+        kind => with_type,
+        app_id => with_app_id,
+        cluster_id => with_cluster_id
+    );
+    copy
 }
 
 /// Runs the handler over the batch in one transaction. A transient error anywhere aborts the
@@ -585,7 +662,9 @@ async fn handle_batch<H: Handler>(
                     .await?;
                 outcomes.push(Outcome {
                     publish,
-                    disposition: Disposition::DeadLetter,
+                    disposition: Disposition::DeadLetter {
+                        reason: give_up::reason(&error),
+                    },
                 });
             }
             Err(HandlerError::Transient(error)) => return Err(error),

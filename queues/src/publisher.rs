@@ -149,7 +149,7 @@ impl Publisher {
         let mut results = Vec::with_capacity(messages.len());
         for (message, confirm) in messages.iter().zip(pending) {
             let result = match confirm {
-                Ok(confirm) => confirmed(message, confirm).await,
+                Ok(confirm) => confirmed(&message.exchange, &message.routing_key, confirm).await,
                 Err(error) => Err(error.into()),
             };
             let outcome = match result {
@@ -166,6 +166,39 @@ impl Publisher {
         results
     }
 
+    /// Publishes one message as it is (a parked copy, a replay), and waits for its confirm.
+    pub async fn publish_as_is(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), PublishError> {
+        let confirm = self
+            .channel
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                body,
+                properties,
+            )
+            .await?;
+        let result = confirmed(exchange, routing_key, confirm).await;
+        MessagePublished {
+            exchange,
+            result: match result {
+                Ok(()) => PublishResult::Confirmed,
+                Err(_) => PublishResult::Failed,
+            },
+        }
+        .emit();
+        result
+    }
+
     pub fn channel(&self) -> &Channel {
         &self.channel
     }
@@ -173,10 +206,11 @@ impl Publisher {
 
 /// Waits for one message's confirm, for at most [`CONFIRM_TIMEOUT`].
 async fn confirmed(
-    message: &Outgoing,
+    exchange: &str,
+    routing_key: &str,
     confirm: lapin::PublisherConfirm,
 ) -> Result<(), PublishError> {
-    let place = || (message.exchange.clone(), message.routing_key.clone());
+    let place = || (exchange.to_owned(), routing_key.to_owned());
     match tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await {
         Err(_) => {
             let (exchange, routing_key) = place();

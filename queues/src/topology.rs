@@ -1,9 +1,10 @@
 //! The broker topology: every exchange and queue name of the service, and their declaration.
 //!
 //! Names that senders see (`ebox.publish`, `ebox.status`, `ebox.status.<sender>`) are the sender
-//! contract; the others are internal. Every queue is a durable quorum queue whose rejected or
-//! over-delivered messages are dead-lettered at least once to `ebox.dead-letter`.
+//! contract; the others are internal. Every queue is a durable quorum queue; each stage queue's
+//! given-up and over-delivered messages end in that stage's `ebox.dead-letter.<stage>`.
 
+use domain::audit::Stage;
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, ExchangeKind};
@@ -15,9 +16,14 @@ pub const PUBLISH_ROUTING_KEY: &str = "message";
 pub const STATUS_EXCHANGE: &str = "ebox.status";
 /// Federation events (topic), routing key = event type (`newDocument`, `readDocument`, ...).
 pub const EVENTS_EXCHANGE: &str = "ebox.events";
-/// Where rejected, poison and over-delivered messages go (topic, original routing key kept).
+/// Where the deliveries a stage gave up on go (topic): the driver's parked copies, routed
+/// `parked.<stage>`, and what the broker itself dead-letters (original routing key kept). Each
+/// stage has its own queue ([`dead_letter_queue`]).
 pub const DEAD_LETTER_EXCHANGE: &str = "ebox.dead-letter";
-pub const DEAD_LETTER_QUEUE: &str = "ebox.dead-letter";
+
+/// How long a parked copy is kept (14 days): it may hold a document, which must not outlive
+/// what the agreement allows (C.10); an operator replays or purges well before.
+pub const DEAD_LETTER_TTL_MS: i64 = 14 * 24 * 3600 * 1000;
 
 /// Stage queues.
 pub const INTAKE_QUEUE: &str = "ebox.intake";
@@ -32,6 +38,35 @@ pub const CONSENT_UPDATES_QUEUE: &str = "ebox.consent-updates";
 
 /// A message delivered more often than this (a crash loop) is dead-lettered instead.
 pub const DELIVERY_LIMIT: i64 = 20;
+
+/// The stages that consume a queue, each with its queue and the routing key the broker keeps
+/// when it dead-letters one of its messages.
+pub const STAGE_QUEUES: [(Stage, &str, &str); 6] = [
+    (Stage::Intake, INTAKE_QUEUE, PUBLISH_ROUTING_KEY),
+    (
+        Stage::ConsentCheck,
+        CONSENT_CHECK_QUEUE,
+        CONSENT_CHECK_QUEUE,
+    ),
+    (Stage::Store, STORE_QUEUE, STORE_QUEUE),
+    (Stage::Notify, NOTIFY_QUEUE, "newDocument"),
+    (Stage::ReadReceipt, READ_RECEIPT_QUEUE, "readDocument"),
+    (
+        Stage::ConsentUpdates,
+        CONSENT_UPDATES_QUEUE,
+        CONSENT_UPDATES_QUEUE,
+    ),
+];
+
+/// A stage's dead-letter queue: `ebox.dead-letter.<stage>`.
+pub fn dead_letter_queue(stage: Stage) -> String {
+    format!("{DEAD_LETTER_EXCHANGE}.{stage}")
+}
+
+/// The routing key of a copy the driver parks for `stage`.
+pub fn parked_routing_key(stage: Stage) -> String {
+    format!("parked.{stage}")
+}
 
 pub fn status_queue(sender_id: &str) -> String {
     format!("ebox.status.{sender_id}")
@@ -62,6 +97,15 @@ fn stage_queue_arguments() -> FieldTable {
     args.insert(
         ShortString::from("x-delivery-limit"),
         AMQPValue::LongLongInt(DELIVERY_LIMIT),
+    );
+    args
+}
+
+fn dead_letter_arguments() -> FieldTable {
+    let mut args = quorum_arguments();
+    args.insert(
+        ShortString::from("x-message-ttl"),
+        AMQPValue::LongLongInt(DEAD_LETTER_TTL_MS),
     );
     args
 }
@@ -98,24 +142,20 @@ pub async fn declare(channel: &Channel) -> lapin::Result<()> {
             .exchange_declare(name.into(), kind, durable_exchange(), FieldTable::default())
             .await?;
     }
-    declare_queue(channel, DEAD_LETTER_QUEUE, quorum_arguments()).await?;
-    channel
-        .queue_bind(
-            DEAD_LETTER_QUEUE.into(),
-            DEAD_LETTER_EXCHANGE.into(),
-            "#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    for queue in [
-        INTAKE_QUEUE,
-        CONSENT_CHECK_QUEUE,
-        STORE_QUEUE,
-        NOTIFY_QUEUE,
-        READ_RECEIPT_QUEUE,
-        CONSENT_UPDATES_QUEUE,
-    ] {
+    for (stage, queue, dead_key) in STAGE_QUEUES {
+        let parked = dead_letter_queue(stage);
+        declare_queue(channel, &parked, dead_letter_arguments()).await?;
+        for key in [parked_routing_key(stage).as_str(), dead_key] {
+            channel
+                .queue_bind(
+                    parked.as_str().into(),
+                    DEAD_LETTER_EXCHANGE.into(),
+                    key.into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
         declare_queue(channel, queue, stage_queue_arguments()).await?;
     }
     for (queue, exchange, key) in [

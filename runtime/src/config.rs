@@ -835,12 +835,22 @@ mod tests {
             ("1m", std::time::Duration::from_secs(60)),
             ("30d", hours(30 * 24)),
         ] {
-            let settings =
-                Settings::from_vars(with(&[("EBOX_NOTIFY_RETRY_FOR", raw)])).expect(raw);
+            let settings = Settings::from_vars(with(&[("EBOX_NOTIFY_RETRY_FOR", raw)])).expect(raw);
             assert_eq!(settings.notify_retry_for, expected, "{raw}");
         }
         for raw in [
-            "59s", "721h", "72", "h", "1.5h", "-1h", "+1h", "72H", "72 h", "3w", "é", "99999999999999999999d",
+            "59s",
+            "721h",
+            "72",
+            "h",
+            "1.5h",
+            "-1h",
+            "+1h",
+            "72H",
+            "72 h",
+            "3w",
+            "é",
+            "99999999999999999999d",
         ] {
             let errors =
                 Settings::from_vars(with(&[("EBOX_NOTIFY_RETRY_FOR", raw)])).expect_err(raw);

@@ -4,6 +4,7 @@ use crate::helpers::*;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{Duration as Days, Utc};
+use domain::audit::Stage;
 use domain::ids::{MessageId, SenderId, SenderReference};
 use domain::publication::Publication;
 use domain::status::Status;
@@ -11,7 +12,7 @@ use ebox::demo::{SAMPLE_SSIN, SenderClient, sample_v1, sample_v2};
 use intake::contract::{TYPE_V1, TYPE_V2};
 use lapin::BasicProperties;
 use lapin::types::ShortString;
-use queues::topology::{CONSENT_CHECK_QUEUE, DEAD_LETTER_QUEUE};
+use queues::topology::{CONSENT_CHECK_QUEUE, dead_letter_queue};
 use serde_json::{Value, json};
 
 fn v2() -> Value {
@@ -657,7 +658,7 @@ async fn a_broker_user_without_registration_is_dead_lettered_and_audited() {
         .expect("publish")
         .await
         .expect("confirm");
-    let parked = app.next_on(DEAD_LETTER_QUEUE).await;
+    let parked = app.next_on(&dead_letter_queue(Stage::Intake)).await;
     assert_eq!(
         parked.properties.message_id().as_ref().map(|m| m.as_str()),
         Some("ref-stranger")
@@ -824,7 +825,9 @@ async fn a_correlation_id_with_a_nul_or_too_long_is_rejected_with_a_status_and_a
     assert_eq!(status.status, Status::Accepted, "{status:?}");
     assert_eq!(status.correlation_id, Some("c".repeat(128)));
     assert!(
-        app.drain(DEAD_LETTER_QUEUE).await.is_empty(),
+        app.drain(&dead_letter_queue(Stage::Intake))
+            .await
+            .is_empty(),
         "nothing was set aside"
     );
     assert_eq!(app.drain(CONSENT_CHECK_QUEUE).await.len(), 1);

@@ -5,5 +5,6 @@
 mod citizen_api;
 mod helpers;
 mod intake;
+mod notifications;
 mod pipeline;
 mod stranded;

@@ -3,6 +3,7 @@
 //! `failed`, the audit trail says so, and the delivery is parked for the operators.
 
 use crate::helpers::*;
+use domain::audit::Stage;
 use domain::publication::Publication;
 use domain::status::{Code, Status, StatusEvent};
 use ebox::demo::{SAMPLE_SSIN, SenderClient, sample_v2};
@@ -11,7 +12,7 @@ use intake::contract::TYPE_V2;
 use lapin::BasicProperties;
 use lapin::options::{BasicGetOptions, BasicNackOptions, BasicPublishOptions};
 use lapin::types::{AMQPValue, ShortString};
-use queues::topology::{CONSENT_CHECK_QUEUE, DEAD_LETTER_QUEUE, DELIVERY_LIMIT, STORE_QUEUE};
+use queues::topology::{CONSENT_CHECK_QUEUE, DELIVERY_LIMIT, STORE_QUEUE, dead_letter_queue};
 
 /// Publishes a valid message with intake alone running; returns its acceptance and the
 /// publication intake forwarded (taken off `ebox.consent-check`).
@@ -86,8 +87,20 @@ async fn a_message_a_later_stage_cannot_keep_ends_failed_and_its_sender_hears_it
         Some(&("failed".to_owned(), Some("TECHNICAL_ERROR".to_owned()))),
         "{actions:?}"
     );
-    let parked = app.drain(DEAD_LETTER_QUEUE).await;
+    let parked = app.drain(&dead_letter_queue(Stage::Store)).await;
     assert_eq!(parked.len(), 1, "the delivery is parked for the operators");
+    let headers = parked[0].properties.headers().clone().expect("headers");
+    let header = |name: &str| match headers.inner().get(name) {
+        Some(AMQPValue::LongString(text)) => text.to_string(),
+        other => panic!("{name} is {other:?}"),
+    };
+    assert_eq!(header("x-ebox-stage"), "store");
+    assert_eq!(header("x-ebox-queue"), STORE_QUEUE);
+    assert!(
+        header("x-ebox-reason").contains("Unicode"),
+        "{}",
+        header("x-ebox-reason")
+    );
 }
 
 #[tokio::test]
@@ -130,7 +143,12 @@ async fn a_message_that_keeps_coming_back_gets_a_final_status_before_the_broker_
         app.drain(STORE_QUEUE).await.is_empty(),
         "nothing goes on to store"
     );
-    assert_eq!(app.drain(DEAD_LETTER_QUEUE).await.len(), 1);
+    assert_eq!(
+        app.drain(&dead_letter_queue(Stage::ConsentCheck))
+            .await
+            .len(),
+        1
+    );
 }
 
 fn delivery_count(properties: &BasicProperties) -> i64 {
@@ -273,4 +291,95 @@ async fn a_message_left_at_accepted_too_long_is_counted_as_stuck() {
     assert_eq!(count, 1);
     let waited = chrono::Utc::now() - oldest.expect("the oldest");
     assert!(waited.num_minutes() >= 59, "{waited}");
+}
+
+#[tokio::test]
+async fn a_publication_parked_for_an_unknown_sender_is_replayed_once_the_sender_is_registered() {
+    let app = spawn_app().await;
+    let stranger = format!("stranger-{}", app.id);
+    app.broker_user(&stranger).await;
+    let unregistered =
+        SenderClient::connect_publishing_only(&app.amqp_url_for(&stranger), &stranger)
+            .await
+            .expect("the stranger connects");
+    let body = serde_json::to_vec(&sample_v2(SAMPLE_SSIN, MESSAGE_TYPE)).expect("JSON");
+    unregistered
+        .publish(unregistered.properties("ref-early", TYPE_V2), &body)
+        .await
+        .expect("published");
+    let connection = queues::driver::connect(&app.settings.amqp_url, "operator")
+        .await
+        .expect("the operator connects");
+    let publisher = queues::Publisher::open(&connection)
+        .await
+        .expect("a channel");
+    eventually("the publication to be parked", || async {
+        let counts = ebox::dlq::list(publisher.channel(), Some(Stage::Intake))
+            .await
+            .expect("listed");
+        counts == [(Stage::Intake, 1)]
+    })
+    .await;
+    let shown = ebox::dlq::show(publisher.channel(), Some(Stage::Intake), 10)
+        .await
+        .expect("shown");
+    assert_eq!(shown[0]["sender"], stranger.as_str());
+    assert_eq!(shown[0]["messageId"], "ref-early");
+    assert!(
+        shown[0]["reason"]
+            .as_str()
+            .expect("a reason")
+            .contains("no sender registration")
+    );
+
+    // The operator registers the sender, then replays what was parked.
+    let registry = domain::registry::RegistryFile::parse(&registry_yaml(&stranger)).expect("valid");
+    ebox::admin::apply_registry(&app.pool, &app.settings.amqp_url, &registry)
+        .await
+        .expect("registered");
+    let mut registered = SenderClient::connect(&app.amqp_url_for(&stranger), &stranger)
+        .await
+        .expect("the sender reads its statuses");
+    let replayed = ebox::dlq::replay(&publisher, &app.settings.amqp_url, Stage::Intake, 10)
+        .await
+        .expect("replayed");
+    assert_eq!(replayed, 1);
+    let status = registered.next_status(WAIT).await.expect("a status");
+    assert_eq!(status.status, Status::Accepted, "{status:?}");
+    assert_eq!(status.sender_reference.as_deref(), Some("ref-early"));
+    assert_eq!(
+        ebox::dlq::list(publisher.channel(), Some(Stage::Intake))
+            .await
+            .expect("listed"),
+        [(Stage::Intake, 0)]
+    );
+}
+
+#[tokio::test]
+async fn a_sender_cannot_pass_itself_off_as_another_through_the_replay_header() {
+    let app = spawn_app().await;
+    let mut sender = app.sender().await;
+    let mut headers = lapin::types::FieldTable::default();
+    headers.insert(
+        intake::REPLAYED_FOR.into(),
+        AMQPValue::LongString("somebody-else".into()),
+    );
+    let body = serde_json::to_vec(&sample_v2(SAMPLE_SSIN, MESSAGE_TYPE)).expect("JSON");
+    sender
+        .publish(
+            sender
+                .properties("ref-pretend", TYPE_V2)
+                .with_headers(headers),
+            &body,
+        )
+        .await
+        .expect("published");
+    let status = sender.next_status(WAIT).await.expect("a status");
+    assert_eq!(status.status, Status::Accepted);
+    let owner: String =
+        sqlx::query_scalar("SELECT sender_id FROM messages WHERE sender_reference = 'ref-pretend'")
+            .fetch_one(&app.pool)
+            .await
+            .expect("the message");
+    assert_eq!(owner, app.sender_id, "the header is ignored from a sender");
 }

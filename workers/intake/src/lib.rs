@@ -33,6 +33,7 @@ use domain::digest::Sha256Digest;
 use domain::ids::{MessageId, SenderId, SenderReference};
 use domain::publication::{PUBLICATION_TYPE, Publication};
 use domain::status::{Code, Status, StatusEvent};
+use lapin::types::AMQPValue;
 use queues::status::status_message;
 use queues::topology::{CONSENT_CHECK_QUEUE, INTAKE_QUEUE};
 use queues::{Handler, HandlerError, Incoming, Outcome, Outgoing, Raw, ResultExt, give_up};
@@ -49,14 +50,46 @@ const STAGE: Stage = Stage::Intake;
 pub struct Intake {
     hasher: SsinHasher,
     max_message_bytes: usize,
+    /// The broker user whose replays (`ebox dlq replay`) are trusted to name their sender.
+    replayer: Option<String>,
 }
+
+/// The header a replay names its sender in; trusted only from the replaying user, whose own
+/// `user_id` the broker checks.
+pub const REPLAYED_FOR: &str = "x-ebox-replayed-for";
 
 impl Intake {
     pub fn new(hasher: SsinHasher, max_message_bytes: usize) -> Self {
         Self {
             hasher,
             max_message_bytes,
+            replayer: None,
         }
+    }
+
+    /// Trusts publications from `user` (the service's own broker user) to name their sender
+    /// in [`REPLAYED_FOR`]: that is how a parked publication is replayed, since a copy cannot
+    /// carry the sender's `user_id`.
+    pub fn trusting_replays_from(mut self, user: impl Into<String>) -> Self {
+        self.replayer = Some(user.into());
+        self
+    }
+
+    /// The properties, with the replayed sender in place of the replaying user.
+    fn properties(&self, incoming: &Incoming<'_>) -> Properties {
+        let mut properties = Properties::of(incoming);
+        let replayed_for = incoming
+            .properties
+            .headers()
+            .as_ref()
+            .and_then(|headers| headers.inner().get(REPLAYED_FOR).cloned());
+        if let (Some(replayer), Some(AMQPValue::LongString(sender))) =
+            (&self.replayer, replayed_for)
+            && properties.user_id.as_deref() == Some(replayer.as_str())
+        {
+            properties.user_id = Some(sender.to_string());
+        }
+        properties
     }
 }
 
@@ -156,7 +189,7 @@ impl Handler for Intake {
         _: Raw,
         incoming: Incoming<'_>,
     ) -> Result<Outcome, HandlerError> {
-        let properties = Properties::of(&incoming);
+        let properties = self.properties(&incoming);
         let Some((sender, sender_id)) = authenticate(conn, &properties).await? else {
             return dead_letter_unknown_sender(conn, &properties).await;
         };
@@ -182,7 +215,7 @@ impl Handler for Intake {
         incoming: Incoming<'_>,
         error: &anyhow::Error,
     ) -> Result<Vec<Outgoing>, HandlerError> {
-        let properties = Properties::of(&incoming);
+        let properties = self.properties(&incoming);
         // Only a valid sender id can be registered (and PostgreSQL refuses a NUL parameter).
         let sender = match properties.user_id.as_deref().map(SenderId::parse) {
             Some(Ok(user)) => registry::find_sender(conn, user.as_str()).await?,
@@ -418,7 +451,7 @@ async fn dead_letter_unknown_sender(
         user_id = properties.user_id.as_deref(),
         reason, "publication from an unknown sender dead-lettered"
     );
-    Ok(Outcome::dead_letter())
+    Ok(Outcome::dead_letter(reason))
 }
 
 /// The sender's reference (the AMQP `message_id`), and the eBox message id derived from it.

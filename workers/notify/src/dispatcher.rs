@@ -5,10 +5,15 @@
 //! `FOR UPDATE SKIP LOCKED` and a two-minute lease ([`crate::outbox`]), so a row is sent by one
 //! dispatcher at a time, and a dispatcher that dies mid-send leaves it to be retried when the
 //! lease ends. Settling checks that the claim is still its own.
+//!
+//! A failed send is retried with doubling back-off, from 1 s up to [`MAX_RETRY_DELAY`], for as
+//! long as the notification's retry window is open (`EBOX_NOTIFY_RETRY_FOR` from when it was
+//! queued or re-queued, [`crate::outbox`]); the first failure after the window closed abandons
+//! it (`failed`, audited, counted). `ebox notifications retry --failed` queues it again.
 
 use crate::STAGE;
 use crate::notifier::{Notification, Notifier};
-use crate::outbox::{self, Settlement, WAKE_CHANNEL};
+use crate::outbox::{self, Claimed, Settlement, WAKE_CHANNEL};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use domain::audit::Action;
 use records::audit::AuditEvent;
@@ -24,22 +29,27 @@ use tracing::warn;
 const CLAIM: i64 = 1;
 /// Longest wait between two looks at the outbox when nothing wakes the dispatcher.
 pub const POLL: Duration = Duration::from_secs(2);
+/// The longest wait between two attempts at one notification: once a relay or a partner is
+/// back, every notification it held up goes within this long (or at once, with `ebox
+/// notifications retry`).
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(15 * 60);
 
 pub struct Dispatcher {
     pool: PgPool,
     notifiers: Vec<Box<dyn Notifier>>,
-    max_attempts: u32,
+    /// How long a notification is retried, from its `retry_from`, before it is abandoned.
+    retry_for: Duration,
     /// `LISTEN`ing for the handler's wake-ups; polling only when that failed.
     listener: Option<PgListener>,
     listen_tried: bool,
 }
 
 impl Dispatcher {
-    pub fn new(pool: PgPool, notifiers: Vec<Box<dyn Notifier>>, max_attempts: u32) -> Self {
+    pub fn new(pool: PgPool, notifiers: Vec<Box<dyn Notifier>>, retry_for: Duration) -> Self {
         Self {
             pool,
             notifiers,
-            max_attempts,
+            retry_for,
             listener: None,
             listen_tried: false,
         }
@@ -47,11 +57,12 @@ impl Dispatcher {
 
     /// Claims and sends what is due; returns how many rows it claimed.
     pub async fn dispatch_due(&self) -> anyhow::Result<usize> {
-        let due = outbox::claim_due(&mut *self.pool.acquire().await?, CLAIM).await?;
+        let due =
+            outbox::claim_due(&mut *self.pool.acquire().await?, CLAIM, self.retry_for).await?;
         let claimed = due.len();
-        for notification in due {
-            let result = self.send(&notification).await;
-            self.settle(&notification, result).await?;
+        for claim in due {
+            let result = self.send(&claim.notification).await;
+            self.settle(&claim, result).await?;
         }
         Ok(claimed)
     }
@@ -65,16 +76,14 @@ impl Dispatcher {
         notifier.send(notification).await
     }
 
-    /// Marks the outcome, with its audit record when it is final, in one transaction.
-    async fn settle(
-        &self,
-        notification: &Notification,
-        result: anyhow::Result<()>,
-    ) -> anyhow::Result<()> {
+    /// Marks the outcome, with its audit record when it is final, in one transaction: a
+    /// failure is retried while the retry window is open, and abandons the notification after.
+    async fn settle(&self, claim: &Claimed, result: anyhow::Result<()>) -> anyhow::Result<()> {
+        let notification = &claim.notification;
         let error = result.as_ref().err().map(|e| format!("{e:#}"));
         let (settlement, outcome, retry_in) = match &error {
             None => (Settlement::Sent, NotificationResult::Sent, None),
-            Some(error) if notification.attempts >= self.max_attempts => (
+            Some(error) if claim.window_closed => (
                 Settlement::Failed { error },
                 NotificationResult::Failed,
                 None,
@@ -177,16 +186,16 @@ async fn listen(pool: &PgPool) -> Option<PgListener> {
     }
 }
 
-/// The wait before attempt `attempts + 1`: 1 s, 2 s, 4 s, … capped at one hour.
+/// The wait before attempt `attempts + 1`: 1 s, 2 s, 4 s, … capped at [`MAX_RETRY_DELAY`].
 fn retry_delay(attempts: u32) -> Duration {
     ExponentialBuilder::default()
         .with_min_delay(Duration::from_secs(1))
-        .with_max_delay(Duration::from_secs(3600))
+        .with_max_delay(MAX_RETRY_DELAY)
         .with_factor(2.0)
         .without_max_times()
         .build()
         .nth(attempts.saturating_sub(1) as usize)
-        .unwrap_or(Duration::from_secs(3600))
+        .unwrap_or(MAX_RETRY_DELAY)
 }
 
 #[cfg(test)]
@@ -198,6 +207,9 @@ mod tests {
         assert_eq!(retry_delay(1), Duration::from_secs(1));
         assert_eq!(retry_delay(2), Duration::from_secs(2));
         assert_eq!(retry_delay(3), Duration::from_secs(4));
-        assert_eq!(retry_delay(40), Duration::from_secs(3600));
+        assert_eq!(retry_delay(10), Duration::from_secs(512));
+        assert_eq!(retry_delay(11), MAX_RETRY_DELAY);
+        assert_eq!(retry_delay(40), MAX_RETRY_DELAY);
+        assert_eq!(retry_delay(5000), MAX_RETRY_DELAY);
     }
 }

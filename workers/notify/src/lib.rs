@@ -9,8 +9,9 @@
 //!   Opted out, or no preference: nothing to send, audited as skipped.
 //! - [`dispatcher::Dispatcher`], a background job, sends what is due through the channel's
 //!   [`notifier::Notifier`] ([`email`] over SMTP, or the partner's [`webhook`]) and marks it
-//!   sent after success; failures are retried with back-off, up to `EBOX_NOTIFY_MAX_ATTEMPTS`.
-//!   The outbox's SQL is in [`outbox`].
+//!   sent after success; failures are retried with back-off for `EBOX_NOTIFY_RETRY_FOR`, then
+//!   abandoned until `ebox notifications retry --failed` queues them again. The outbox's SQL is
+//!   in [`outbox`].
 //!
 //! The one window left: a crash after the e-mail or webhook left and before it is marked sent
 //! repeats that one send when its lease (two minutes) expires. A partner drops the repeat by its
