@@ -23,6 +23,8 @@ export EBOX_API_PUBLIC_URL=${EBOX_API_PUBLIC_URL:-http://$EBOX_API_ADDR}
 export EBOX_JWT_KEYS_FILE=${EBOX_JWT_KEYS_FILE:-tests/fixtures/jwks.json}
 export EBOX_JWT_ISSUER=${EBOX_JWT_ISSUER:-https://idp.ebox.localhost}
 export EBOX_JWT_AUDIENCE=${EBOX_JWT_AUDIENCE:-ebox-document-provider}
+# Proofs of deposit and of reading, signed with the test-only key of tests/fixtures.
+export EBOX_PROOF_SIGNING_KEY_FILE=${EBOX_PROOF_SIGNING_KEY_FILE:-tests/fixtures/proof-ed25519.pem}
 
 cargo build --locked -p ebox
 ebox="${CARGO_TARGET_DIR:-target}/debug/ebox"
@@ -64,8 +66,18 @@ for _ in $(seq 1 100); do
 done
 
 token=$("$ebox" token --key tests/fixtures/es256-private.pem --kid test-es256 --sub 85073003328 --ttl 86400)
-"$ebox" demo --api-url "http://$EBOX_API_ADDR" --citizen-token "$token"
+proofs=$(mktemp -d)
+"$ebox" demo --api-url "http://$EBOX_API_ADDR" --citizen-token "$token" --proofs-dir "$proofs"
 sleep 1 # let the notification e-mails reach the SMTP server's output
+
+# The read message's two proofs, checked offline against the keys the API publishes, as a
+# sender (or a judge) would: any JOSE library does the same.
+curl -fsS "http://$EBOX_API_ADDR/.well-known/jwks.json" >"$proofs/jwks.json"
+for proof in proof-of-deposit proof-of-reading; do
+  echo "--- $proof: verified with the platform's JWKS"
+  "$ebox" proof verify "$proofs/$proof.jws" --jwks "$proofs/jwks.json"
+done
+rm -rf "$proofs"
 
 cat <<MSG
 

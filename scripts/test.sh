@@ -5,6 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/services.sh
+# joserfc, a JOSE library that is not ours, checks a proof in the end-to-end tests.
+if ! python3 -c 'import joserfc' 2>/dev/null; then
+  python3 -m pip install --quiet joserfc
+fi
 
 # Each end-to-end test makes its own database (ebox_test_*), vhost (ebox-test-*) and broker
 # users; a run leaves them for inspection and the next run sweeps them.

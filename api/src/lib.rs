@@ -6,6 +6,8 @@
 //!   per endpoint family);
 //! - [`citizen`]: `/ebox` and `/ebox/messages/**`; opening a main content marks the message
 //!   read and announces `readDocument` ([`read`]);
+//! - [`headers`]: what every `/ebox/**` response carries (no caching, no sniffing) and an
+//!   attachment's content besides (a sandbox);
 //! - [`reference`]: `/referenceData/**`, cacheable;
 //! - [`sender`]: `POST /searchMessageStatus`;
 //! - [`audit`]: every call's audit record (writes always, reads when they succeed);
@@ -15,12 +17,15 @@ pub mod audit;
 pub mod auth;
 pub mod citizen;
 pub mod error;
+pub mod headers;
 pub mod model;
 pub mod read;
 pub mod reference;
 pub mod sender;
 
 use axum::Router;
+use axum::extract::State;
+use axum::middleware::map_response;
 use axum::routing::{get, post};
 use domain::citizen::SsinHasher;
 use sqlx::PgPool;
@@ -38,6 +43,8 @@ pub struct AppState {
     pub base_path: String,
     /// The API's public root URL (with the base path), for links in responses.
     pub public_url: String,
+    /// The proof keys, current and previous, as a JWKS (served at `/.well-known/jwks.json`).
+    pub proof_jwks: serde_json::Value,
 }
 
 /// The routes, under `base_path` (`/` or e.g. `/ebox-api`).
@@ -61,7 +68,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     }
 }
 
-/// `/ebox` and `/ebox/messages/**`.
+/// `/ebox` and `/ebox/messages/**`, every response [`headers::private`], an attachment's
+/// content also [`headers::sandboxed`].
 fn citizen_routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/ebox", get(citizen::summary))
@@ -77,9 +85,10 @@ fn citizen_routes() -> Router<Arc<AppState>> {
         )
         .route(
             "/ebox/messages/{message_id}/attachments/{attachment_id}/content",
-            get(citizen::content),
+            get(citizen::content).layer(map_response(headers::sandboxed)),
         )
         .route("/ebox/messages/{message_id}/body", get(citizen::body))
+        .layer(map_response(headers::private))
 }
 
 /// `/referenceData/**`.
@@ -115,15 +124,26 @@ fn sender_routes() -> Router<Arc<AppState>> {
 
 /// `/openapi.yaml`: [`OPENAPI`].
 fn docs_routes() -> Router<Arc<AppState>> {
-    Router::new().route(
-        "/openapi.yaml",
-        get(|| async {
-            (
-                [(axum::http::header::CONTENT_TYPE, "application/yaml")],
-                OPENAPI,
-            )
-        }),
-    )
+    Router::new()
+        .route(
+            "/openapi.yaml",
+            get(|| async {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/yaml")],
+                    OPENAPI,
+                )
+            }),
+        )
+        // The keys that verify proofs of deposit and of reading: public, no token.
+        .route(
+            "/.well-known/jwks.json",
+            get(|State(state): State<Arc<AppState>>| async move {
+                (
+                    [(axum::http::header::CACHE_CONTROL, "public, max-age=3600")],
+                    axum::Json(state.proof_jwks.clone()),
+                )
+            }),
+        )
 }
 
 /// Serves the API on `listener` until `shutdown` completes.

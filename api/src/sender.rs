@@ -36,6 +36,11 @@ pub struct MessageStatus {
     expiration_date: DateTime<Utc>,
     read_status: bool,
     visible: bool,
+    /// The signed proofs (JWS), so that a sender can fetch them again later.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    proof_of_deposit: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    proof_of_reading: Option<String>,
 }
 
 pub async fn search_status(
@@ -65,22 +70,32 @@ pub async fn search_status(
         if item.ebox_id.ebox_type != "citizen" {
             continue;
         }
-        let row: Option<(DateTime<Utc>, Option<DateTime<Utc>>, bool)> = sqlx::query_as(
-            "SELECT expiration_date, read_at, visible FROM documents
-              WHERE message_id = $1 AND sender_id = $2 AND citizen = $3",
+        type Row = (
+            DateTime<Utc>,
+            Option<DateTime<Utc>>,
+            bool,
+            Option<String>,
+            Option<String>,
+        );
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT d.expiration_date, d.read_at, d.visible, m.proof_of_deposit, m.proof_of_reading
+               FROM documents d JOIN messages m ON m.id = d.message_id
+              WHERE d.message_id = $1 AND d.sender_id = $2 AND d.citizen = $3",
         )
         .bind(id)
         .bind(&sender)
         .bind(state.hasher.hash(&ssin).as_str().to_owned())
         .fetch_optional(&state.pool)
         .await?;
-        if let Some((expiration_date, read_at, visible)) = row {
+        if let Some((expiration_date, read_at, visible, proof_of_deposit, proof_of_reading)) = row {
             found.push(MessageStatus {
                 message_id: id,
                 ebox_id: item.ebox_id,
                 expiration_date,
                 read_status: read_at.is_some(),
                 visible,
+                proof_of_deposit,
+                proof_of_reading,
             });
         }
     }

@@ -68,4 +68,10 @@ pub struct StatusEvent {
     pub read_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
+    /// The signed proof of deposit (a JWS), once the document is in the citizen's eBox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof_of_deposit: Option<String>,
+    /// The signed proof of reading (a JWS), once the citizen opened it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof_of_reading: Option<String>,
 }

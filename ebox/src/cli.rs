@@ -69,6 +69,11 @@ enum Command {
         #[command(subcommand)]
         command: crate::dlq::DlqCommand,
     },
+    /// Proofs of deposit and of reading: keys, and offline verification.
+    Proof {
+        #[command(subcommand)]
+        command: crate::proof::ProofCommand,
+    },
     /// Act as a demo sender: publish messages, print the statuses.
     Demo(crate::demo::DemoArgs),
     /// Measure the pipeline's throughput against a bare chain of queues (prints figures).
@@ -148,6 +153,16 @@ impl Cli {
                 }
             };
         }
+        if let Command::Proof { command } = self.command {
+            // Offline: no settings, no service.
+            return match crate::proof::run(command) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("proof: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         if let Command::Demo(args) = self.command {
             runtime::telemetry::init("warn", runtime::config::LogFormat::Text);
             return match crate::demo::run(args).await {
@@ -165,6 +180,10 @@ impl Cli {
                 return ExitCode::from(2);
             }
         };
+        if let Err(e) = queues::tls::install(&settings.amqp_tls) {
+            eprintln!("invalid configuration:\n  - {e:#}");
+            return ExitCode::from(2);
+        }
         runtime::telemetry::init(&settings.log_filter, settings.log_format);
         match self.command.execute(settings).await {
             Ok(()) => ExitCode::SUCCESS,
@@ -217,7 +236,10 @@ impl Command {
             Command::Notifications { command } => {
                 crate::notifications::run(&settings, command).await
             }
-            Command::Demo(_) | Command::SmtpSink { .. } | Command::Token(_) => {
+            Command::Demo(_)
+            | Command::SmtpSink { .. }
+            | Command::Token(_)
+            | Command::Proof { .. } => {
                 unreachable!("handled before settings are read")
             }
         }

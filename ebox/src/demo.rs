@@ -180,6 +180,10 @@ pub struct DemoArgs {
     /// A token of citizen 85073003328 for the API (see `ebox token`).
     #[arg(long, env = "EBOX_DEMO_CITIZEN_TOKEN")]
     citizen_token: Option<String>,
+    /// Where to write the read message's proofs (`proof-of-deposit.jws`,
+    /// `proof-of-reading.jws`), for `ebox proof verify`.
+    #[arg(long)]
+    proofs_dir: Option<std::path::PathBuf>,
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
@@ -218,6 +222,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     // Every publication ends in published, no-digital-user or rejected.
     let mut open: Vec<&str> = publications.iter().map(|(r, _, _)| r.as_str()).collect();
+    let mut deposits = std::collections::HashMap::new();
     while !open.is_empty() {
         let status = client.next_status(Duration::from_secs(30)).await?;
         let reference = status.sender_reference.as_deref().unwrap_or("-");
@@ -228,6 +233,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         if last {
             open.retain(|r| *r != reference);
         }
+        if let Some(proof) = &status.proof_of_deposit {
+            deposits.insert(reference.to_owned(), proof.clone());
+        }
         println!(
             "status  {:<34} {:<16} {:<14} {}",
             reference,
@@ -237,15 +245,44 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         );
     }
     if let (Some(api), Some(token)) = (&args.api_url, &args.citizen_token) {
-        open_as_citizen(&mut client, api, token).await?;
+        let read = open_as_citizen(&mut client, api, token).await?;
+        if let (Some(dir), Some(read)) = (&args.proofs_dir, read) {
+            let reference = read.sender_reference.clone().unwrap_or_default();
+            write_proofs(
+                dir,
+                deposits.get(&reference),
+                read.proof_of_reading.as_ref(),
+            )?;
+        }
     }
     client.close().await;
     Ok(())
 }
 
+/// Writes the read message's two proofs into `dir`.
+fn write_proofs(
+    dir: &std::path::Path,
+    deposit: Option<&String>,
+    reading: Option<&String>,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for (name, proof) in [
+        ("proof-of-deposit.jws", deposit),
+        ("proof-of-reading.jws", reading),
+    ] {
+        let proof = proof.with_context(|| format!("the read message has no {name}"))?;
+        std::fs::write(dir.join(name), proof)?;
+    }
+    Ok(())
+}
+
 /// Plays the eBox portal: lists the citizen's messages, opens the newest one's main content,
-/// and waits for the sender's `read`.
-async fn open_as_citizen(client: &mut SenderClient, api: &str, token: &str) -> anyhow::Result<()> {
+/// and waits for the sender's `read`, which it returns.
+async fn open_as_citizen(
+    client: &mut SenderClient,
+    api: &str,
+    token: &str,
+) -> anyhow::Result<Option<StatusEvent>> {
     let http = reqwest::Client::new();
     let list: serde_json::Value = http
         .get(format!("{api}/ebox/messages?pageSize=100"))
@@ -260,13 +297,13 @@ async fn open_as_citizen(client: &mut SenderClient, api: &str, token: &str) -> a
         list["totalItems"]
     );
     let Some(message) = list["items"].as_array().and_then(|items| items.first()) else {
-        return Ok(());
+        return Ok(None);
     };
     let Some(main) = message["attachments"]["items"]
         .as_array()
         .and_then(|a| a.iter().find(|a| a["mainContent"] == true))
     else {
-        return Ok(());
+        return Ok(None);
     };
     let href = main["contentHref"].as_str().unwrap_or_default();
     let bytes = http
@@ -292,7 +329,7 @@ async fn open_as_citizen(client: &mut SenderClient, api: &str, token: &str) -> a
                 status.code,
                 status.read_at.map(|t| t.to_rfc3339()).unwrap_or_default()
             );
-            return Ok(());
+            return Ok(Some(status));
         }
     }
 }

@@ -10,7 +10,6 @@
 //!   user), since a copy cannot carry another user's `user_id`;
 //! - `purge`: drops them.
 
-use crate::workers::amqp_user;
 use anyhow::Context;
 use domain::audit::Stage;
 use lapin::message::BasicGetMessage;
@@ -19,13 +18,13 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel};
-use queues::driver::without_user_id;
+use queues::driver::{amqp_user, without_user_id};
 use queues::publisher::Publisher;
 use queues::topology::{STAGE_QUEUES, dead_letter_queue};
 
 /// Headers that describe a message's parking, dropped when it is replayed (`x-delivery-count`
 /// too: a replay starts afresh, or the driver would give up on it at once).
-const PARKING_HEADERS: [&str; 11] = [
+const PARKING_HEADERS: [&str; 13] = [
     "x-ebox-reason",
     "x-ebox-stage",
     "x-ebox-queue",
@@ -37,6 +36,8 @@ const PARKING_HEADERS: [&str; 11] = [
     "x-first-death-queue",
     "x-first-death-reason",
     "x-last-death-queue",
+    "x-last-death-reason",
+    "x-last-death-exchange",
 ];
 
 /// The stages `stage` selects: that one, or all.
@@ -157,7 +158,16 @@ pub async fn replay(
 /// The original properties, without the parking headers; a parked publication is replayed on
 /// behalf of its sender by the service's own user.
 fn replayed_properties(parked: &BasicProperties, amqp_url: &str) -> BasicProperties {
-    let sender = header(parked, "x-ebox-user-id");
+    let service_user = amqp_user(amqp_url);
+    let sender = match parked.user_id().as_ref().map(|user| user.as_str()) {
+        // The driver's copy (the broker checked that the service published it): its
+        // `x-ebox-user-id` is the sender's, as the broker checked it on the original.
+        Some(user) if user == service_user => header(parked, "x-ebox-user-id"),
+        // The original itself, dead-lettered by the broker: its `user_id` was checked.
+        Some(user) => Some(user.to_owned()),
+        // Nobody vouches for a sender: replayed as it came, without one.
+        None => None,
+    };
     let mut headers = parked.headers().clone().unwrap_or_default();
     let mut kept = FieldTable::default();
     for (key, value) in headers.inner() {
@@ -172,7 +182,7 @@ fn replayed_properties(parked: &BasicProperties, amqp_url: &str) -> BasicPropert
             intake::REPLAYED_FOR.into(),
             AMQPValue::LongString(sender.into()),
         );
-        properties = properties.with_user_id(amqp_user(amqp_url).into());
+        properties = properties.with_user_id(service_user.into());
     }
     properties.with_headers(headers)
 }

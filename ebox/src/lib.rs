@@ -6,6 +6,7 @@
 //! - [`bench`]: the throughput benchmark (pipeline against a bare chain of queues);
 //! - [`workers`]: which stages exist and how a process runs them;
 //! - [`notifications`]: notifications held up by an outage, sent now or queued again;
+//! - [`proof`]: proof keys and offline verification of proofs;
 //! - [`dlq`]: what the stages set aside, listed, shown, replayed or purged;
 //! - [`demo`]: a sender publishing v1 and v2 messages and reading its status queue;
 //! - [`smtp_sink`]: a development SMTP server (the demo's relay, the tests' SMTP peer);
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod demo;
 pub mod dlq;
 pub mod notifications;
+pub mod proof;
 pub mod smtp_sink;
 pub mod token;
 pub mod watch;

@@ -65,12 +65,26 @@ pub fn spawn(
     } else {
         None
     };
+    // Loaded once, first, so that a missing or bad key starts nothing.
+    let signs_proofs = workers
+        .iter()
+        .any(|w| matches!(w, Worker::Store | Worker::ReadReceipt));
+    let signer = if signs_proofs {
+        Some(Arc::new(proof_signer(settings)?))
+    } else {
+        None
+    };
+    let signer = || {
+        signer
+            .clone()
+            .context("the proof signer is loaded for these workers")
+    };
     let hasher = || SsinHasher::new(&settings.ssin_hash_key);
     for worker in workers {
         match worker {
             Worker::Intake => {
                 let intake = intake::Intake::new(hasher(), settings.max_message_bytes)
-                    .trusting_replays_from(amqp_user(&settings.amqp_url));
+                    .trusting_replays_from(queues::driver::amqp_user(&settings.amqp_url));
                 tasks.consume(intake)
             }
             Worker::ConsentCheck => tasks.consume(consent_check::ConsentCheck::new(hasher())),
@@ -78,12 +92,16 @@ pub fn spawn(
                 tasks.consume(consent_check::updates::ConsentUpdates::new(hasher()))
             }
             Worker::Store => {
-                tasks.consume(store::Store::new(hasher(), settings.provider_id.clone()));
+                tasks.consume(store::Store::new(
+                    hasher(),
+                    settings.provider_id.clone(),
+                    signer()?,
+                ));
                 let sweeper =
                     store::retention::Sweeper::new(pool.clone(), settings.amqp_url.clone());
                 tasks.run(sweeper, settings.retention_interval);
             }
-            Worker::ReadReceipt => tasks.consume(read_receipt::ReadReceipt),
+            Worker::ReadReceipt => tasks.consume(read_receipt::ReadReceipt::new(signer()?)),
             Worker::Notify => tasks.consume(notify::Notify::new(hasher())),
         }
     }
@@ -101,16 +119,29 @@ pub fn spawn(
     Ok((tasks.set, tasks.readiness))
 }
 
-/// The user of an AMQP URL (`guest` when it names none, as the URI scheme says).
-pub fn amqp_user(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    match rest.split_once('@') {
-        Some((credentials, _)) => credentials
-            .split_once(':')
-            .map_or(credentials, |(user, _)| user)
-            .to_owned(),
-        None => "guest".to_owned(),
-    }
+/// The key that signs proofs (`EBOX_PROOF_SIGNING_KEY_FILE`).
+pub fn proof_signer(settings: &Settings) -> anyhow::Result<evidence::keys::Signer> {
+    let path = settings.proof_signing_key_file.as_deref().context(
+        "store, read-receipt and the API need EBOX_PROOF_SIGNING_KEY_FILE (the proof signing key)",
+    )?;
+    evidence::keys::Signer::from_pem_file(path)
+}
+
+/// Every key that verifies the platform's proofs: the signing key's, then the previous keys
+/// (`EBOX_PROOF_PREVIOUS_KEYS_FILE`, a JWKS), so that proofs signed before a rotation verify.
+pub fn proof_keyring(settings: &Settings) -> anyhow::Result<evidence::keys::Keyring> {
+    let mut keyring = match &settings.proof_previous_keys_file {
+        Some(path) => {
+            let json = std::fs::read_to_string(path).with_context(|| {
+                format!("Failed to read the previous proof keys {}", path.display())
+            })?;
+            evidence::keys::Keyring::from_jwks(&json)
+                .with_context(|| format!("{} is not a usable JWKS", path.display()))?
+        }
+        None => evidence::keys::Keyring::default(),
+    };
+    keyring.add(proof_signer(settings)?.verifying_key());
+    Ok(keyring)
 }
 
 /// How often parked messages are looked at (each message also waits its own back-off).
@@ -212,6 +243,7 @@ pub async fn start_api(
                 settings.api_public_url,
                 settings.api_base_path.trim_end_matches('/')
             ),
+            proof_jwks: proof_keyring(settings)?.jwks(),
         });
         let listener = tokio::net::TcpListener::bind(settings.api_addr)
             .await

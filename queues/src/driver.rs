@@ -274,10 +274,55 @@ fn reconnect_backoff() -> backon::ExponentialBackoff {
         .build()
 }
 
-/// Opens a connection named after the process, for the broker's management views.
+/// Opens a connection named after the process, for the broker's management views, with the
+/// process's TLS settings ([`crate::tls::install`]). Every connection of the service is made
+/// here.
 pub async fn connect(amqp_url: &str, name: &str) -> lapin::Result<Connection> {
-    Connection::connect(
-        amqp_url,
+    connect_with_tls(amqp_url, name, crate::tls::installed()).await
+}
+
+/// [`connect`] with the given TLS settings. `amqps://` always performs a TLS handshake that
+/// verifies the broker's certificate, and never falls back to plain TCP: lapin opens the TCP
+/// stream, the TLS on top of it is done here, so that no feature set of lapin's can leave an
+/// `amqps://` stream plain (issue #9: without a root-certificate feature it did).
+pub async fn connect_with_tls(
+    amqp_url: &str,
+    name: &str,
+    tls: &crate::tls::BrokerTls,
+) -> lapin::Result<Connection> {
+    use lapin::tcp::AMQPUriTcpExt;
+    use lapin::uri::{AMQPScheme, AMQPUri};
+    use std::io;
+
+    let uri: AMQPUri = amqp_url.parse().map_err(|problem: String| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("invalid broker URL: {problem}"),
+        )
+    })?;
+    let connector = match uri.scheme {
+        AMQPScheme::AMQP => None,
+        AMQPScheme::AMQPS => Some(tls.connector()?),
+    };
+    let open = async move |uri: AMQPUri, runtime| {
+        let mut tcp = uri.clone();
+        tcp.scheme = AMQPScheme::AMQP;
+        let stream = tcp.connect_async(&runtime).await?;
+        match (&uri.scheme, &connector) {
+            (AMQPScheme::AMQP, _) => Ok(stream),
+            (AMQPScheme::AMQPS, Some(connector)) => {
+                Ok(stream.into_rustls(connector, &uri.authority.host).await?)
+            }
+            (AMQPScheme::AMQPS, None) => Err(io::Error::other(
+                "refusing plain TCP for an amqps:// URL without TLS settings",
+            )
+            .into()),
+        }
+    };
+    Connection::connector(
+        uri,
+        lapin::runtime::default_runtime()?,
+        open,
         ConnectionProperties::default().with_connection_name(name.into()),
     )
     .await
@@ -292,7 +337,11 @@ async fn consume<H: Handler>(
 ) -> anyhow::Result<()> {
     let queue = handler.queue();
     let connection = connect(&settings.amqp_url, &format!("ebox {queue}")).await?;
-    let mut publisher = Publisher::open(&connection).await?;
+    // Publishing has a connection of its own: a broker resource alarm blocks publishing
+    // connections, and it must not block the consuming one's acks with them.
+    let publishing = connect(&settings.amqp_url, &format!("ebox {queue} publisher")).await?;
+    let mut publisher = Publisher::open(&publishing).await?;
+    let service_user = amqp_user(&settings.amqp_url);
     topology::declare(publisher.channel()).await?;
     for sender_id in records::registry::active_sender_ids(pool).await? {
         topology::declare_status_queue(publisher.channel(), &sender_id).await?;
@@ -334,14 +383,16 @@ async fn consume<H: Handler>(
             }
         }
         let broker = Broker {
-            connection: &connection,
+            connection: &publishing,
             publisher: &mut publisher,
+            service_user: &service_user,
         };
         process_batch(handler, pool, broker, batch, shutdown).await?;
     }
     ready.set(false);
     let _ = channel.close(200, "shutting down".into()).await;
     let _ = connection.close(200, "shutting down".into()).await;
+    let _ = publishing.close(200, "shutting down".into()).await;
     Ok(())
 }
 
@@ -369,7 +420,7 @@ async fn process_batch<H: Handler>(
         requeue_all(queue, &batch).await;
         return Ok(());
     }
-    settle(queue, H::STAGE, broker.publisher, &batch, &outcomes).await?;
+    settle(queue, H::STAGE, &broker, &batch, &outcomes).await?;
     BatchHandled {
         queue,
         size: batch.len(),
@@ -408,14 +459,24 @@ async fn commit<H: Handler>(
     }
 }
 
-/// The consumer's connection and its publishing channel.
+/// The consumer's publishing connection and channel.
 struct Broker<'a> {
     connection: &'a Connection,
     publisher: &'a mut Publisher,
+    /// The service's own broker user.
+    service_user: &'a str,
 }
 
 /// Tries a refused publish gets on fresh channels before it is parked.
 const PUBLISH_ATTEMPTS: usize = 3;
+
+/// The longest one publishing attempt (writes and confirms) may take.
+const PUBLISH_DEADLINE: Duration = Duration::from_secs(15);
+
+/// A publishing attempt that passed [`PUBLISH_DEADLINE`].
+#[derive(Debug, thiserror::Error)]
+#[error("publishing did not finish within {PUBLISH_DEADLINE:?}")]
+struct PublishTimedOut;
 
 /// Publishes the committed batch's messages; `false` when shutdown came first.
 ///
@@ -434,12 +495,34 @@ async fn publish(
     let mut pending: Vec<&Outgoing> = outgoing.iter().collect();
     let mut refused = Vec::new();
     for attempt in 1..=PUBLISH_ATTEMPTS {
-        let results = broker.publisher.publish_each(&pending).await;
-        refused = pending
-            .into_iter()
-            .zip(results)
-            .filter_map(|(message, error)| Some((message, error?.to_string())))
-            .collect::<Vec<_>>();
+        if broker.connection.status().blocked() {
+            // A resource alarm: the broker reads nothing from publishers until it clears.
+            refused = pending
+                .iter()
+                .map(|message| {
+                    (
+                        *message,
+                        "the broker blocks publishers (a resource alarm)".to_owned(),
+                    )
+                })
+                .collect();
+            break;
+        }
+        // Writing a large body to a connection the broker stopped reading never ends by
+        // itself: the whole publish, not only the confirm, has a deadline.
+        let attempted =
+            tokio::time::timeout(PUBLISH_DEADLINE, broker.publisher.publish_each(&pending)).await;
+        refused = match attempted {
+            Ok(results) => pending
+                .into_iter()
+                .zip(results)
+                .filter_map(|(message, error)| Some((message, error?.to_string())))
+                .collect(),
+            Err(_) => pending
+                .into_iter()
+                .map(|message| (message, PublishTimedOut.to_string()))
+                .collect(),
+        };
         if refused.is_empty() {
             return Ok(true);
         }
@@ -456,7 +539,9 @@ async fn publish(
             error = refused[0].1,
             "publish refused; trying again on a fresh channel"
         );
-        broker.publisher.reopen(broker.connection).await?;
+        tokio::time::timeout(PUBLISH_DEADLINE, broker.publisher.reopen(broker.connection))
+            .await
+            .map_err(|_| anyhow::anyhow!("opening a fresh publishing channel timed out"))??;
         pending = refused.iter().map(|(message, _)| *message).collect();
     }
     park(queue, pool, &refused, shutdown).await
@@ -507,7 +592,7 @@ async fn park(
 async fn settle(
     queue: &'static str,
     stage: Stage,
-    publisher: &Publisher,
+    broker: &Broker<'_>,
     batch: &[Delivery],
     outcomes: &[Outcome],
 ) -> lapin::Result<()> {
@@ -518,7 +603,7 @@ async fn settle(
                 settled(queue, DeliveryOutcome::Ack);
             }
             Disposition::DeadLetter { reason } => {
-                park_delivery(queue, stage, publisher, delivery, reason).await?;
+                park_delivery(queue, stage, broker, delivery, reason).await?;
                 settled(queue, DeliveryOutcome::DeadLetter);
             }
         }
@@ -534,11 +619,19 @@ async fn settle(
 async fn park_delivery(
     queue: &'static str,
     stage: Stage,
-    publisher: &Publisher,
+    broker: &Broker<'_>,
     delivery: &Delivery,
     reason: &str,
 ) -> lapin::Result<()> {
-    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+    // Whatever `x-ebox-*` the delivery arrived with is dropped: only the driver writes them.
+    let mut headers = FieldTable::default();
+    if let Some(original) = delivery.properties.headers() {
+        for (key, value) in original.inner() {
+            if !key.as_str().starts_with("x-ebox-") {
+                headers.insert(key.clone(), value.clone());
+            }
+        }
+    }
     let text = |value: &str| AMQPValue::LongString(value.into());
     headers.insert("x-ebox-reason".into(), text(reason));
     headers.insert("x-ebox-stage".into(), text(stage.as_str()));
@@ -550,8 +643,13 @@ async fn park_delivery(
     if let Some(user) = delivery.properties.user_id() {
         headers.insert("x-ebox-user-id".into(), text(user.as_str()));
     }
-    let properties = without_user_id(&delivery.properties).with_headers(headers);
-    let parked = publisher
+    // The copy's own `user_id` is the service's (the broker checks it): that is how a replay
+    // tells the driver's copies, whose `x-ebox-user-id` it may trust, from anything else.
+    let properties = without_user_id(&delivery.properties)
+        .with_headers(headers)
+        .with_user_id(broker.service_user.into());
+    let parked = broker
+        .publisher
         .publish_as_is(
             topology::DEAD_LETTER_EXCHANGE,
             &topology::parked_routing_key(stage),
@@ -570,6 +668,42 @@ async fn park_delivery(
         }
     };
     Ok(())
+}
+
+/// The user of an AMQP URL (`guest` when it names none, as the URI scheme says),
+/// percent-decoded.
+pub fn amqp_user(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let user = match rest.split_once('@') {
+        Some((credentials, _)) => credentials
+            .split_once(':')
+            .map_or(credentials, |(user, _)| user),
+        None => "guest",
+    };
+    percent_decode(user)
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `properties` without `user_id`, which the broker lets only that user publish.
@@ -628,7 +762,7 @@ async fn handle_batch<H: Handler>(
             redelivered = delivery.redelivered,
         );
         let mut savepoint = tx.begin().await?;
-        let handled = match last_chance(incoming.properties) {
+        let handled = match last_chance(&incoming) {
             Some(count) => Err(HandlerError::Permanent(anyhow::anyhow!(
                 "delivered {} times: the broker's delivery limit ({DELIVERY_LIMIT}) is near, \
                  so the stage gives up rather than crash-looping",
@@ -653,7 +787,7 @@ async fn handle_batch<H: Handler>(
                 savepoint.rollback().await?;
                 span.in_scope(|| {
                     error!(
-                        error = format!("{error:#}"),
+                        error = give_up::reason(&error),
                         "permanent fault; giving up and dead-lettering the delivery"
                     )
                 });
@@ -704,8 +838,14 @@ async fn give_up<H: Handler>(
 /// `x-delivery-count` is within one of the limit): the driver gives up on it instead of
 /// handling it, so a message that crashes its worker still gets a final status. One spare
 /// delivery is left for a crash during the give-up itself.
-fn last_chance(properties: &BasicProperties) -> Option<i64> {
-    let count = properties
+fn last_chance(incoming: &Incoming<'_>) -> Option<i64> {
+    // The broker sets the count on redeliveries only; on a first delivery it is whatever the
+    // publisher wrote, and nobody may force a give-up.
+    if !incoming.redelivered {
+        return None;
+    }
+    let count = incoming
+        .properties
         .headers()
         .as_ref()?
         .inner()

@@ -93,6 +93,20 @@ pub async fn fail_message(
     })
 }
 
+/// True when a stage already gave up on the message (`failed` is final): later stages then
+/// leave it alone.
+pub async fn settled_as_failed(
+    conn: &mut PgConnection,
+    message_id: MessageId,
+) -> Result<bool, HandlerError> {
+    let record = messages::find(conn, message_id).await?;
+    let failed = record.is_some_and(|r| r.status == domain::status::Status::Failed);
+    if failed {
+        tracing::info!(%message_id, "the message ended failed; this copy is dropped");
+    }
+    Ok(failed)
+}
+
 /// Audits a give-up that no sender hears of (the portal's updates, notifications, read
 /// receipts: the message itself was delivered). `message_id` is the message it concerns,
 /// when known.

@@ -26,6 +26,8 @@ pub async fn park(
     parked_by: &str,
     messages: &[(&Outgoing, String)],
 ) -> sqlx::Result<()> {
+    // All or none, so that a retry after a fault parks nothing twice.
+    let mut tx = sqlx::Acquire::begin(&mut *conn).await?;
     for (message, error) in messages {
         sqlx::query(
             "INSERT INTO parked_publishes (exchange, routing_key, kind, message_id,
@@ -41,10 +43,10 @@ pub async fn park(
         .bind(&message.body)
         .bind(parked_by)
         .bind(error)
-        .execute(&mut *conn)
+        .execute(&mut *tx)
         .await?;
     }
-    Ok(())
+    tx.commit().await
 }
 
 /// The background job that publishes parked messages again.

@@ -145,7 +145,9 @@ pub async fn declare(channel: &Channel) -> lapin::Result<()> {
     for (stage, queue, dead_key) in STAGE_QUEUES {
         let parked = dead_letter_queue(stage);
         declare_queue(channel, &parked, dead_letter_arguments()).await?;
-        for key in [parked_routing_key(stage).as_str(), dead_key] {
+        // The driver's copies; what the broker dead-letters, by its original routing key; and
+        // what it dead-letters after a replay, which went to the queue by name.
+        for key in [parked_routing_key(stage).as_str(), dead_key, queue] {
             channel
                 .queue_bind(
                     parked.as_str().into(),

@@ -23,6 +23,8 @@ pub struct MessageRecord {
     pub status_message: String,
     pub status_at: DateTime<Utc>,
     pub accepted_at: DateTime<Utc>,
+    pub proof_of_deposit: Option<String>,
+    pub proof_of_reading: Option<String>,
 }
 
 impl<'r> sqlx::FromRow<'r, PgRow> for MessageRecord {
@@ -40,6 +42,8 @@ impl<'r> sqlx::FromRow<'r, PgRow> for MessageRecord {
             status_message: row.try_get("status_message")?,
             status_at: row.try_get("status_at")?,
             accepted_at: row.try_get("accepted_at")?,
+            proof_of_deposit: row.try_get("proof_of_deposit")?,
+            proof_of_reading: row.try_get("proof_of_reading")?,
         })
     }
 }
@@ -57,13 +61,15 @@ impl MessageRecord {
             expiration_date: Some(self.expiration_date),
             read_at: None,
             correlation_id: correlation_id.or_else(|| self.correlation_id.clone()),
+            proof_of_deposit: self.proof_of_deposit.clone(),
+            proof_of_reading: self.proof_of_reading.clone(),
         }
     }
 }
 
 const COLUMNS: &str = "id, sender_id, sender_reference, content_sha256, correlation_id,
                        expiration_date, status, status_code, status_message, status_at,
-                       accepted_at";
+                       accepted_at, proof_of_deposit, proof_of_reading";
 
 pub async fn find(conn: &mut PgConnection, id: MessageId) -> sqlx::Result<Option<MessageRecord>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -210,4 +216,32 @@ pub async fn stuck(
     .bind(older_than)
     .fetch_one(conn)
     .await
+}
+
+/// Keeps the proof of deposit (stored) with the message.
+pub async fn set_proof_of_deposit(
+    conn: &mut PgConnection,
+    id: MessageId,
+    proof: &str,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE messages SET proof_of_deposit = $2 WHERE id = $1")
+        .bind(id.as_uuid())
+        .bind(proof)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Keeps the proof of reading with the message.
+pub async fn set_proof_of_reading(
+    conn: &mut PgConnection,
+    id: MessageId,
+    proof: &str,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE messages SET proof_of_reading = $2 WHERE id = $1")
+        .bind(id.as_uuid())
+        .bind(proof)
+        .execute(conn)
+        .await?;
+    Ok(())
 }

@@ -1,5 +1,7 @@
 //! Settings: every knob is an environment variable with the `EBOX_` prefix, parsed into typed
 //! settings at start-up. Every problem is reported at once, then the process exits non-zero.
+//! A secret may instead be read from the file its `<NAME>_FILE` variable names
+//! (`SECRET_VARIABLES` below, and every partner's secret).
 //!
 //! The README's operations guide lists the same variables; keep the two in step.
 
@@ -11,6 +13,8 @@ use std::net::SocketAddr;
 pub struct Settings {
     /// AMQP 0-9-1 URL of the broker, with the service's own user and vhost.
     pub amqp_url: String,
+    /// TLS for an `amqps://` broker: the CA to trust and the client certificate, if any.
+    pub amqp_tls: AmqpTls,
     /// PostgreSQL URL.
     pub database_url: String,
     /// Largest database pool per process.
@@ -47,6 +51,11 @@ pub struct Settings {
     /// How long a message may stay `accepted` before it counts as stuck
     /// (`ebox_stuck_messages`).
     pub stuck_after: std::time::Duration,
+    /// The platform's Ed25519 signing key for proofs (PKCS#8 PEM). Required by store,
+    /// read-receipt and the API.
+    pub proof_signing_key_file: Option<std::path::PathBuf>,
+    /// Earlier proof keys (a JWKS), still published so that older proofs verify.
+    pub proof_previous_keys_file: Option<std::path::PathBuf>,
     /// The citizen API: where it listens, and the path it is served under (`/` or `/ebox-api`).
     pub api_addr: SocketAddr,
     pub api_base_path: String,
@@ -99,6 +108,7 @@ impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Settings")
             .field("amqp_url", &redact_url(&self.amqp_url))
+            .field("amqp_tls", &self.amqp_tls)
             .field("database_url", &redact_url(&self.database_url))
             .field("database_max_connections", &self.database_max_connections)
             .field("ssin_hash_key", &"<redacted>")
@@ -174,20 +184,23 @@ impl Settings {
         };
 
         let connections = read_connections(&mut env);
+        let amqp_tls = read_amqp_tls(&mut env, connections.amqp_url.as_deref());
         let limits = read_pipeline_limits(&mut env);
         let telemetry = read_telemetry(&mut env);
         let notifications = read_notifications(&mut env);
         let provider_id = read_provider_id(&mut env);
         let retention_interval = read_retention_interval(&mut env);
         let stuck_after = read_stuck_after(&mut env);
+        let proof_keys = read_proof_keys(&mut env);
         let api = read_api(&mut env);
         let identity_provider = read_identity_provider(&mut env);
         check_batch_fits_prefetch(&mut env, &limits);
-        let partner_secrets = read_partner_secrets(&env);
+        let partner_secrets = read_partner_secrets(&mut env);
 
         let settings = (|| {
             Some(Settings {
                 amqp_url: connections.amqp_url?,
+                amqp_tls: amqp_tls?,
                 database_url: connections.database_url?,
                 database_max_connections: connections.database_max_connections?,
                 ssin_hash_key: connections.ssin_hash_key?,
@@ -204,6 +217,8 @@ impl Settings {
                 provider_id: provider_id?,
                 retention_interval: retention_interval?,
                 stuck_after: stuck_after?,
+                proof_signing_key_file: proof_keys.signing_key_file?,
+                proof_previous_keys_file: proof_keys.previous_keys_file?,
                 api_addr: api.addr?,
                 api_public_url: api.public_url?,
                 api_base_path: api.base_path?,
@@ -262,6 +277,95 @@ fn read_connections(env: &mut Env) -> Connections {
         database_url,
         ssin_hash_key,
         database_max_connections,
+    }
+}
+
+/// TLS for an `amqps://` broker: paths of PEM files, checked here (readable, of the right
+/// kind); `queues::tls` parses them. The system's roots are trusted when no CA file is given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AmqpTls {
+    /// The CA certificates that sign the broker's certificate, trusted instead of the system's
+    /// roots.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// The service's own certificate, for a broker that asks for one (mutual TLS).
+    pub client_certificate: Option<ClientCertificate>,
+}
+
+/// A client certificate (chain) and its private key, both PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertificate {
+    pub cert_file: std::path::PathBuf,
+    pub key_file: std::path::PathBuf,
+}
+
+/// `EBOX_AMQP_CA_FILE`, and `EBOX_AMQP_CLIENT_CERT_FILE` with `EBOX_AMQP_CLIENT_KEY_FILE`.
+/// Setting any of them for an `amqp://` URL is a problem: the operator expects TLS, and the
+/// connection would have none.
+fn read_amqp_tls(env: &mut Env, amqp_url: Option<&str>) -> Option<AmqpTls> {
+    let ca_file = env.optional("EBOX_AMQP_CA_FILE", None, |v| {
+        pem_file(v, "a certificate", |pem| {
+            pem.contains("-----BEGIN CERTIFICATE-----")
+        })
+    });
+    let cert_file = env.optional("EBOX_AMQP_CLIENT_CERT_FILE", None, |v| {
+        pem_file(v, "a certificate", |pem| {
+            pem.contains("-----BEGIN CERTIFICATE-----")
+        })
+    });
+    let key_file = env.optional("EBOX_AMQP_CLIENT_KEY_FILE", None, |v| {
+        pem_file(v, "a private key", |pem| pem.contains("PRIVATE KEY-----"))
+    });
+    let set: Vec<&str> = [
+        ("EBOX_AMQP_CA_FILE", &ca_file),
+        ("EBOX_AMQP_CLIENT_CERT_FILE", &cert_file),
+        ("EBOX_AMQP_CLIENT_KEY_FILE", &key_file),
+    ]
+    .into_iter()
+    .filter(|(_, file)| matches!(file, Some(Some(_))))
+    .map(|(key, _)| key)
+    .collect();
+    if let Some(url) = amqp_url
+        && !url.starts_with("amqps://")
+        && !set.is_empty()
+    {
+        env.problems.push(format!(
+            "{} {} set but EBOX_AMQP_URL is not amqps://: the connection would not use TLS",
+            set.join(" and "),
+            if set.len() == 1 { "is" } else { "are" }
+        ));
+        return None;
+    }
+    let client_certificate = match (cert_file?, key_file?) {
+        (Some(cert_file), Some(key_file)) => Some(ClientCertificate {
+            cert_file,
+            key_file,
+        }),
+        (None, None) => None,
+        _ => {
+            env.problems.push(
+                "EBOX_AMQP_CLIENT_CERT_FILE and EBOX_AMQP_CLIENT_KEY_FILE go together: set both for mutual TLS, or neither".to_owned(),
+            );
+            return None;
+        }
+    };
+    Some(AmqpTls {
+        ca_file: ca_file?,
+        client_certificate,
+    })
+}
+
+/// A readable file whose PEM content `holds` what it must; a problem names the path.
+fn pem_file(
+    path: &str,
+    what: &str,
+    holds: impl FnOnce(&str) -> bool,
+) -> Result<Option<std::path::PathBuf>, String> {
+    let content = std::fs::read_to_string(path)
+        .map_err(|e| format!("names a file that cannot be read ({path}): {e}"))?;
+    if holds(&content) {
+        Ok(Some(std::path::PathBuf::from(path)))
+    } else {
+        Err(format!("names a file without {what} in PEM ({path})"))
     }
 }
 
@@ -372,6 +476,20 @@ fn read_stuck_after(env: &mut Env) -> Option<std::time::Duration> {
     )
 }
 
+/// The keys of signed proofs: paths, checked when the key is loaded.
+struct ProofKeys {
+    signing_key_file: Option<Option<std::path::PathBuf>>,
+    previous_keys_file: Option<Option<std::path::PathBuf>>,
+}
+
+fn read_proof_keys(env: &mut Env) -> ProofKeys {
+    let path = |v: &str| Ok(Some(std::path::PathBuf::from(v)));
+    ProofKeys {
+        signing_key_file: env.optional("EBOX_PROOF_SIGNING_KEY_FILE", None, path),
+        previous_keys_file: env.optional("EBOX_PROOF_PREVIOUS_KEYS_FILE", None, path),
+    }
+}
+
 /// The citizen API: where it listens, the path it is served under, the root clients reach.
 struct Api {
     addr: Option<SocketAddr>,
@@ -446,12 +564,22 @@ fn check_batch_fits_prefetch(env: &mut Env, limits: &PipelineLimits) {
     }
 }
 
-/// Every `EBOX_PARTNER_<NAME>_SECRET` variable, by name; any value is accepted.
-fn read_partner_secrets(env: &Env) -> HashMap<String, String> {
-    env.vars
-        .iter()
-        .filter(|(k, _)| is_partner_secret_name(k))
-        .map(|(k, v)| (k.clone(), v.clone()))
+/// Every `EBOX_PARTNER_<NAME>_SECRET`, set directly or through its
+/// `EBOX_PARTNER_<NAME>_SECRET_FILE` (never itself a secret's name), by name; any value that is
+/// not blank is accepted.
+fn read_partner_secrets(env: &mut Env) -> HashMap<String, String> {
+    let vars = env.vars;
+    let names: std::collections::BTreeSet<&str> = vars
+        .keys()
+        .map(|k| k.strip_suffix("_FILE").unwrap_or(k))
+        .filter(|k| is_partner_secret_name(k))
+        .collect();
+    names
+        .into_iter()
+        .filter_map(|name| match env.lookup(name) {
+            Ok(Some(found)) => Some((name.to_owned(), found.value)),
+            Ok(None) | Err(Reported) => None,
+        })
         .collect()
 }
 
@@ -462,23 +590,51 @@ struct Env<'a> {
     problems: &'a mut Vec<String>,
 }
 
+/// The variables that hold secrets. Each may instead be read from the file its `<NAME>_FILE`
+/// variable names (a Kubernetes Secret mounted as files, kept out of the environment), as may
+/// every `EBOX_PARTNER_<NAME>_SECRET`. A new secret variable belongs here.
+const SECRET_VARIABLES: [&str; 4] = [
+    "EBOX_AMQP_URL",
+    "EBOX_DATABASE_URL",
+    "EBOX_SSIN_HASH_KEY",
+    "EBOX_SMTP_URL",
+];
+
+fn is_secret(key: &str) -> bool {
+    SECRET_VARIABLES.contains(&key) || is_partner_secret_name(key)
+}
+
+/// A variable's value, and the `<NAME>_FILE` variable it was read from, if any.
+struct Found {
+    value: String,
+    file_key: Option<String>,
+}
+
+impl Found {
+    /// How a problem names the variable, so that the operator looks where it was set.
+    fn name(&self, key: &str) -> String {
+        match &self.file_key {
+            Some(file_key) => format!("{key} (read from {file_key})"),
+            None => key.to_owned(),
+        }
+    }
+}
+
+/// A problem already recorded in [`Env::problems`].
+struct Reported;
+
 impl Env<'_> {
     fn required<T>(
         &mut self,
         key: &str,
         parse: impl FnOnce(&str) -> Result<T, String>,
     ) -> Option<T> {
-        match self
-            .vars
-            .get(key)
-            .map(|v| v.trim())
-            .filter(|v| !v.is_empty())
-        {
+        match self.lookup(key).ok()? {
             None => {
                 self.problems.push(format!("{key} is required"));
                 None
             }
-            Some(value) => self.check(key, parse(value)),
+            Some(found) => self.check(&found.name(key), parse(&found.value)),
         }
     }
 
@@ -488,14 +644,44 @@ impl Env<'_> {
         default: T,
         parse: impl FnOnce(&str) -> Result<T, String>,
     ) -> Option<T> {
-        match self
-            .vars
-            .get(key)
-            .map(|v| v.trim())
-            .filter(|v| !v.is_empty())
-        {
+        match self.lookup(key).ok()? {
             None => Some(default),
-            Some(value) => self.check(key, parse(value)),
+            Some(found) => self.check(&found.name(key), parse(&found.value)),
+        }
+    }
+
+    /// A variable's value: from the environment (trimmed; blank counts as unset) or, for a
+    /// secret, from the file its `<NAME>_FILE` variable names. Setting both is a problem, as is
+    /// a file that cannot be read; either is recorded here.
+    fn lookup(&mut self, key: &str) -> Result<Option<Found>, Reported> {
+        let vars = self.vars;
+        let set = |name: &str| vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let direct = set(key).map(|value| Found {
+            value: value.to_owned(),
+            file_key: None,
+        });
+        if !is_secret(key) {
+            return Ok(direct);
+        }
+        let file_key = format!("{key}_FILE");
+        match (direct, set(&file_key)) {
+            (direct, None) => Ok(direct),
+            (Some(_), Some(_)) => {
+                self.problems.push(format!(
+                    "{key} and {file_key} are both set: set one or the other"
+                ));
+                Err(Reported)
+            }
+            (None, Some(path)) => match read_secret_file(path) {
+                Ok(value) => Ok(Some(Found {
+                    value,
+                    file_key: Some(file_key),
+                })),
+                Err(problem) => {
+                    self.problems.push(format!("{file_key} {problem}"));
+                    Err(Reported)
+                }
+            },
         }
     }
 
@@ -504,6 +690,22 @@ impl Env<'_> {
             .map_err(|problem| self.problems.push(format!("{key} {problem}")))
             .ok()
     }
+}
+
+/// A secret file's content less one trailing line ending (`\n` or `\r\n`, as `echo` or an
+/// editor leaves it); anything else in the file is part of the secret. A problem names the
+/// path, never the content.
+fn read_secret_file(path: &str) -> Result<String, String> {
+    let content = std::fs::read_to_string(path)
+        .map_err(|e| format!("names a file that cannot be read ({path}): {e}"))?;
+    let value = content
+        .strip_suffix("\r\n")
+        .or_else(|| content.strip_suffix('\n'))
+        .unwrap_or(&content);
+    if value.is_empty() {
+        return Err(format!("names an empty file ({path})"));
+    }
+    Ok(value.to_owned())
 }
 
 fn parse_in<T>(raw: &str, range: std::ops::RangeInclusive<u64>) -> Result<T, String>
@@ -887,6 +1089,335 @@ mod tests {
         assert!(debug.contains("EBOX_PARTNER_MYBOX_SECRET"), "{debug}");
         assert!(!debug.contains("s3cr3t-value"), "{debug}");
         assert!(!debug.contains(&"k".repeat(32)), "{debug}");
+    }
+
+    /// A file in the temporary directory, with a name no other test uses, removed when dropped.
+    struct SecretFile(std::path::PathBuf);
+
+    impl SecretFile {
+        fn with(content: &str) -> Self {
+            static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = std::env::temp_dir().join(format!(
+                "ebox-config-test-{}-{n}.secret",
+                std::process::id()
+            ));
+            std::fs::write(&path, content).expect("write the secret file");
+            Self(path)
+        }
+
+        fn path(&self) -> &str {
+            self.0.to_str().expect("a UTF-8 temporary path")
+        }
+    }
+
+    impl Drop for SecretFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    /// The required variables, each read from a file instead of the environment.
+    #[test]
+    fn every_secret_can_be_read_from_the_file_its_file_variable_names() {
+        let key = "f".repeat(32);
+        let amqp = SecretFile::with("amqps://ebox:pw@broker:5671/ebox\n");
+        let database = SecretFile::with("postgres://ebox:pw@db/ebox\r\n");
+        let ssin_hash_key = SecretFile::with(&format!("{key}\n"));
+        let smtp = SecretFile::with("smtps://ebox:pw@relay:465");
+        let settings = Settings::from_vars(vars(&[
+            ("EBOX_AMQP_URL_FILE", amqp.path()),
+            ("EBOX_DATABASE_URL_FILE", database.path()),
+            ("EBOX_SSIN_HASH_KEY_FILE", ssin_hash_key.path()),
+            ("EBOX_SMTP_URL_FILE", smtp.path()),
+        ]))
+        .expect("valid");
+        assert_eq!(settings.amqp_url, "amqps://ebox:pw@broker:5671/ebox");
+        assert_eq!(settings.database_url, "postgres://ebox:pw@db/ebox");
+        assert_eq!(settings.ssin_hash_key, key.as_bytes());
+        assert_eq!(
+            settings.smtp_url.as_deref(),
+            Some("smtps://ebox:pw@relay:465")
+        );
+    }
+
+    #[test]
+    fn only_one_trailing_line_ending_is_trimmed_from_a_secret_file() {
+        let key = "k".repeat(32);
+        for (content, expected) in [
+            (format!("{key}\n"), key.clone()),
+            (format!("{key}\r\n"), key.clone()),
+            (key.clone(), key.clone()),
+            (format!("{key}\n\n"), format!("{key}\n")),
+            (format!(" {key} \n"), format!(" {key} ")),
+        ] {
+            let file = SecretFile::with(&content);
+            let settings = Settings::from_vars(with(&[
+                ("EBOX_SSIN_HASH_KEY", ""),
+                ("EBOX_SSIN_HASH_KEY_FILE", file.path()),
+            ]))
+            .expect(&content);
+            assert_eq!(settings.ssin_hash_key, expected.as_bytes(), "{content:?}");
+        }
+    }
+
+    #[test]
+    fn a_partner_secret_can_be_read_from_a_file() {
+        let file = SecretFile::with("partner-s3cr3t\n");
+        let settings = Settings::from_vars(with(&[
+            ("EBOX_PARTNER_MYBOX_SECRET_FILE", file.path()),
+            ("EBOX_PARTNER_OTHER_SECRET", "other-s3cr3t"),
+        ]))
+        .expect("valid");
+        let mut secrets: Vec<(&str, &str)> = settings
+            .partner_secrets
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        secrets.sort();
+        assert_eq!(
+            secrets,
+            [
+                ("EBOX_PARTNER_MYBOX_SECRET", "partner-s3cr3t"),
+                ("EBOX_PARTNER_OTHER_SECRET", "other-s3cr3t"),
+            ]
+        );
+        assert!(!is_partner_secret_name("EBOX_PARTNER_MYBOX_SECRET_FILE"));
+    }
+
+    /// Each secret set both ways, or naming a file that cannot be read or is empty: one
+    /// problem, naming the variables and the path, never the content.
+    #[test]
+    fn every_secret_file_problem_names_the_variable_and_the_path() {
+        let empty = SecretFile::with("\n");
+        let missing = std::env::temp_dir().join(format!(
+            "ebox-config-test-{}-missing.secret",
+            std::process::id()
+        ));
+        let missing = missing.to_str().expect("a UTF-8 temporary path");
+        let directory = std::env::temp_dir();
+        let directory = directory.to_str().expect("a UTF-8 temporary path");
+        let invalid = SecretFile::with("http://user:hunter2@broker\n");
+        let both = SecretFile::with("s3cr3t-from-file\n");
+        let rows: Vec<(&str, &str, String)> = vec![
+            (
+                "EBOX_AMQP_URL",
+                both.path(),
+                "EBOX_AMQP_URL and EBOX_AMQP_URL_FILE are both set: set one or the other".into(),
+            ),
+            (
+                "EBOX_DATABASE_URL",
+                both.path(),
+                "EBOX_DATABASE_URL and EBOX_DATABASE_URL_FILE are both set: set one or the other"
+                    .into(),
+            ),
+            (
+                "EBOX_SSIN_HASH_KEY",
+                both.path(),
+                "EBOX_SSIN_HASH_KEY and EBOX_SSIN_HASH_KEY_FILE are both set: set one or the other"
+                    .into(),
+            ),
+            (
+                "EBOX_DATABASE_URL",
+                missing,
+                format!(
+                    "EBOX_DATABASE_URL_FILE names a file that cannot be read ({missing}): No such file or directory (os error 2)"
+                ),
+            ),
+            (
+                "EBOX_SSIN_HASH_KEY",
+                directory,
+                format!(
+                    "EBOX_SSIN_HASH_KEY_FILE names a file that cannot be read ({directory}): Is a directory (os error 21)"
+                ),
+            ),
+            (
+                "EBOX_AMQP_URL",
+                empty.path(),
+                format!("EBOX_AMQP_URL_FILE names an empty file ({})", empty.path()),
+            ),
+            (
+                "EBOX_AMQP_URL",
+                invalid.path(),
+                "EBOX_AMQP_URL (read from EBOX_AMQP_URL_FILE) must start with amqp:// or amqps://"
+                    .into(),
+            ),
+        ];
+        for (key, path, problem) in rows {
+            let file_key = format!("{key}_FILE");
+            let overrides: Vec<(&str, &str)> = if problem.contains("both set") {
+                vec![(file_key.as_str(), path)]
+            } else {
+                vec![(key, ""), (file_key.as_str(), path)]
+            };
+            let errors = Settings::from_vars(with(&overrides)).expect_err(&file_key);
+            assert_eq!(errors.0, [problem], "{file_key}={path}");
+            assert!(!errors.to_string().contains("s3cr3t"), "{errors}");
+            assert!(!errors.to_string().contains("hunter2"), "{errors}");
+        }
+        let errors = Settings::from_vars(with(&[
+            ("EBOX_SMTP_URL", "smtp://relay"),
+            ("EBOX_SMTP_URL_FILE", both.path()),
+            ("EBOX_PARTNER_MYBOX_SECRET", "s3cr3t"),
+            ("EBOX_PARTNER_MYBOX_SECRET_FILE", both.path()),
+        ]))
+        .expect_err("both set");
+        assert_eq!(
+            errors.0,
+            [
+                "EBOX_SMTP_URL and EBOX_SMTP_URL_FILE are both set: set one or the other",
+                "EBOX_PARTNER_MYBOX_SECRET and EBOX_PARTNER_MYBOX_SECRET_FILE are both set: set one or the other",
+            ]
+        );
+        let errors = Settings::from_vars(with(&[("EBOX_PARTNER_MYBOX_SECRET_FILE", missing)]))
+            .expect_err("missing");
+        assert_eq!(
+            errors.0,
+            [format!(
+                "EBOX_PARTNER_MYBOX_SECRET_FILE names a file that cannot be read ({missing}): No such file or directory (os error 2)"
+            )]
+        );
+    }
+
+    #[test]
+    fn secret_file_problems_are_reported_with_every_other_problem() {
+        let errors = Settings::from_vars(vars(&[
+            ("EBOX_AMQP_URL", "amqp://localhost"),
+            ("EBOX_AMQP_URL_FILE", "/nonexistent/amqp-url"),
+            ("EBOX_DATABASE_URL_FILE", "/nonexistent/database-url"),
+            ("EBOX_PREFETCH", "zero"),
+        ]))
+        .expect_err("invalid");
+        let keys: Vec<&str> = errors
+            .0
+            .iter()
+            .map(|problem| problem.split(' ').next().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "EBOX_AMQP_URL",
+                "EBOX_DATABASE_URL_FILE",
+                "EBOX_SSIN_HASH_KEY",
+                "EBOX_PREFETCH",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_file_variable_is_read_for_secrets_only() {
+        let file = SecretFile::with("128\n");
+        let settings =
+            Settings::from_vars(with(&[("EBOX_PREFETCH_FILE", file.path())])).expect("valid");
+        assert_eq!(settings.prefetch, 64);
+    }
+
+    /// A PEM-looking file for the broker TLS tests, removed when dropped.
+    struct PemFile(std::path::PathBuf);
+
+    impl PemFile {
+        fn with(name: &str, content: &str) -> Self {
+            let path = std::env::temp_dir()
+                .join(format!("ebox-config-tls-{}-{name}.pem", std::process::id()));
+            std::fs::write(&path, content).expect("write the PEM file");
+            Self(path)
+        }
+
+        fn path(&self) -> &str {
+            self.0.to_str().expect("a UTF-8 temporary path")
+        }
+    }
+
+    impl Drop for PemFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    const CERTIFICATE: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    const KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n";
+
+    #[test]
+    fn broker_tls_trusts_the_system_roots_unless_a_ca_file_is_given() {
+        let settings = Settings::from_vars(with(&[])).expect("valid");
+        assert_eq!(settings.amqp_tls, AmqpTls::default());
+        let ca = PemFile::with("ca", CERTIFICATE);
+        let cert = PemFile::with("client-cert", CERTIFICATE);
+        let key = PemFile::with("client-key", KEY);
+        let settings = Settings::from_vars(with(&[
+            ("EBOX_AMQP_URL", "amqps://ebox:pw@broker/ebox"),
+            ("EBOX_AMQP_CA_FILE", ca.path()),
+            ("EBOX_AMQP_CLIENT_CERT_FILE", cert.path()),
+            ("EBOX_AMQP_CLIENT_KEY_FILE", key.path()),
+        ]))
+        .expect("valid");
+        assert_eq!(
+            settings.amqp_tls,
+            AmqpTls {
+                ca_file: Some(ca.0.clone()),
+                client_certificate: Some(ClientCertificate {
+                    cert_file: cert.0.clone(),
+                    key_file: key.0.clone(),
+                }),
+            }
+        );
+    }
+
+    #[test]
+    fn every_broker_tls_problem_names_its_variables() {
+        let ca = PemFile::with("problem-ca", CERTIFICATE);
+        let key = PemFile::with("problem-key", KEY);
+        let missing = std::env::temp_dir().join(format!(
+            "ebox-config-tls-{}-missing.pem",
+            std::process::id()
+        ));
+        let missing = missing.to_str().expect("a UTF-8 temporary path");
+        let tls_url = ("EBOX_AMQP_URL", "amqps://ebox:pw@broker/ebox");
+        let rows: Vec<(Vec<(&str, &str)>, String)> = vec![
+            (
+                vec![tls_url, ("EBOX_AMQP_CA_FILE", key.path())],
+                format!(
+                    "EBOX_AMQP_CA_FILE names a file without a certificate in PEM ({})",
+                    key.path()
+                ),
+            ),
+            (
+                vec![tls_url, ("EBOX_AMQP_CA_FILE", missing)],
+                format!(
+                    "EBOX_AMQP_CA_FILE names a file that cannot be read ({missing}): No such file or directory (os error 2)"
+                ),
+            ),
+            (
+                vec![
+                    tls_url,
+                    ("EBOX_AMQP_CLIENT_CERT_FILE", ca.path()),
+                    ("EBOX_AMQP_CLIENT_KEY_FILE", ca.path()),
+                ],
+                format!(
+                    "EBOX_AMQP_CLIENT_KEY_FILE names a file without a private key in PEM ({})",
+                    ca.path()
+                ),
+            ),
+            (
+                vec![tls_url, ("EBOX_AMQP_CLIENT_KEY_FILE", key.path())],
+                "EBOX_AMQP_CLIENT_CERT_FILE and EBOX_AMQP_CLIENT_KEY_FILE go together: set both for mutual TLS, or neither".to_owned(),
+            ),
+            (
+                vec![("EBOX_AMQP_CA_FILE", ca.path())],
+                "EBOX_AMQP_CA_FILE is set but EBOX_AMQP_URL is not amqps://: the connection would not use TLS".to_owned(),
+            ),
+            (
+                vec![
+                    ("EBOX_AMQP_CLIENT_CERT_FILE", ca.path()),
+                    ("EBOX_AMQP_CLIENT_KEY_FILE", key.path()),
+                ],
+                "EBOX_AMQP_CLIENT_CERT_FILE and EBOX_AMQP_CLIENT_KEY_FILE are set but EBOX_AMQP_URL is not amqps://: the connection would not use TLS".to_owned(),
+            ),
+        ];
+        for (overrides, problem) in rows {
+            let errors = Settings::from_vars(with(&overrides)).expect_err(&problem);
+            assert_eq!(errors.0, [problem]);
+        }
     }
 
     #[test]

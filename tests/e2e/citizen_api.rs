@@ -99,6 +99,28 @@ impl Api {
     }
 }
 
+/// A response about a citizen's document: kept in no cache, and taken as the media type it
+/// declares.
+fn assert_private(response: &reqwest::Response, what: &str) {
+    let headers = response.headers();
+    assert_eq!(headers["cache-control"], "no-store", "{what}");
+    assert_eq!(headers["x-content-type-options"], "nosniff", "{what}");
+}
+
+/// An attachment's content: private, rendered (if at all) in a sandbox, and saved under its
+/// name.
+fn assert_download(response: &reqwest::Response, file_name: &str, what: &str) {
+    assert_private(response, what);
+    let headers = response.headers();
+    assert_eq!(headers["content-security-policy"], "sandbox", "{what}");
+    let disposition = headers["content-disposition"].to_str().expect("ASCII");
+    assert!(
+        disposition.starts_with("attachment;")
+            && disposition.ends_with(&format!("filename*=UTF-8''{file_name}")),
+        "{what}: {disposition}"
+    );
+}
+
 async fn consent_to(app: &TestApp, ssin: &str) {
     let ssin = domain::ssin::Ssin::parse(ssin).expect("valid");
     let mut tx = app.pool.begin().await.expect("tx");
@@ -460,6 +482,83 @@ async fn a_citizen_lists_and_opens_their_messages_as_the_contract_describes() {
 }
 
 #[tokio::test]
+async fn a_citizens_documents_are_neither_cached_nor_sniffed_and_their_content_is_sandboxed() {
+    let app = spawn_app_with(Options::with_api()).await;
+    consent_to(&app, SAMPLE_SSIN).await;
+    let mut sender = app.sender().await;
+    let message = deliver(
+        &mut sender,
+        "ref-api-headers",
+        with_annex(SAMPLE_SSIN, "Attest"),
+    )
+    .await;
+    let api = Api::of(&app);
+    let token = citizen_token(SAMPLE_SSIN);
+
+    let (_, attachments) = api
+        .get(
+            &format!("/ebox/messages/{message}/attachments"),
+            Some(&token),
+        )
+        .await;
+    let attachments: Vec<(String, String)> = attachments["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|a| {
+            (
+                a["attachmentId"].as_str().expect("id").to_owned(),
+                a["fileName"].as_str().expect("name").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(attachments.len(), 2, "the main content and the annex");
+
+    let mut metadata = vec![
+        "/ebox".to_owned(),
+        "/ebox/messages".to_owned(),
+        format!("/ebox/messages/{message}"),
+        format!("/ebox/messages/{message}/attachments"),
+        format!("/ebox/messages/{message}/body"),
+        format!("/ebox/messages/{}", uuid::Uuid::new_v4()),
+    ];
+    metadata.extend(
+        attachments
+            .iter()
+            .map(|(id, _)| format!("/ebox/messages/{message}/attachments/{id}")),
+    );
+    for path in &metadata {
+        let response = api.get_raw(path, &token).await;
+        assert_private(&response, path);
+    }
+
+    for (id, file_name) in &attachments {
+        let path = format!("/ebox/messages/{message}/attachments/{id}/content");
+        let response = api.get_raw(&path, &token).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert_download(&response, file_name, &path);
+    }
+    let head = api
+        .http
+        .head(format!(
+            "{}/ebox/messages/{message}/attachments/{}/content",
+            api.base, attachments[0].0
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("answer");
+    assert_download(&head, &attachments[0].1, "a HEAD of the content");
+
+    let reference = api.get_raw("/referenceData/messageTypes", &token).await;
+    assert_eq!(
+        reference.headers()["cache-control"],
+        "public, no-transform, proxy-revalidate, max-age=86400",
+        "reference data stays cacheable"
+    );
+}
+
+#[tokio::test]
 async fn nobody_gets_in_without_a_valid_token_and_nobody_sees_another_citizens_message() {
     let app = spawn_app_with(Options::with_api()).await;
     consent_to(&app, SAMPLE_SSIN).await;
@@ -792,4 +891,109 @@ fn the_contract_schemas_used_above_do_reject_a_wrong_shape() {
         );
     });
     assert!(result.is_err(), "formats (date-time) are checked");
+}
+
+#[tokio::test]
+async fn the_published_and_read_statuses_carry_proofs_anyone_can_verify_with_the_jwks() {
+    use evidence::proof::{ProofKind, recipient_digest, verify};
+    let app = spawn_app_with(Options::with_api()).await;
+    consent_to(&app, SAMPLE_SSIN).await;
+    let mut sender = app.sender().await;
+    sender
+        .publish(
+            sender.properties("ref-proof", TYPE_V2),
+            &serde_json::to_vec(&sample_v2(SAMPLE_SSIN, MESSAGE_TYPE)).expect("JSON"),
+        )
+        .await
+        .expect("published");
+    let published = loop {
+        let status = sender.next_status(WAIT).await.expect("a status");
+        if status.status == Status::Published {
+            break status;
+        }
+    };
+    let keys = evidence::keys::Keyring::from_jwks(
+        &std::fs::read_to_string(fixture("proof-jwks.json")).expect("the JWKS"),
+    )
+    .expect("a JWKS");
+    let message_id = published.message_id.expect("an id").to_string();
+
+    let deposit = published.proof_of_deposit.expect("a proof of deposit");
+    let claims = verify(&keys, &deposit).expect("the proof verifies");
+    assert_eq!(claims.proof, ProofKind::Deposit);
+    assert_eq!(claims.message_id, message_id);
+    assert_eq!(claims.sender_reference, "ref-proof");
+    assert_eq!(claims.sender, app.sender_id);
+    assert_eq!(claims.recipient, recipient_digest(SAMPLE_SSIN, &message_id));
+    assert_eq!(
+        claims.attachments[0].sha256,
+        domain::digest::Sha256Digest::of(ebox::demo::SAMPLE_PDF).to_base64url()
+    );
+    assert_eq!(
+        claims.expiration_date,
+        published.expiration_date.expect("a date")
+    );
+    // A JOSE library that is not ours agrees (Python's joserfc; the test command installs it).
+    let dir = std::env::temp_dir().join(format!("ebox-proof-{}", app.id));
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    std::fs::write(dir.join("proof.jws"), &deposit).expect("written");
+    let interop = std::process::Command::new("python3")
+        .arg(format!(
+            "{}/interop/verify_proof.py",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .arg(fixture("proof-jwks.json"))
+        .arg(dir.join("proof.jws"))
+        .output()
+        .expect("python3 runs");
+    assert!(
+        interop.status.success(),
+        "joserfc refused the proof: {}",
+        String::from_utf8_lossy(&interop.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&interop.stdout).expect("the claims as JSON");
+    assert_eq!(seen["messageId"], message_id.as_str());
+    let _ = std::fs::remove_dir_all(&dir);
+    // One changed byte in the claims and it no longer verifies.
+    let mut parts: Vec<String> = deposit.split('.').map(str::to_owned).collect();
+    let mut payload = parts[1].clone().into_bytes();
+    payload[10] = if payload[10] == b'A' { b'B' } else { b'A' };
+    parts[1] = String::from_utf8(payload).expect("ASCII");
+    assert!(verify(&keys, &parts.join(".")).is_err());
+
+    // The citizen opens the document: the sender hears `read` with a proof of reading.
+    let api = Api::of(&app);
+    let token = citizen_token(SAMPLE_SSIN);
+    let (_, attachments) = api
+        .get(
+            &format!("/ebox/messages/{message_id}/attachments"),
+            Some(&token),
+        )
+        .await;
+    let main = attachments["items"][0]["attachmentId"]
+        .as_str()
+        .expect("an attachment id")
+        .to_owned();
+    api.get_raw(
+        &format!("/ebox/messages/{message_id}/attachments/{main}/content"),
+        &token,
+    )
+    .await;
+    let read = sender.next_status(WAIT).await.expect("the read status");
+    assert_eq!(read.status, Status::Read, "{read:?}");
+    let reading = verify(&keys, &read.proof_of_reading.expect("a proof of reading"))
+        .expect("the proof verifies");
+    assert_eq!(reading.proof, ProofKind::Reading);
+    assert_eq!(reading.message_id, message_id);
+    assert_eq!(reading.read_at, read.read_at);
+    assert_eq!(reading.attachments, claims.attachments);
+
+    // The API publishes the keys, to anybody.
+    let (status, jwks) = api.get("/.well-known/jwks.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let published_keys: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("proof-jwks.json")).expect("the JWKS"),
+    )
+    .expect("JSON");
+    assert_eq!(jwks, published_keys);
 }

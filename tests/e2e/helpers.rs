@@ -169,6 +169,10 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         ("EBOX_PORTAL_URL".to_owned(), PORTAL.to_owned()),
         ("EBOX_API_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
         ("EBOX_JWT_KEYS_FILE".to_owned(), fixture("jwks.json")),
+        (
+            "EBOX_PROOF_SIGNING_KEY_FILE".to_owned(),
+            fixture("proof-ed25519.pem"),
+        ),
         ("EBOX_JWT_ISSUER".to_owned(), ISSUER.to_owned()),
         ("EBOX_JWT_AUDIENCE".to_owned(), AUDIENCE.to_owned()),
         (

@@ -470,6 +470,34 @@ async fn a_media_type_outside_the_list_is_refused() {
 }
 
 #[tokio::test]
+async fn an_html_page_declared_as_a_pdf_is_refused_naming_the_attachment() {
+    let app = spawn_app().await;
+    let mut sender = app.sender().await;
+    let html = b"<html><body><script>alert('hi')</script></body></html>";
+    let mut body = v2();
+    body["attachments"][0]["content"] = STANDARD.encode(html).into();
+    body["attachments"][0]["digest"]["digestValue"] =
+        domain::digest::Sha256Digest::of(html).to_base64url().into();
+    let message = assert_rejected(
+        &app,
+        &mut sender,
+        "ref-html-as-pdf",
+        TYPE_V2,
+        &bytes(&body),
+        "MEDIA_TYPE_NOT_ALLOWED",
+    )
+    .await;
+    assert!(
+        message.contains("attachments[0].content does not look like application/pdf"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("<html") && !message.contains("script"),
+        "the bytes are not quoted: {message}"
+    );
+}
+
+#[tokio::test]
 async fn a_digest_that_does_not_match_the_content_is_refused() {
     let app = spawn_app().await;
     let mut sender = app.sender().await;

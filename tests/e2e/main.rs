@@ -8,3 +8,4 @@ mod intake;
 mod notifications;
 mod pipeline;
 mod stranded;
+mod tls;

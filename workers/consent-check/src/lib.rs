@@ -57,6 +57,11 @@ impl Handler for ConsentCheck {
         _: Incoming<'_>,
     ) -> Result<Outcome, HandlerError> {
         let message_id = publication.message_id;
+        if give_up::settled_as_failed(conn, message_id).await? {
+            // A stage gave up on it and its sender was told to publish again: a late copy
+            // (a replay, a duplicate in flight) must not deliver it after all.
+            return Ok(Outcome::ack(Vec::new()));
+        }
         let decision = match decisions::find(conn, message_id, STAGE).await? {
             Some(recorded) => {
                 let decision: ConsentDecision = recorded.decision;

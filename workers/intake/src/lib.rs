@@ -252,6 +252,8 @@ impl Handler for Intake {
             read_at: None,
             // It may be what could not be processed.
             correlation_id: None,
+            proof_of_deposit: None,
+            proof_of_reading: None,
         };
         Ok(vec![status_message(&sender.id, &status).permanent()?])
     }
@@ -399,6 +401,8 @@ impl Intake {
                 .correlation_id
                 .clone()
                 .filter(|id| validate::is_identifier(id)),
+            proof_of_deposit: None,
+            proof_of_reading: None,
         };
         Ok(Outcome::ack(vec![
             status_message(&received.sender.id, &status).permanent()?,
@@ -686,6 +690,8 @@ fn forward_accepted(
         expiration_date: Some(publication.expiration_date),
         read_at: None,
         correlation_id: publication.correlation_id.clone(),
+        proof_of_deposit: None,
+        proof_of_reading: None,
     };
     Ok(Outcome::ack(vec![
         forward(publication)?,

@@ -12,6 +12,11 @@
 //! bidirectional formatting character in a file name (they make `invoice\u{202E}fdp.exe` read
 //! as `invoiceexe.pdf`), no path separator in a file name, and a bounded length. Such a
 //! refusal is `INVALID_INPUT` naming the field, never quoting the text.
+//!
+//! An attachment's bytes must also look like its declared media type (its file signature, or
+//! UTF-8 for text: [`Signature`]), so that the citizen is never handed, say, an HTML page
+//! named as a PDF; a mismatch is `MEDIA_TYPE_NOT_ALLOWED` naming the field, never quoting the
+//! bytes.
 
 use crate::contract::{AttachmentV2, ContractVersion, Draft, RequestedExpiration};
 use base64::Engine;
@@ -313,7 +318,7 @@ fn attachments(drafts: Vec<AttachmentV2>) -> Result<Vec<Attachment>, Rejection> 
 }
 
 /// One attachment: named, titled in plain text, of an allowed media type, with content that
-/// matches its digest.
+/// matches its digest and looks like that media type.
 fn attachment(index: usize, draft: AttachmentV2) -> Result<Attachment, Rejection> {
     let field = |name: &str| format!("attachments[{index}].{name}");
     file_name(&field("fileName"), &draft.file_name)?;
@@ -335,6 +340,7 @@ fn attachment(index: usize, draft: AttachmentV2) -> Result<Attachment, Rejection
     if let Some(digest) = &draft.digest {
         attachment_digest(digest, sha256, &field)?;
     }
+    content_like_media_type(&draft.media_type, &content, &field)?;
     Ok(Attachment {
         file_name: draft.file_name,
         media_type: draft.media_type,
@@ -408,6 +414,93 @@ fn attachment_digest(
         ));
     }
     Ok(())
+}
+
+/// What the bytes of an allowed media type must look like: its file signature, or for text,
+/// UTF-8. Not a parse of the format, but enough that the portal and the citizen's programs are
+/// never handed, say, an HTML page under the name of a PDF.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signature {
+    /// `%PDF-`.
+    Pdf,
+    /// A ZIP local file header, `PK\x03\x04`: ZIP, and the OOXML and ODF formats, which are
+    /// ZIP archives.
+    Zip,
+    /// The OLE compound file header, `D0 CF 11 E0 A1 B1 1A E1`: the legacy Microsoft Office
+    /// formats.
+    Ole,
+    /// Valid UTF-8 without NUL.
+    Text,
+}
+
+impl Signature {
+    /// The signature of `media_type`, one of [`ALLOWED_MEDIA_TYPES`]; `None` for any other.
+    fn of(media_type: &str) -> Option<Self> {
+        match media_type {
+            "application/pdf" => Some(Self::Pdf),
+            "application/zip" => Some(Self::Zip),
+            t if t.starts_with("application/vnd.openxmlformats-officedocument.")
+                || t.starts_with("application/vnd.oasis.opendocument.") =>
+            {
+                Some(Self::Zip)
+            }
+            "application/msword" | "application/vnd.ms-excel" | "application/vnd.ms-powerpoint" => {
+                Some(Self::Ole)
+            }
+            "text/plain" | "text/csv" | "text/html" | "text/xml" => Some(Self::Text),
+            _ => None,
+        }
+    }
+
+    fn matches(self, content: &[u8]) -> bool {
+        match self {
+            Self::Pdf => content.starts_with(b"%PDF-"),
+            Self::Zip => content.starts_with(b"PK\x03\x04"),
+            Self::Ole => content.starts_with(&[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1]),
+            Self::Text => std::str::from_utf8(content).is_ok() && !content.contains(&0),
+        }
+    }
+
+    /// What the sender should have sent, for the rejection.
+    fn expected(self) -> &'static str {
+        match self {
+            Self::Pdf => "a PDF starts with %PDF-",
+            Self::Zip => "this format is a ZIP archive, which starts with the bytes 50 4B 03 04",
+            Self::Ole => {
+                "this format is an OLE compound file, which starts with the bytes D0 CF 11 E0 A1 B1 1A E1"
+            }
+            Self::Text => "text must be UTF-8, without NUL characters",
+        }
+    }
+}
+
+/// The bytes look like the declared media type (see [`Signature`]). A mismatch is
+/// `MEDIA_TYPE_NOT_ALLOWED` naming the field, never quoting the bytes. A media type without a
+/// signature is refused too, so that adding one to [`ALLOWED_MEDIA_TYPES`] without saying what
+/// its bytes look like cannot let anything through.
+fn content_like_media_type(
+    media_type: &str,
+    content: &[u8],
+    field: &impl Fn(&str) -> String,
+) -> Result<(), Rejection> {
+    match Signature::of(media_type) {
+        Some(signature) if signature.matches(content) => Ok(()),
+        Some(signature) => Err(Rejection::new(
+            Code::MediaTypeNotAllowed,
+            format!(
+                "{} does not look like {media_type}: {}",
+                field("content"),
+                signature.expected()
+            ),
+        )),
+        None => Err(Rejection::new(
+            Code::MediaTypeNotAllowed,
+            format!(
+                "{} {media_type:?} has no known signature to check its content against",
+                field("mediaType")
+            ),
+        )),
+    }
 }
 
 /// The body's text, in each language: bounded, with tabs and line breaks but no other control
@@ -748,6 +841,24 @@ mod tests {
             attachment_signed: None,
         }
     }
+
+    /// Makes attachment `index` `content` declared as `media_type`, with a digest that
+    /// matches, so that only the media type can be wrong.
+    fn declared(c: &mut Case, index: usize, media_type: &str, content: &[u8]) {
+        let attachment = &mut c.draft.attachments[index];
+        attachment.media_type = media_type.into();
+        attachment.content = STANDARD.encode(content);
+        attachment.digest = Some(Sha256Digest::of(content).into());
+    }
+
+    /// Whether `content` passes for `media_type`.
+    fn looks_like(media_type: &str, content: &[u8]) -> bool {
+        content_like_media_type(media_type, content, &|name| name.to_owned()).is_ok()
+    }
+
+    const OLE: &[u8] = &[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1, 0, 0];
+    const ZIP: &[u8] = b"PK\x03\x04\x14\x00\x00\x00";
+    const HTML: &[u8] = b"<html><body><script>alert(1)</script></body></html>";
 
     fn text(nl: &str) -> TranslatedString {
         TranslatedString {
@@ -1159,6 +1270,76 @@ mod tests {
             "attachments[0].digest.digestValue does not match",
         ),
         (
+            "an HTML page declared as a PDF",
+            V2,
+            |c| declared(c, 0, "application/pdf", HTML),
+            Code::MediaTypeNotAllowed,
+            "attachments[0].content does not look like application/pdf: a PDF starts with %PDF-",
+        ),
+        (
+            "a PDF declared as a ZIP archive",
+            V2,
+            |c| declared(c, 0, "application/zip", PDF),
+            Code::MediaTypeNotAllowed,
+            "attachments[0].content does not look like application/zip",
+        ),
+        (
+            "a PDF declared as a Word document",
+            V2,
+            |c| {
+                declared(
+                    c,
+                    0,
+                    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+                    PDF,
+                );
+            },
+            Code::MediaTypeNotAllowed,
+            "attachments[0].content does not look like application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        ),
+        (
+            "a legacy Office file declared as an OpenDocument spreadsheet",
+            V2,
+            |c| declared(c, 0, "application/vnd.oasis.opendocument.spreadsheet", OLE),
+            Code::MediaTypeNotAllowed,
+            "attachments[0].content does not look like application/vnd.oasis.opendocument.spreadsheet",
+        ),
+        (
+            "a ZIP archive declared as a legacy Excel sheet",
+            V2,
+            |c| declared(c, 0, "application/vnd.ms-excel", ZIP),
+            Code::MediaTypeNotAllowed,
+            "attachments[0].content does not look like application/vnd.ms-excel",
+        ),
+        (
+            "Latin-1 text declared as CSV",
+            V2,
+            |c| declared(c, 0, "text/csv", b"caf\xe9;1\n"),
+            Code::MediaTypeNotAllowed,
+            "attachments[0].content does not look like text/csv: text must be UTF-8",
+        ),
+        (
+            "a NUL in plain text",
+            V2,
+            |c| declared(c, 0, "text/plain", b"hallo\0"),
+            Code::MediaTypeNotAllowed,
+            "attachments[0].content does not look like text/plain",
+        ),
+        (
+            "UTF-16 declared as XML",
+            V2,
+            |c| declared(c, 0, "text/xml", b"\xff\xfe<\0?\0x\0m\0l\0"),
+            Code::MediaTypeNotAllowed,
+            "attachments[0].content does not look like text/xml",
+        ),
+        (
+            "a v1 annex that is a program declared as a PDF",
+            V1,
+            |c| declared(c, 1, "application/pdf", b"MZ\x90\x00\x03"),
+            Code::MediaTypeNotAllowed,
+            "attachments[1].content does not look like application/pdf",
+        ),
+        (
             "the body as main content, without text",
             V2,
             |c| {
@@ -1310,6 +1491,113 @@ mod tests {
             }
         }
         assert!(wrong.is_empty(), "{wrong:#?}");
+    }
+
+    #[test]
+    fn a_pdf_starts_with_its_header() {
+        assert!(looks_like("application/pdf", PDF));
+        assert!(looks_like("application/pdf", b"%PDF-"));
+        for bytes in [&b"%PDF"[..], b" %PDF-1.4", b"%pdf-1.4", HTML, ZIP, OLE] {
+            assert!(!looks_like("application/pdf", bytes), "{bytes:?}");
+        }
+    }
+
+    #[test]
+    fn zip_and_the_formats_built_on_it_start_with_a_local_file_header() {
+        let zip_based = [
+            "application/zip",
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            "application/vnd.oasis.opendocument.text",
+            "application/vnd.oasis.opendocument.spreadsheet",
+            "application/vnd.oasis.opendocument.presentation",
+            "application/vnd.oasis.opendocument.graphics",
+        ];
+        for media_type in zip_based {
+            assert!(looks_like(media_type, ZIP), "{media_type}");
+            // An empty archive (end of central directory only) is no document.
+            for bytes in [&b"PK\x05\x06"[..], b"PK\x03", PDF, OLE, HTML] {
+                assert!(!looks_like(media_type, bytes), "{media_type} {bytes:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn legacy_office_formats_start_with_the_ole_header() {
+        for media_type in [
+            "application/msword",
+            "application/vnd.ms-excel",
+            "application/vnd.ms-powerpoint",
+        ] {
+            assert!(looks_like(media_type, OLE), "{media_type}");
+            for bytes in [&OLE[..7], ZIP, PDF, HTML] {
+                assert!(!looks_like(media_type, bytes), "{media_type} {bytes:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn text_is_utf8_without_nul() {
+        for media_type in ["text/plain", "text/csv", "text/html", "text/xml"] {
+            for bytes in [
+                "Beste,\r\n\tcafé;1\n".as_bytes(),
+                "\u{feff}<?xml version=\"1.0\"?><a/>".as_bytes(),
+                HTML,
+            ] {
+                assert!(looks_like(media_type, bytes), "{media_type} {bytes:?}");
+            }
+            for bytes in [&b"caf\xe9"[..], b"a\0b", b"\xff\xfea\0", OLE, b"\xe2\x82"] {
+                assert!(!looks_like(media_type, bytes), "{media_type} {bytes:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_allowed_media_type_has_a_signature_and_passes_with_it() {
+        for media_type in ALLOWED_MEDIA_TYPES {
+            let signature = Signature::of(media_type);
+            let bytes = match signature {
+                Some(Signature::Pdf) => PDF,
+                Some(Signature::Zip) => ZIP,
+                Some(Signature::Ole) => OLE,
+                Some(Signature::Text) => HTML,
+                None => panic!("{media_type} has no signature"),
+            };
+            let mut case = Case::v2();
+            declared(&mut case, 0, media_type, bytes);
+            assert_eq!(
+                case.accepted().attachments[0].media_type,
+                media_type,
+                "{media_type}"
+            );
+        }
+        assert_eq!(Signature::of("application/x-msdownload"), None);
+        assert!(!looks_like("application/x-msdownload", PDF));
+    }
+
+    #[test]
+    fn a_content_mismatch_names_the_field_without_quoting_the_bytes() {
+        let mut case = Case::v2();
+        declared(
+            &mut case,
+            0,
+            "application/pdf",
+            b"<html>geheim dossier\x01</html>",
+        );
+        let rejection = case.validate().expect_err("refused");
+        assert_eq!(rejection.code, Code::MediaTypeNotAllowed);
+        assert!(
+            rejection.message.starts_with("attachments[0].content "),
+            "{}",
+            rejection.message
+        );
+        for quoted in ["geheim", "<html", "\\u0001"] {
+            assert!(
+                !rejection.message.contains(quoted),
+                "{quoted} in {}",
+                rejection.message
+            );
+        }
     }
 
     #[test]

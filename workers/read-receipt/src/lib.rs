@@ -10,19 +10,30 @@ use domain::decision::ReadDecision;
 use domain::events::{EventEnvelope, EventType};
 use domain::ids::MessageId;
 use domain::status::{Code, Status, StatusEvent};
+use evidence::keys::Signer;
+use evidence::proof::ProofKind;
 use queues::status::status_message;
 use queues::topology::READ_RECEIPT_QUEUE;
 use queues::{Handler, HandlerError, Incoming, Outcome, Outgoing, ResultExt, give_up};
 use records::audit::AuditEvent;
 use records::{decisions, messages};
 use sqlx::PgConnection;
+use std::sync::Arc;
 use tracing::info;
 
 const STAGE: Stage = Stage::ReadReceipt;
 pub const READ_MESSAGE: &str = "the citizen opened the message";
 
-#[derive(Default)]
-pub struct ReadReceipt;
+pub struct ReadReceipt {
+    /// Signs the proofs of reading.
+    signer: Arc<Signer>,
+}
+
+impl ReadReceipt {
+    pub fn new(signer: Arc<Signer>) -> Self {
+        Self { signer }
+    }
+}
 
 impl Handler for ReadReceipt {
     type Message = EventEnvelope;
@@ -52,7 +63,14 @@ impl Handler for ReadReceipt {
                 info!(%message_id, "already read; a later readDocument is dropped");
                 return Ok(Outcome::ack(Vec::new()));
             }
-            None => record_receipt(conn, message_id, envelope.event_time, sequence).await?,
+            None => {
+                let read_at = envelope.event_time;
+                record_receipt(conn, message_id, read_at, sequence).await?;
+                if let Some(proof) = self.proof_of_reading(conn, message_id, read_at).await? {
+                    messages::set_proof_of_reading(conn, message_id, &proof).await?;
+                }
+                read_at
+            }
         };
         let record = messages::find(conn, message_id).await?.ok_or_else(|| {
             HandlerError::Permanent(anyhow::anyhow!("message {message_id} has no intake record"))
@@ -67,6 +85,8 @@ impl Handler for ReadReceipt {
             expiration_date: Some(record.expiration_date),
             read_at: Some(read_at),
             correlation_id: record.correlation_id.clone(),
+            proof_of_deposit: record.proof_of_deposit.clone(),
+            proof_of_reading: record.proof_of_reading.clone(),
         };
         Ok(Outcome::ack(vec![
             status_message(&record.sender_id, &status).permanent()?,
@@ -81,6 +101,30 @@ impl Handler for ReadReceipt {
         error: &anyhow::Error,
     ) -> Result<Vec<Outgoing>, HandlerError> {
         give_up::audit_only(conn, STAGE, give_up::event_message_id(&incoming), error).await
+    }
+}
+
+impl ReadReceipt {
+    /// The proof of reading: the proof of deposit's claims, read at `read_at`, signed anew.
+    /// `None` for a message stored before proofs existed (it has no proof of deposit).
+    async fn proof_of_reading(
+        &self,
+        conn: &mut PgConnection,
+        message_id: MessageId,
+        read_at: DateTime<Utc>,
+    ) -> Result<Option<String>, HandlerError> {
+        let record = messages::find(conn, message_id).await?;
+        let Some(deposit) = record.and_then(|r| r.proof_of_deposit) else {
+            tracing::warn!(%message_id, "no proof of deposit to derive a proof of reading from");
+            return Ok(None);
+        };
+        let mut claims = evidence::proof::claims_of_own(&deposit).permanent()?;
+        claims.proof = ProofKind::Reading;
+        claims.read_at = Some(read_at);
+        claims.iat = Utc::now().timestamp();
+        Ok(Some(
+            evidence::proof::sign(&self.signer, &claims).permanent()?,
+        ))
     }
 }
 

@@ -9,6 +9,7 @@
 //!
 //! [`retention`] deletes documents once they expire and tells the sender `expired`.
 
+pub mod proof;
 pub mod retention;
 
 use chrono::{DateTime, SubsecRound as _, Utc};
@@ -19,6 +20,7 @@ use domain::events::{self, DocumentEvent, EVENT_TYPE, EboxId, EventEnvelope, Eve
 use domain::ids::MessageId;
 use domain::publication::Publication;
 use domain::status::{Code, Status};
+use evidence::keys::Signer;
 use queues::give_up;
 use queues::status::status_message;
 use queues::topology::{EVENTS_EXCHANGE, STORE_QUEUE};
@@ -26,6 +28,7 @@ use queues::{Handler, HandlerError, Incoming, Outcome, Outgoing, ResultExt};
 use records::audit::AuditEvent;
 use records::{decisions, messages};
 use sqlx::PgConnection;
+use std::sync::Arc;
 use tracing::info;
 use uuid::Uuid;
 
@@ -44,13 +47,16 @@ pub struct Announcement {
 pub struct Store {
     hasher: SsinHasher,
     provider_id: String,
+    /// Signs the proofs of deposit.
+    signer: Arc<Signer>,
 }
 
 impl Store {
-    pub fn new(hasher: SsinHasher, provider_id: String) -> Self {
+    pub fn new(hasher: SsinHasher, provider_id: String, signer: Arc<Signer>) -> Self {
         Self {
             hasher,
             provider_id,
+            signer,
         }
     }
 }
@@ -78,6 +84,11 @@ impl Handler for Store {
         _: Incoming<'_>,
     ) -> Result<Outcome, HandlerError> {
         let message_id = publication.message_id;
+        if give_up::settled_as_failed(conn, message_id).await? {
+            // A stage gave up on it and its sender was told to publish again: a late copy
+            // (a replay, a duplicate in flight) must not deliver it after all.
+            return Ok(Outcome::ack(Vec::new()));
+        }
         // The decision, not the document, says whether the message was stored: retention
         // deletes the document, and a late copy must not store it again.
         let announcement = match decisions::find::<StoreDecision>(conn, message_id, STAGE).await? {
@@ -143,6 +154,10 @@ impl Store {
             event_sequence_nbr: sequence,
             receipt_date,
         };
+        let proof =
+            proof::proof_of_deposit(&self.signer, &self.provider_id, publication, receipt_date)
+                .permanent()?;
+        messages::set_proof_of_deposit(conn, message_id, &proof).await?;
         audit_stored(conn, publication, citizen, announcement).await?;
         let details = serde_json::to_value(announcement).permanent()?;
         decisions::record(conn, message_id, STAGE, StoreDecision::Stored, &details).await?;

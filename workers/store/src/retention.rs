@@ -131,6 +131,8 @@ async fn tell_senders(
             expiration_date: Some(e.expiration_date),
             read_at: None,
             correlation_id: e.correlation_id.clone(),
+            proof_of_deposit: None,
+            proof_of_reading: None,
         };
         let status = status_message(&e.sender_id, &event)?;
         if let Err(error) = publisher.publish_all(std::slice::from_ref(&status)).await {

@@ -1,0 +1,5 @@
+//! Evidence a third party can check without our code: signed proofs of deposit and of
+//! reading ([`proof`]), with the platform's Ed25519 keys ([`keys`]) published as a JWKS.
+
+pub mod keys;
+pub mod proof;
