@@ -14,6 +14,8 @@ export EBOX_AMQP_URL=${EBOX_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/ebox-ben
 export EBOX_BENCH_SENDER_URL=${EBOX_BENCH_SENDER_URL:-amqp://bench:bench@127.0.0.1:5672/ebox-bench}
 export EBOX_DATABASE_URL=${EBOX_DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/ebox_bench}
 export EBOX_SSIN_HASH_KEY=${EBOX_SSIN_HASH_KEY:-bench-only-secret-never-use-it-in-production}
+# Store signs proofs of deposit: the test-only key of tests/fixtures.
+export EBOX_PROOF_SIGNING_KEY_FILE=${EBOX_PROOF_SIGNING_KEY_FILE:-tests/fixtures/proof-ed25519.pem}
 export EBOX_LOG=${EBOX_LOG:-warn}
 export EBOX_LOG_FORMAT=${EBOX_LOG_FORMAT:-text}
 

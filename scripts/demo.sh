@@ -77,6 +77,14 @@ for proof in proof-of-deposit proof-of-reading; do
   echo "--- $proof: verified with the platform's JWKS"
   "$ebox" proof verify "$proofs/$proof.jws" --jwks "$proofs/jwks.json"
 done
+
+# Its journey through the audit trail, then the whole trail checked: the sealer (in the store
+# worker) seals records a couple of seconds after they are written.
+echo "--- the read message's journey (ebox audit trace $(cat "$proofs/reference"))"
+"$ebox" audit trace "$(cat "$proofs/reference")"
+sleep 5
+echo "--- ebox audit verify"
+"$ebox" audit verify
 rm -rf "$proofs"
 
 cat <<MSG

@@ -11,11 +11,17 @@ if ! python3 -c 'import joserfc' 2>/dev/null; then
 fi
 
 # Each end-to-end test makes its own database (ebox_test_*), vhost (ebox-test-*) and broker
-# users; a run leaves them for inspection and the next run sweeps them.
+# users, some a PostgreSQL login role (ebox_rt_*); a run leaves them for inspection and the next
+# run sweeps them.
 admin_url=${EBOX_TEST_DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}
 api=${EBOX_TEST_RABBITMQ_API:-http://guest:guest@127.0.0.1:15672/api}
 for db in $(psql "$admin_url" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'ebox\_test\_%'"); do
   psql "$admin_url" -qc "DROP DATABASE \"$db\" WITH (FORCE)"
+done
+# Roles belong to the whole cluster, not to the databases just dropped. The group role
+# ebox_runtime stays: every database the migrations ran in grants it privileges.
+for role in $(psql "$admin_url" -Atc "SELECT rolname FROM pg_roles WHERE rolname LIKE 'ebox\_rt\_%'"); do
+  psql "$admin_url" -qc "DROP ROLE \"$role\""
 done
 for vhost in $(curl -fsS "$api/vhosts?columns=name" | grep -o '"name":"ebox-test-[0-9a-f]*"' | cut -d'"' -f4); do
   curl -fsS -X DELETE "$api/vhosts/$vhost"

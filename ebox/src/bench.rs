@@ -280,8 +280,8 @@ async fn relay(
 /// The pipeline: record the citizen's consent, start the workers, connect the sender, publish,
 /// wait for every `published`, measure, tear down.
 async fn pipeline(settings: &Settings, args: &BenchArgs) -> anyhow::Result<f64> {
+    runtime::db::migrate_as_owner(settings).await?;
     let pool = runtime::db::connect(settings).await?;
-    runtime::db::migrate(&pool).await?;
     grant_consent(settings, &pool).await?;
     let mut workers = RunningWorkers::start(settings, &pool).await?;
     let mut sender = Sender::connect(args).await?;

@@ -29,7 +29,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Apply the database migrations.
+    /// Apply the database migrations, as the owner role (EBOX_MIGRATION_DATABASE_URL, else
+    /// EBOX_DATABASE_URL), and make EBOX_DATABASE_URL's user a member of `ebox_runtime`.
     Migrate,
     /// Reference data: senders, their applications and message types.
     Registry {
@@ -68,6 +69,11 @@ enum Command {
     Dlq {
         #[command(subcommand)]
         command: crate::dlq::DlqCommand,
+    },
+    /// The audit trail: verify its seals, trace a message's journey.
+    Audit {
+        #[command(subcommand)]
+        command: crate::audit::AuditCommand,
     },
     /// Proofs of deposit and of reading: keys, and offline verification.
     Proof {
@@ -199,8 +205,7 @@ impl Command {
     async fn execute(self, settings: Settings) -> anyhow::Result<()> {
         match self {
             Command::Migrate => {
-                let pool = runtime::db::connect(&settings).await?;
-                runtime::db::migrate(&pool).await?;
+                runtime::db::migrate_as_owner(&settings).await?;
                 info!("migrations applied");
                 Ok(())
             }
@@ -233,6 +238,7 @@ impl Command {
             }
             Command::Bench(args) => crate::bench::run(&settings, args).await,
             Command::Dlq { command } => crate::dlq::run(&settings.amqp_url, command).await,
+            Command::Audit { command } => crate::audit::run(&settings, command).await,
             Command::Notifications { command } => {
                 crate::notifications::run(&settings, command).await
             }
@@ -311,10 +317,10 @@ async fn run_workers(
     migrate: bool,
     with_api: bool,
 ) -> anyhow::Result<()> {
-    let pool = runtime::db::connect(settings).await?;
     if migrate {
-        runtime::db::migrate(&pool).await?;
+        runtime::db::migrate_as_owner(settings).await?;
     }
+    let pool = runtime::db::connect(settings).await?;
     let shutdown = CancellationToken::new();
     let (mut tasks, readiness) = workers::spawn(settings, &pool, names, &shutdown)?;
     if with_api {

@@ -181,7 +181,8 @@ pub struct DemoArgs {
     #[arg(long, env = "EBOX_DEMO_CITIZEN_TOKEN")]
     citizen_token: Option<String>,
     /// Where to write the read message's proofs (`proof-of-deposit.jws`,
-    /// `proof-of-reading.jws`), for `ebox proof verify`.
+    /// `proof-of-reading.jws`), for `ebox proof verify`, and its `sender:reference`
+    /// (`reference`), for `ebox audit trace`.
     #[arg(long)]
     proofs_dir: Option<std::path::PathBuf>,
 }
@@ -252,6 +253,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 dir,
                 deposits.get(&reference),
                 read.proof_of_reading.as_ref(),
+            )?;
+            std::fs::write(
+                dir.join("reference"),
+                format!("{}:{reference}", args.sender),
             )?;
         }
     }

@@ -2,6 +2,7 @@
 //! (`worker <name>`, `run`) and the sender-side `demo`.
 //!
 //! - [`cli`]: the subcommands;
+//! - [`audit`]: the audit sealer and `ebox audit verify|trace`;
 //! - [`admin`]: applying reference data to the database and the broker;
 //! - [`bench`]: the throughput benchmark (pipeline against a bare chain of queues);
 //! - [`workers`]: which stages exist and how a process runs them;
@@ -14,6 +15,7 @@
 //! - [`watch`]: the stuck-message check.
 
 pub mod admin;
+pub mod audit;
 pub mod bench;
 pub mod cli;
 pub mod demo;

@@ -100,6 +100,9 @@ pub fn spawn(
                 let sweeper =
                     store::retention::Sweeper::new(pool.clone(), settings.amqp_url.clone());
                 tasks.run(sweeper, settings.retention_interval);
+                // The store process holds the signing key: it seals the audit trail.
+                let sealer = crate::audit::Sealer::new(pool.clone(), signer()?);
+                tasks.run(sealer, crate::audit::SEAL_EVERY);
             }
             Worker::ReadReceipt => tasks.consume(read_receipt::ReadReceipt::new(signer()?)),
             Worker::Notify => tasks.consume(notify::Notify::new(hasher())),

@@ -80,11 +80,16 @@ fn hex_digest(bytes: &[u8]) -> String {
 
 /// Signs `claims` as a JWS compact serialization.
 pub fn sign(signer: &Signer, claims: &ProofClaims) -> anyhow::Result<String> {
+    sign_json(signer, claims)
+}
+
+/// Signs any JSON payload as a JWS compact serialization (EdDSA, the signer's `kid`).
+pub(crate) fn sign_json<T: Serialize>(signer: &Signer, payload: &T) -> anyhow::Result<String> {
     let mut header = Header::new(Algorithm::EdDSA);
     header.kid = Some(signer.kid().to_owned());
     Ok(jsonwebtoken::encode(
         &header,
-        claims,
+        payload,
         signer.encoding_key(),
     )?)
 }
@@ -102,6 +107,14 @@ pub enum VerifyError {
 /// Verifies a proof against `keyring` and returns its claims. Proofs do not expire: a proof of
 /// deposit stays a proof of deposit.
 pub fn verify(keyring: &Keyring, token: &str) -> Result<ProofClaims, VerifyError> {
+    verify_json(keyring, token)
+}
+
+/// Verifies any JWS that [`sign_json`] made, and returns its payload.
+pub(crate) fn verify_json<T: serde::de::DeserializeOwned>(
+    keyring: &Keyring,
+    token: &str,
+) -> Result<T, VerifyError> {
     let header =
         jsonwebtoken::decode_header(token).map_err(|e| VerifyError::Malformed(e.to_string()))?;
     if header.alg != Algorithm::EdDSA {
@@ -121,7 +134,7 @@ pub fn verify(keyring: &Keyring, token: &str) -> Result<ProofClaims, VerifyError
     validation.validate_exp = false;
     validation.validate_nbf = false;
     validation.validate_aud = false;
-    jsonwebtoken::decode::<ProofClaims>(token, &key, &validation)
+    jsonwebtoken::decode::<T>(token, &key, &validation)
         .map(|data| data.claims)
         .map_err(|e| VerifyError::BadSignature(e.to_string()))
 }

@@ -5,7 +5,8 @@
 //! - [`decisions`]: what each stage decided, replayed on redelivery;
 //! - [`citizens`]: consent (with its history) and notification preferences;
 //! - [`registry`]: the operator's registry file applied, and the stages' look-ups;
-//! - [`audit`]: the audit writer.
+//! - [`audit`]: the audit writer;
+//! - [`seals`]: the audit seals and the canonical lines they cover.
 //!
 //! Text columns that hold a vocabulary are read back through [`vocabulary::decode`]: an
 //! unknown spelling is an error, never a default.
@@ -15,4 +16,5 @@ pub mod citizens;
 pub mod decisions;
 pub mod messages;
 pub mod registry;
+pub mod seals;
 pub mod vocabulary;

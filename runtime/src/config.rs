@@ -15,8 +15,12 @@ pub struct Settings {
     pub amqp_url: String,
     /// TLS for an `amqps://` broker: the CA to trust and the client certificate, if any.
     pub amqp_tls: AmqpTls,
-    /// PostgreSQL URL.
+    /// PostgreSQL URL of the runtime role: every worker, the API and the commands connect with
+    /// it. In production its user owns no table, so that it can only add to the audit trail.
     pub database_url: String,
+    /// PostgreSQL URL of the role that owns the schema, for the migrations only
+    /// (`EBOX_MIGRATION_DATABASE_URL`); `database_url` when unset (development).
+    pub migration_database_url: String,
     /// Largest database pool per process.
     pub database_max_connections: u32,
     /// Secret key of the keyed hash (HMAC-SHA256) that stands for a national number in the
@@ -110,6 +114,10 @@ impl fmt::Debug for Settings {
             .field("amqp_url", &redact_url(&self.amqp_url))
             .field("amqp_tls", &self.amqp_tls)
             .field("database_url", &redact_url(&self.database_url))
+            .field(
+                "migration_database_url",
+                &redact_url(&self.migration_database_url),
+            )
             .field("database_max_connections", &self.database_max_connections)
             .field("ssin_hash_key", &"<redacted>")
             .field("max_message_bytes", &self.max_message_bytes)
@@ -201,6 +209,9 @@ impl Settings {
             Some(Settings {
                 amqp_url: connections.amqp_url?,
                 amqp_tls: amqp_tls?,
+                migration_database_url: connections
+                    .migration_database_url?
+                    .or_else(|| connections.database_url.clone())?,
                 database_url: connections.database_url?,
                 database_max_connections: connections.database_max_connections?,
                 ssin_hash_key: connections.ssin_hash_key?,
@@ -243,6 +254,8 @@ impl Settings {
 struct Connections {
     amqp_url: Option<String>,
     database_url: Option<String>,
+    /// `Some(None)` when unset: the migrations then use `database_url`.
+    migration_database_url: Option<Option<String>>,
     ssin_hash_key: Option<Vec<u8>>,
     database_max_connections: Option<u32>,
 }
@@ -255,12 +268,9 @@ fn read_connections(env: &mut Env) -> Connections {
             Err("must start with amqp:// or amqps://".into())
         }
     });
-    let database_url = env.required("EBOX_DATABASE_URL", |v| {
-        if v.starts_with("postgres://") || v.starts_with("postgresql://") {
-            Ok(v.to_owned())
-        } else {
-            Err("must start with postgres:// or postgresql://".into())
-        }
+    let database_url = env.required("EBOX_DATABASE_URL", postgres_url);
+    let migration_database_url = env.optional("EBOX_MIGRATION_DATABASE_URL", None, |v| {
+        postgres_url(v).map(Some)
     });
     let ssin_hash_key = env.required("EBOX_SSIN_HASH_KEY", |v| {
         if v.len() >= 32 {
@@ -275,8 +285,17 @@ fn read_connections(env: &mut Env) -> Connections {
     Connections {
         amqp_url,
         database_url,
+        migration_database_url,
         ssin_hash_key,
         database_max_connections,
+    }
+}
+
+fn postgres_url(v: &str) -> Result<String, String> {
+    if v.starts_with("postgres://") || v.starts_with("postgresql://") {
+        Ok(v.to_owned())
+    } else {
+        Err("must start with postgres:// or postgresql://".into())
     }
 }
 
@@ -593,9 +612,10 @@ struct Env<'a> {
 /// The variables that hold secrets. Each may instead be read from the file its `<NAME>_FILE`
 /// variable names (a Kubernetes Secret mounted as files, kept out of the environment), as may
 /// every `EBOX_PARTNER_<NAME>_SECRET`. A new secret variable belongs here.
-const SECRET_VARIABLES: [&str; 4] = [
+const SECRET_VARIABLES: [&str; 5] = [
     "EBOX_AMQP_URL",
     "EBOX_DATABASE_URL",
+    "EBOX_MIGRATION_DATABASE_URL",
     "EBOX_SSIN_HASH_KEY",
     "EBOX_SMTP_URL",
 ];
@@ -843,6 +863,11 @@ mod tests {
                 "mysql://localhost/ebox",
                 "must start with postgres:// or postgresql://",
             ),
+            (
+                "EBOX_MIGRATION_DATABASE_URL",
+                "localhost/ebox",
+                "must start with postgres:// or postgresql://",
+            ),
             ("EBOX_SSIN_HASH_KEY", "", "is required"),
             (
                 "EBOX_SSIN_HASH_KEY",
@@ -996,6 +1021,7 @@ mod tests {
     #[test]
     fn every_documented_default_applies() {
         let settings = Settings::from_vars(with(&[])).expect("valid");
+        assert_eq!(settings.migration_database_url, settings.database_url);
         assert_eq!(settings.database_max_connections, 10);
         assert_eq!(settings.max_message_bytes, 16_777_216);
         assert_eq!(settings.prefetch, 64);
@@ -1115,6 +1141,33 @@ mod tests {
         fn drop(&mut self) {
             let _ = std::fs::remove_file(&self.0);
         }
+    }
+
+    #[test]
+    fn the_migrations_may_run_as_another_role_than_the_services() {
+        let settings = Settings::from_vars(with(&[
+            ("EBOX_DATABASE_URL", "postgres://ebox_app:pw@db/ebox"),
+            (
+                "EBOX_MIGRATION_DATABASE_URL",
+                "postgres://ebox_owner:owner-pw@db/ebox",
+            ),
+        ]))
+        .expect("valid");
+        assert_eq!(settings.database_url, "postgres://ebox_app:pw@db/ebox");
+        assert_eq!(
+            settings.migration_database_url,
+            "postgres://ebox_owner:owner-pw@db/ebox"
+        );
+        assert!(!format!("{settings:?}").contains("owner-pw"));
+
+        let file = SecretFile::with("postgres://ebox_owner:owner-pw@db/ebox\n");
+        let settings =
+            Settings::from_vars(with(&[("EBOX_MIGRATION_DATABASE_URL_FILE", file.path())]))
+                .expect("valid");
+        assert_eq!(
+            settings.migration_database_url,
+            "postgres://ebox_owner:owner-pw@db/ebox"
+        );
     }
 
     /// The required variables, each read from a file instead of the environment.

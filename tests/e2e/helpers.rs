@@ -43,6 +43,13 @@ fn admin_database_url() -> String {
     )
 }
 
+/// `url` with `user` (and no password) instead of its credentials.
+fn url_with_user(url: &str, user: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a URL has a scheme");
+    let host_and_path = rest.rsplit_once('@').map_or(rest, |(_, after)| after);
+    format!("{scheme}://{user}@{host_and_path}")
+}
+
 fn broker_host() -> String {
     env_or("EBOX_TEST_AMQP_HOST", "127.0.0.1:5672")
 }
@@ -67,6 +74,8 @@ pub struct TestApp {
     pub api: Option<String>,
     /// Broker users created for this test, removed with it.
     users: std::sync::Mutex<Vec<String>>,
+    /// The PostgreSQL login role of [`Options::runtime_role`], dropped with the test.
+    runtime_role: Option<String>,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -80,6 +89,10 @@ pub struct Options {
     pub vars: Vec<(String, String)>,
     /// Also serve the citizen API.
     pub api: bool,
+    /// Connect the workers, the API and [`TestApp::pool`] as a login role of the test's own
+    /// (`ebox_rt_<id>`, owning nothing), as production does; the migrations run as the admin,
+    /// who owns the tables. Otherwise everything connects as the admin (development).
+    pub runtime_role: bool,
 }
 
 impl Default for Options {
@@ -90,6 +103,7 @@ impl Default for Options {
             registry_extra: String::new(),
             vars: Vec::new(),
             api: false,
+            runtime_role: false,
         }
     }
 }
@@ -131,10 +145,23 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         .execute(&mut admin)
         .await
         .expect("create the test database");
-    let database_url = admin_database_url()
+    let owner_url = admin_database_url()
         .rsplit_once('/')
         .map(|(base, _)| format!("{base}/{database}"))
         .expect("a database URL has a path");
+    let runtime_role = options.runtime_role.then(|| format!("ebox_rt_{id}"));
+    let database_url = match &runtime_role {
+        Some(role) => {
+            // Roles belong to the whole cluster: this one is dropped with the test, and
+            // `scripts/test.sh` sweeps leftovers. The test cluster trusts 127.0.0.1.
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE ROLE {role} LOGIN")))
+                .execute(&mut admin)
+                .await
+                .expect("create the test's runtime role");
+            url_with_user(&owner_url, role)
+        }
+        None => owner_url.clone(),
+    };
 
     let api = reqwest::Client::new();
     let put = |path: String, body: serde_json::Value| {
@@ -191,14 +218,17 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         ("EBOX_PREFETCH".to_owned(), "16".to_owned()),
         ("EBOX_BATCH_SIZE".to_owned(), "8".to_owned()),
     ];
+    if runtime_role.is_some() {
+        vars.push(("EBOX_MIGRATION_DATABASE_URL".to_owned(), owner_url));
+    }
     vars.extend(options.vars);
     let settings = Settings::from_vars(vars).expect("valid test settings");
+    runtime::db::migrate_as_owner(&settings)
+        .await
+        .expect("migrate the test database");
     let pool = runtime::db::connect(&settings)
         .await
         .expect("connect to the test database");
-    runtime::db::migrate(&pool)
-        .await
-        .expect("migrate the test database");
     let yaml = format!("{}{}", registry_yaml(&sender_id), options.registry_extra);
     let registry = RegistryFile::parse(&yaml).expect("valid test registry");
     ebox::admin::apply_registry(&pool, &settings.amqp_url, &registry)
@@ -233,6 +263,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         hasher,
         api,
         users: std::sync::Mutex::new(vec![sender_user]),
+        runtime_role,
         shutdown,
         tasks,
     }
@@ -413,6 +444,7 @@ impl Drop for TestApp {
         let vhost = self.vhost.clone();
         let users: Vec<String> = self.users.lock().map(|u| u.clone()).unwrap_or_default();
         let database = format!("ebox_test_{}", self.id);
+        let runtime_role = self.runtime_role.clone();
         let pool = self.pool.clone();
         // Drop cannot await, and the test's runtime is the current thread: clean up on a
         // thread of its own with a runtime of its own.
@@ -439,6 +471,12 @@ impl Drop for TestApp {
                     )))
                     .execute(&mut admin)
                     .await;
+                    if let Some(role) = runtime_role {
+                        let _ =
+                            sqlx::query(sqlx::AssertSqlSafe(format!("DROP ROLE IF EXISTS {role}")))
+                                .execute(&mut admin)
+                                .await;
+                    }
                 }
             });
         });

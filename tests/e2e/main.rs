@@ -2,10 +2,12 @@
 //! database and its own vhost, senders publishing through real AMQP connections with their own
 //! broker users. `scripts/test.sh` starts the services.
 
+mod audit;
 mod citizen_api;
 mod helpers;
 mod intake;
 mod notifications;
 mod pipeline;
+mod privileges;
 mod stranded;
 mod tls;

@@ -204,6 +204,11 @@ async fn a_sender_whose_status_queue_is_gone_does_not_stop_intake_and_hears_ever
     queues::topology::declare_status_queue(&channel, &app.sender_id)
         .await
         .expect("declared again");
+    // Due now rather than after their back-off (which grows while the queue is gone).
+    sqlx::query("UPDATE parked_publishes SET next_attempt_at = now()")
+        .execute(&app.pool)
+        .await
+        .expect("due");
     let mut sender = app.sender().await;
     let mut heard = Vec::new();
     for _ in 0..2 {

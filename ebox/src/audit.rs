@@ -1,0 +1,255 @@
+//! The audit trail as evidence: the sealer (a background job) and `ebox audit`.
+//!
+//! - [`Sealer`]: every few seconds, seals the records no seal covers yet (in the store
+//!   process, which holds the signing key): the SHA-256 of their canonical lines, chained to
+//!   the previous seal, signed with the proofs' Ed25519 key (`evidence::seal`). One sealer at
+//!   a time (an advisory lock), so the seals form one chain.
+//! - `ebox audit verify`: recomputes every seal's digest, chain and signature, and finds
+//!   records no seal covers; exits non-zero naming the first record or seal that does not
+//!   match.
+//! - `ebox audit trace <messageId | sender:reference>`: a message's journey, one JSON line per
+//!   record, with the seal that covers it.
+
+use anyhow::Context;
+use chrono::{SubsecRound as _, Utc};
+use evidence::keys::{Keyring, Signer};
+use evidence::seal::{SealClaims, records_sha256};
+use records::seals::{self, SealRow};
+use runtime::jobs::{Job, Pass};
+use sqlx::PgPool;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often the sealer looks for records to seal.
+pub const SEAL_EVERY: Duration = Duration::from_secs(2);
+/// How old a record must be before it is sealed: the transaction that wrote it has committed.
+const SETTLE: Duration = Duration::from_secs(2);
+/// Records per seal, at most.
+const SEAL_SIZE: i64 = 10_000;
+/// How far below the last sealed id a late-committed record may be looked for.
+const LATE_WINDOW: i64 = 100_000;
+/// How old an unsealed record must be for `verify` to call it out.
+pub const VERIFY_GRACE: Duration = Duration::from_secs(60);
+
+pub struct Sealer {
+    pool: PgPool,
+    signer: Arc<Signer>,
+    settle: Duration,
+}
+
+impl Sealer {
+    pub fn new(pool: PgPool, signer: Arc<Signer>) -> Self {
+        Self {
+            pool,
+            signer,
+            settle: SETTLE,
+        }
+    }
+
+    /// Seals records as soon as they are there (tests, where nothing else writes).
+    pub fn without_settling(mut self) -> Self {
+        self.settle = Duration::ZERO;
+        self
+    }
+
+    /// Seals what is due; returns how many records the new seal covers (0: none made).
+    pub async fn seal_due(&self) -> anyhow::Result<usize> {
+        let mut tx = self.pool.begin().await?;
+        if !seals::lock_sealing(&mut tx).await? {
+            return Ok(0);
+        }
+        let last = seals::last_seal(&mut tx).await?;
+        let floor = last
+            .as_ref()
+            .map_or(0, |seal| (seal.last_record - LATE_WINDOW).max(0));
+        let records = seals::unsealed(&mut tx, floor, self.settle, SEAL_SIZE).await?;
+        let (Some(first), Some(last_record)) = (records.first(), records.last()) else {
+            return Ok(0);
+        };
+        let claims = SealClaims {
+            seq: last.as_ref().map_or(1, |seal| seal.seq + 1),
+            sealed_at: Utc::now().trunc_subsecs(6),
+            record_count: i32::try_from(records.len()).unwrap_or(i32::MAX),
+            first_record: first.0,
+            last_record: last_record.0,
+            records_sha256: records_sha256(records.iter().map(|(_, line)| line.as_str())),
+            previous_seal: last.map(|seal| seal.seal_sha256).unwrap_or_default(),
+        };
+        let row = SealRow {
+            seq: claims.seq,
+            sealed_at: claims.sealed_at,
+            record_count: claims.record_count,
+            first_record: claims.first_record,
+            last_record: claims.last_record,
+            records_sha256: claims.records_sha256.clone(),
+            previous_seal: claims.previous_seal.clone(),
+            seal_sha256: claims.seal_sha256(),
+            jws: claims.sign(&self.signer)?,
+        };
+        let ids: Vec<i64> = records.iter().map(|(id, _)| *id).collect();
+        seals::insert_seal(&mut tx, &row, &ids).await?;
+        tx.commit().await?;
+        Ok(records.len())
+    }
+}
+
+impl Job for Sealer {
+    fn name(&self) -> &'static str {
+        "audit-sealer"
+    }
+
+    async fn pass(&mut self) -> anyhow::Result<Pass> {
+        let sealed = self.seal_due().await?;
+        Ok(if sealed as i64 == SEAL_SIZE {
+            Pass::More
+        } else {
+            Pass::Idle
+        })
+    }
+}
+
+/// What `verify` found wrong first.
+#[derive(Debug, thiserror::Error)]
+pub enum Tampered {
+    #[error("seal {seq}: {what}")]
+    Seal { seq: i64, what: String },
+    #[error("record {id} (seal {seq}) is missing: it was deleted")]
+    Missing { id: i64, seq: i64 },
+    #[error(
+        "record {id}: no seal covers it, though it is older than the sealer's delay: it was inserted behind the trail's back"
+    )]
+    Unsealed { id: i64 },
+}
+
+/// Verifies the whole trail; returns how many seals and records it checked.
+pub async fn verify(pool: &PgPool, keyring: &Keyring) -> anyhow::Result<(usize, usize)> {
+    let mut conn = pool.acquire().await?;
+    let mut previous = String::new();
+    let mut records = 0;
+    let all = seals::all_seals(&mut conn).await?;
+    for (index, seal) in all.iter().enumerate() {
+        let fail = |what: String| Tampered::Seal {
+            seq: seal.seq,
+            what,
+        };
+        if seal.seq != index as i64 + 1 {
+            return Err(fail(format!(
+                "expected seal {} here: a seal is missing",
+                index + 1
+            ))
+            .into());
+        }
+        let claims = evidence::seal::verify(keyring, &seal.jws)
+            .map_err(|e| fail(format!("its signature does not verify: {e}")))?;
+        let stored = SealClaims {
+            seq: seal.seq,
+            sealed_at: seal.sealed_at,
+            record_count: seal.record_count,
+            first_record: seal.first_record,
+            last_record: seal.last_record,
+            records_sha256: seal.records_sha256.clone(),
+            previous_seal: seal.previous_seal.clone(),
+        };
+        if claims != stored || claims.seal_sha256() != seal.seal_sha256 {
+            return Err(fail("its stored fields differ from what was signed".into()).into());
+        }
+        if seal.previous_seal != previous {
+            return Err(fail("it does not chain to the seal before it".into()).into());
+        }
+        let members = seals::member_lines(&mut conn, seal.seq).await?;
+        if let Some((id, _)) = members.iter().find(|(_, line)| line.is_none()) {
+            return Err(Tampered::Missing {
+                id: *id,
+                seq: seal.seq,
+            }
+            .into());
+        }
+        let digest = records_sha256(members.iter().filter_map(|(_, line)| line.as_deref()));
+        if digest != seal.records_sha256 || members.len() != seal.record_count as usize {
+            let (first, last) = (members.first().map(|m| m.0), members.last().map(|m| m.0));
+            return Err(fail(format!(
+                "its records ({first:?}..{last:?}) do not hash to what it sealed: one was edited, inserted or reordered"
+            ))
+            .into());
+        }
+        records += members.len();
+        previous = seal.seal_sha256.clone();
+    }
+    if let Some(id) = seals::unsealed_older_than(&mut conn, VERIFY_GRACE)
+        .await?
+        .first()
+    {
+        return Err(Tampered::Unsealed { id: *id }.into());
+    }
+    Ok((all.len(), records))
+}
+
+/// One JSON line per record of a message's journey.
+pub async fn trace(pool: &PgPool, target: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+    let mut conn = pool.acquire().await?;
+    let rows = match uuid::Uuid::parse_str(target) {
+        Ok(id) => seals::trace(&mut conn, Some(id), None).await?,
+        Err(_) => {
+            let (sender, reference) = target
+                .split_once(':')
+                .context("give a message id, or sender:reference")?;
+            seals::trace(&mut conn, None, Some((sender, reference))).await?
+        }
+    };
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            serde_json::json!({
+                "seq": row.id,
+                "at": row.at,
+                "stage": row.stage,
+                "action": row.action,
+                "outcome": row.code,
+                "messageId": row.message_id,
+                "sender": row.sender_id,
+                "senderReference": row.sender_reference,
+                "seal": row.seal,
+                "details": row.details,
+            })
+        })
+        .collect())
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum AuditCommand {
+    /// Recompute every seal (digests, chain, signatures) and find unsealed records; exits
+    /// non-zero naming the first that does not match.
+    Verify {
+        /// The keys to check seals with (default: this service's, from its settings).
+        #[arg(long)]
+        jwks: Option<std::path::PathBuf>,
+    },
+    /// A message's journey, one JSON line per record: a message id, or sender:reference.
+    Trace { target: String },
+}
+
+pub async fn run(
+    settings: &runtime::config::Settings,
+    command: AuditCommand,
+) -> anyhow::Result<()> {
+    let pool = runtime::db::connect(settings).await?;
+    match command {
+        AuditCommand::Verify { jwks } => {
+            let keyring = match jwks {
+                Some(path) => Keyring::from_jwks(
+                    &std::fs::read_to_string(&path)
+                        .with_context(|| format!("Failed to read {}", path.display()))?,
+                )?,
+                None => crate::workers::proof_keyring(settings)?,
+            };
+            let (seals, records) = verify(&pool, &keyring).await?;
+            println!("the audit trail verifies: {seals} seal(s) over {records} record(s)");
+        }
+        AuditCommand::Trace { target } => {
+            for line in trace(&pool, &target).await? {
+                println!("{line}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,151 @@
+//! The audit trail as evidence: sealed in order, signed, and verified by recomputing
+//! everything, so that tampering by anybody, a database superuser with the triggers disabled
+//! included, is found.
+
+use crate::helpers::*;
+use ebox::audit::{Sealer, trace, verify};
+use ebox::demo::{SAMPLE_SSIN, sample_v2};
+use evidence::keys::{Keyring, Signer};
+use intake::contract::TYPE_V2;
+use std::sync::Arc;
+
+fn keys() -> (Arc<Signer>, Keyring) {
+    let signer = Signer::from_pem_file(std::path::Path::new(&fixture("proof-ed25519.pem")))
+        .expect("the test signing key");
+    let keyring = Keyring::from_jwks(
+        &std::fs::read_to_string(fixture("proof-jwks.json")).expect("the test JWKS"),
+    )
+    .expect("a JWKS");
+    (Arc::new(signer), keyring)
+}
+
+/// An app whose trail holds the records of `references`' acceptance, sealed.
+async fn sealed_trail(references: &[&str]) -> (TestApp, Sealer, Keyring) {
+    let app = spawn_app().await;
+    let mut sender = app.sender().await;
+    let body = serde_json::to_vec(&sample_v2(SAMPLE_SSIN, MESSAGE_TYPE)).expect("JSON");
+    for reference in references {
+        publish_and_wait(&mut sender, reference, TYPE_V2, &body).await;
+    }
+    let (signer, keyring) = keys();
+    let sealer = Sealer::new(app.pool.clone(), signer).without_settling();
+    assert!(sealer.seal_due().await.expect("sealed") >= references.len());
+    (app, sealer, keyring)
+}
+
+/// Runs `sql` as the superuser the tests connect as, with the trail's triggers disabled.
+async fn tamper(app: &TestApp, sql: &str) {
+    let mut tx = app.pool.begin().await.expect("a transaction");
+    for statement in [
+        "ALTER TABLE audit_events DISABLE TRIGGER USER",
+        sql,
+        "ALTER TABLE audit_events ENABLE TRIGGER USER",
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned()))
+            .execute(&mut *tx)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+    tx.commit().await.expect("committed");
+}
+
+async fn first_record(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT min(id) FROM audit_events")
+        .fetch_one(&app.pool)
+        .await
+        .expect("a record")
+}
+
+#[tokio::test]
+async fn a_sealed_trail_verifies_and_later_records_are_chained_to_it() {
+    let (app, sealer, keyring) = sealed_trail(&["ref-a1", "ref-a2"]).await;
+    let (seals, records) = verify(&app.pool, &keyring).await.expect("verifies");
+    assert_eq!((seals, records), (1, 2));
+
+    let mut sender = app.sender().await;
+    let body = serde_json::to_vec(&sample_v2(SAMPLE_SSIN, MESSAGE_TYPE)).expect("JSON");
+    publish_and_wait(&mut sender, "ref-a3", TYPE_V2, &body).await;
+    assert_eq!(sealer.seal_due().await.expect("sealed"), 1);
+    assert_eq!(verify(&app.pool, &keyring).await.expect("verifies"), (2, 3));
+
+    // The journey of one message, each record with its seal.
+    let journey = trace(&app.pool, &format!("{}:ref-a3", app.sender_id))
+        .await
+        .expect("traced");
+    assert_eq!(journey.len(), 1, "{journey:?}");
+    assert_eq!(journey[0]["action"], "accepted");
+    assert_eq!(journey[0]["seal"], 2);
+
+    // Another key does not verify the seals.
+    let mut other = Keyring::default();
+    other.add(
+        Signer::from_pem(&evidence::keys::generate_pem().expect("a key"))
+            .expect("a signer")
+            .verifying_key(),
+    );
+    let refused = verify(&app.pool, &other).await.expect_err("another key");
+    assert!(refused.to_string().contains("seal 1"), "{refused}");
+}
+
+#[tokio::test]
+async fn an_edited_record_is_found_even_with_the_triggers_disabled() {
+    let (app, _, keyring) = sealed_trail(&["ref-e1", "ref-e2"]).await;
+    let id = first_record(&app).await;
+    tamper(
+        &app,
+        &format!("UPDATE audit_events SET action = 'rejected' WHERE id = {id}"),
+    )
+    .await;
+    let found = verify(&app.pool, &keyring).await.expect_err("tampered");
+    assert!(found.to_string().contains("seal 1"), "{found}");
+    assert!(found.to_string().contains("do not hash"), "{found}");
+}
+
+#[tokio::test]
+async fn a_deleted_record_is_found_even_with_the_triggers_disabled() {
+    let (app, _, keyring) = sealed_trail(&["ref-d1", "ref-d2"]).await;
+    let id = first_record(&app).await;
+    tamper(&app, &format!("DELETE FROM audit_events WHERE id = {id}")).await;
+    let found = verify(&app.pool, &keyring).await.expect_err("tampered");
+    assert!(
+        found
+            .to_string()
+            .contains(&format!("record {id} (seal 1) is missing")),
+        "{found}"
+    );
+}
+
+#[tokio::test]
+async fn an_inserted_record_is_found_even_with_the_triggers_disabled() {
+    let (app, _, keyring) = sealed_trail(&["ref-i1"]).await;
+    tamper(
+        &app,
+        "INSERT INTO audit_events (at, retain_until, stage, action, sender_reference)
+         VALUES (now() - interval '1 day', current_date + 3650, 'intake', 'accepted', 'ref-forged')",
+    )
+    .await;
+    let found = verify(&app.pool, &keyring).await.expect_err("tampered");
+    assert!(found.to_string().contains("no seal covers it"), "{found}");
+}
+
+#[tokio::test]
+async fn reordered_records_are_found_even_with_the_triggers_disabled() {
+    let (app, _, keyring) = sealed_trail(&["ref-r1", "ref-r2"]).await;
+    let first = first_record(&app).await;
+    let second: i64 = sqlx::query_scalar("SELECT min(id) FROM audit_events WHERE id > $1")
+        .bind(first)
+        .fetch_one(&app.pool)
+        .await
+        .expect("a second record");
+    tamper(
+        &app,
+        &format!(
+            "UPDATE audit_events SET id = -id WHERE id = {first};
+             UPDATE audit_events SET id = {first} WHERE id = {second};
+             UPDATE audit_events SET id = {second} WHERE id = -{first}"
+        ),
+    )
+    .await;
+    let found = verify(&app.pool, &keyring).await.expect_err("tampered");
+    assert!(found.to_string().contains("do not hash"), "{found}");
+}
