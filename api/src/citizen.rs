@@ -22,7 +22,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use uuid::Uuid;
 
-/// Verifies the token for `scope` and records who called in the audit slot.
+/// Verifies the token for `scope` and records who called in the audit slot: once the token is
+/// valid, its client and (when its subject is a national number) the citizen's hash, so that
+/// a call refused for its scope or assurance level is on the trail under their name too.
 pub fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
@@ -31,10 +33,17 @@ pub fn authenticate(
 ) -> Result<(Ssin, CitizenKey), ApiError> {
     let token = bearer(headers).ok_or_else(ApiError::unauthorized)?;
     let principal = state.verifier.verify(token)?;
-    slot.with(|info| info.client_id = principal.client_id.clone());
+    let subject = principal
+        .subject
+        .as_deref()
+        .and_then(|sub| Ssin::parse(sub).ok())
+        .map(|ssin| state.hasher.hash(&ssin));
+    slot.with(|info| {
+        info.client_id = principal.client_id.clone();
+        info.ssin_hash = subject;
+    });
     let ssin = state.verifier.citizen(&principal, scope)?;
     let citizen = state.hasher.hash(&ssin);
-    slot.with(|info| info.ssin_hash = Some(citizen.clone()));
     Ok((ssin, citizen))
 }
 
@@ -551,6 +560,7 @@ struct MessageToUpdate {
 
 /// `PATCH /ebox/messages` (`application/merge-patch+json`): hide or show messages. All or
 /// nothing: one id that is not the citizen's live message makes it a 404 and changes nothing.
+/// The audit record of a change is written in its transaction: both commit, or neither.
 pub async fn update(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -596,14 +606,30 @@ pub async fn update(
         }
         changed.push(serde_json::json!({"messageId": id, "visible": item.visible}));
     }
+    record_update(&mut tx, &slot, &changed).await?;
     tx.commit().await?;
-    slot.with(|info| {
-        info.details
-            .insert("updated".into(), serde_json::json!(changed));
-    });
+    slot.mark_recorded();
     Ok(Json(
         serde_json::json!({"items": changed, "totalItems": changed.len()}),
     ))
+}
+
+/// The PATCH's audit record, in the transaction of the change it records. Should the commit
+/// fail, the middleware records the failed call instead, without the changes that did not
+/// happen.
+async fn record_update(
+    tx: &mut sqlx::PgConnection,
+    slot: &AuditSlot,
+    changed: &[serde_json::Value],
+) -> Result<(), ApiError> {
+    let Some(mut event) = slot.event(axum::http::StatusCode::OK) else {
+        return Ok(());
+    };
+    if let serde_json::Value::Object(details) = &mut event.details {
+        details.insert("updated".into(), serde_json::json!(changed));
+    }
+    event.record(tx).await?;
+    Ok(())
 }
 
 #[cfg(test)]

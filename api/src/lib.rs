@@ -10,7 +10,8 @@
 //!   attachment's content besides (a sandbox);
 //! - [`reference`]: `/referenceData/**`, cacheable;
 //! - [`sender`]: `POST /searchMessageStatus`;
-//! - [`audit`]: every call's audit record (writes always, reads when they succeed);
+//! - [`audit`]: every call's audit record (writes always, in the transaction of a change;
+//!   reads when they succeed; refused calls, with the token's digest and the client address);
 //! - [`error`]: errors as the contract's `StatusMessage`.
 
 pub mod audit;
@@ -146,14 +147,18 @@ fn docs_routes() -> Router<Arc<AppState>> {
         )
 }
 
-/// Serves the API on `listener` until `shutdown` completes.
+/// Serves the API on `listener` until `shutdown` completes. Each request knows its peer's
+/// address (`ConnectInfo`), for the audit trail.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
     Ok(())
 }

@@ -52,5 +52,7 @@ crate::vocabulary! {
         Consultation => "consultation",
         /// A citizen changed something through the API.
         Update => "update",
+        /// The API refused a call (400, 401, 403, 404): probing leaves a trace.
+        Refused => "refused",
     }
 }

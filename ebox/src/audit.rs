@@ -226,12 +226,45 @@ pub enum AuditCommand {
     },
     /// A message's journey, one JSON line per record: a message id, or sender:reference.
     Trace { target: String },
+    /// Write the records of a period as JSON Lines with a signed manifest last (E.17).
+    Export {
+        /// RFC 3339; records with from <= at < to.
+        #[arg(long)]
+        from: chrono::DateTime<chrono::Utc>,
+        #[arg(long)]
+        to: chrono::DateTime<chrono::Utc>,
+        /// Only this sender's records and the records about its messages.
+        #[arg(long)]
+        sender: Option<String>,
+    },
+    /// Check an export offline: the manifest's signature, the digest of every line before
+    /// it, the record count.
+    VerifyExport {
+        file: std::path::PathBuf,
+        #[arg(long)]
+        jwks: std::path::PathBuf,
+    },
 }
 
 pub async fn run(
     settings: &runtime::config::Settings,
     command: AuditCommand,
 ) -> anyhow::Result<()> {
+    if let AuditCommand::VerifyExport { file, jwks } = &command {
+        // Offline: neither the database nor this service's keys.
+        let keyring = Keyring::from_jwks(
+            &std::fs::read_to_string(jwks)
+                .with_context(|| format!("Failed to read {}", jwks.display()))?,
+        )?;
+        let bytes =
+            std::fs::read(file).with_context(|| format!("Failed to read {}", file.display()))?;
+        let manifest = evidence::export::verify(&keyring, &bytes)?;
+        println!(
+            "the export verifies: {} record(s), {:?}..{:?}, seals {:?}",
+            manifest.record_count, manifest.first_record, manifest.last_record, manifest.seals
+        );
+        return Ok(());
+    }
     let pool = runtime::db::connect(settings).await?;
     match command {
         AuditCommand::Verify { jwks } => {
@@ -250,6 +283,71 @@ pub async fn run(
                 println!("{line}");
             }
         }
+        AuditCommand::Export { from, to, sender } => {
+            let signer = crate::workers::proof_signer(settings)?;
+            let mut out = std::io::stdout().lock();
+            export(
+                &pool,
+                &signer,
+                &settings.provider_id,
+                (from, to),
+                sender,
+                &mut out,
+            )
+            .await?;
+        }
+        AuditCommand::VerifyExport { .. } => unreachable!("handled before connecting"),
     }
     Ok(())
+}
+
+/// Writes the export of `period` to `out`: the records as JSON Lines, then the signed
+/// manifest line.
+pub async fn export(
+    pool: &PgPool,
+    signer: &Signer,
+    provider_id: &str,
+    period: (chrono::DateTime<Utc>, chrono::DateTime<Utc>),
+    sender: Option<String>,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<evidence::export::Manifest> {
+    let mut conn = pool.acquire().await?;
+    let rows = seals::export(&mut conn, period.0, period.1, sender.as_deref()).await?;
+    let mut digest = evidence::export::Digest::default();
+    let mut covering = std::collections::BTreeSet::new();
+    for row in &rows {
+        let line = serde_json::json!({
+            "seq": row.id,
+            "at": row.at,
+            "retainUntil": row.retain_until,
+            "stage": row.stage,
+            "action": row.action,
+            "code": row.code,
+            "sender": row.sender_id,
+            "messageId": row.message_id,
+            "senderReference": row.sender_reference,
+            "citizen": row.ssin_hash,
+            "details": row.details,
+            "seal": row.seal,
+        })
+        .to_string()
+            + "\n";
+        digest.update(line.as_bytes());
+        out.write_all(line.as_bytes())?;
+        covering.extend(row.seal);
+    }
+    let manifest = evidence::export::Manifest {
+        iss: provider_id.to_owned(),
+        exported_at: Utc::now(),
+        from: period.0,
+        to: period.1,
+        sender,
+        record_count: rows.len(),
+        first_record: rows.first().map(|r| r.id),
+        last_record: rows.last().map(|r| r.id),
+        seals: covering.into_iter().collect(),
+        sha256: digest.hex(),
+    };
+    writeln!(out, "{}", manifest.line(signer)?)?;
+    Ok(manifest)
 }

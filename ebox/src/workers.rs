@@ -104,7 +104,9 @@ pub fn spawn(
                 let sealer = crate::audit::Sealer::new(pool.clone(), signer()?);
                 tasks.run(sealer, crate::audit::SEAL_EVERY);
             }
-            Worker::ReadReceipt => tasks.consume(read_receipt::ReadReceipt::new(signer()?)),
+            Worker::ReadReceipt => {
+                tasks.consume(read_receipt::ReadReceipt::new(signer()?, hasher()))
+            }
             Worker::Notify => tasks.consume(notify::Notify::new(hasher())),
         }
     }

@@ -210,3 +210,44 @@ pub async fn trace(
     .fetch_all(conn)
     .await
 }
+
+/// One audit record as exported: every column, and the seal that covers it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ExportRow {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub retain_until: chrono::NaiveDate,
+    pub stage: String,
+    pub action: String,
+    pub code: Option<String>,
+    pub sender_id: Option<String>,
+    pub message_id: Option<uuid::Uuid>,
+    pub sender_reference: Option<String>,
+    pub ssin_hash: Option<String>,
+    pub details: serde_json::Value,
+    pub seal: Option<i64>,
+}
+
+/// The records of `from <= at < to`, in id order, limited to one sender's when `sender` is
+/// given (its records, and every record about one of its messages).
+pub async fn export(
+    conn: &mut PgConnection,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    sender: Option<&str>,
+) -> sqlx::Result<Vec<ExportRow>> {
+    sqlx::query_as(
+        "SELECT e.id, e.at, e.retain_until, e.stage, e.action, e.code, e.sender_id, e.message_id,
+                e.sender_reference, e.ssin_hash, e.details, m.seal_seq AS seal
+           FROM audit_events e LEFT JOIN audit_seal_members m ON m.record_id = e.id
+          WHERE e.at >= $1 AND e.at < $2
+            AND ($3::text IS NULL OR e.sender_id = $3
+                 OR e.message_id IN (SELECT id FROM messages WHERE sender_id = $3))
+          ORDER BY e.id",
+    )
+    .bind(from)
+    .bind(to)
+    .bind(sender)
+    .fetch_all(conn)
+    .await
+}

@@ -149,3 +149,45 @@ async fn reordered_records_are_found_even_with_the_triggers_disabled() {
     let found = verify(&app.pool, &keyring).await.expect_err("tampered");
     assert!(found.to_string().contains("do not hash"), "{found}");
 }
+
+#[tokio::test]
+async fn an_export_verifies_offline_and_fails_after_one_changed_byte() {
+    let (app, _, keyring) = sealed_trail(&["ref-x1", "ref-x2"]).await;
+    let (signer, _) = keys();
+    let period = (
+        chrono::Utc::now() - chrono::Duration::hours(1),
+        chrono::Utc::now() + chrono::Duration::hours(1),
+    );
+    let mut bytes = Vec::new();
+    let manifest = ebox::audit::export(
+        &app.pool,
+        &signer,
+        "ebox-test",
+        period,
+        Some(app.sender_id.clone()),
+        &mut bytes,
+    )
+    .await
+    .expect("exported");
+    assert_eq!(manifest.record_count, 2);
+    assert_eq!(manifest.seals, [1]);
+    let verified = evidence::export::verify(&keyring, &bytes).expect("the export verifies");
+    assert_eq!(verified, manifest);
+
+    // What `sha256sum` says of every line before the manifest is what the manifest states.
+    let text = String::from_utf8(bytes.clone()).expect("UTF-8");
+    let body_len = text.trim_end().rfind('\n').expect("a manifest line") + 1;
+    let digest: String = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(
+        &bytes[..body_len],
+    ))
+    .iter()
+    .map(|b| format!("{b:02x}"))
+    .collect();
+    assert_eq!(digest, manifest.sha256);
+
+    let mut changed = bytes.clone();
+    let at = text.find("ref-x1").expect("the reference");
+    changed[at + 4] = b'9';
+    let refused = evidence::export::verify(&keyring, &changed).expect_err("changed");
+    assert!(refused.to_string().contains("was changed"), "{refused}");
+}

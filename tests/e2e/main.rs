@@ -2,6 +2,7 @@
 //! database and its own vhost, senders publishing through real AMQP connections with their own
 //! broker users. `scripts/test.sh` starts the services.
 
+mod api_audit;
 mod audit;
 mod citizen_api;
 mod helpers;

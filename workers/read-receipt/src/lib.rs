@@ -1,14 +1,17 @@
 //! The read-receipt stage: consumes `ebox.read-receipt` (bound to `readDocument` on
 //! `ebox.events`) and sends the sender `read` with `readAt`, once per message however often the
 //! citizen opens it: the first receipt is recorded (with the event's sequence number) and
-//! audited; a redelivery of that event sends the same receipt again (it may have been lost in a
+//! audited, naming the sender, its reference and the citizen's keyed hash like every other
+//! record; a redelivery of that event sends the same receipt again (it may have been lost in a
 //! crash), any other `readDocument` for the message is dropped.
 
 use chrono::{DateTime, Utc};
 use domain::audit::{Action, Stage};
+use domain::citizen::{CitizenKey, SsinHasher};
 use domain::decision::ReadDecision;
 use domain::events::{EventEnvelope, EventType};
 use domain::ids::MessageId;
+use domain::ssin::Ssin;
 use domain::status::{Code, Status, StatusEvent};
 use evidence::keys::Signer;
 use evidence::proof::ProofKind;
@@ -16,10 +19,11 @@ use queues::status::status_message;
 use queues::topology::READ_RECEIPT_QUEUE;
 use queues::{Handler, HandlerError, Incoming, Outcome, Outgoing, ResultExt, give_up};
 use records::audit::AuditEvent;
+use records::messages::MessageRecord;
 use records::{decisions, messages};
 use sqlx::PgConnection;
 use std::sync::Arc;
-use tracing::info;
+use tracing::{info, warn};
 
 const STAGE: Stage = Stage::ReadReceipt;
 pub const READ_MESSAGE: &str = "the citizen opened the message";
@@ -27,11 +31,13 @@ pub const READ_MESSAGE: &str = "the citizen opened the message";
 pub struct ReadReceipt {
     /// Signs the proofs of reading.
     signer: Arc<Signer>,
+    /// Names the citizen in the audit trail by the keyed hash of their national number.
+    hasher: SsinHasher,
 }
 
 impl ReadReceipt {
-    pub fn new(signer: Arc<Signer>) -> Self {
-        Self { signer }
+    pub fn new(signer: Arc<Signer>, hasher: SsinHasher) -> Self {
+        Self { signer, hasher }
     }
 }
 
@@ -65,16 +71,17 @@ impl Handler for ReadReceipt {
             }
             None => {
                 let read_at = envelope.event_time;
-                record_receipt(conn, message_id, read_at, sequence).await?;
+                let record = intake_record(conn, message_id).await?;
+                let citizen = self.citizen(&envelope);
+                record_receipt(conn, &record, citizen, read_at, sequence).await?;
                 if let Some(proof) = self.proof_of_reading(conn, message_id, read_at).await? {
                     messages::set_proof_of_reading(conn, message_id, &proof).await?;
                 }
                 read_at
             }
         };
-        let record = messages::find(conn, message_id).await?.ok_or_else(|| {
-            HandlerError::Permanent(anyhow::anyhow!("message {message_id} has no intake record"))
-        })?;
+        // Read again: the proof of reading may have just been set.
+        let record = intake_record(conn, message_id).await?;
         let status = StatusEvent {
             sender_reference: Some(record.sender_reference.clone()),
             message_id: Some(message_id),
@@ -105,6 +112,23 @@ impl Handler for ReadReceipt {
 }
 
 impl ReadReceipt {
+    /// The reader's keyed hash, from the event's eBox id (their national number). `None`, and a
+    /// warning, for an event that names no citizen: the receipt still goes to the sender.
+    fn citizen(&self, envelope: &EventEnvelope) -> Option<CitizenKey> {
+        let recipient = &envelope.event_data.recipient;
+        match Ssin::parse(&recipient.ebox_id_value) {
+            Ok(ssin) => Some(self.hasher.hash(&ssin)),
+            Err(_) => {
+                warn!(
+                    message_id = %envelope.event_data.message_id,
+                    ebox_type = %recipient.ebox_type,
+                    "the readDocument event names no citizen; audited without one"
+                );
+                None
+            }
+        }
+    }
+
     /// The proof of reading: the proof of deposit's claims, read at `read_at`, signed anew.
     /// `None` for a message stored before proofs existed (it has no proof of deposit).
     async fn proof_of_reading(
@@ -136,6 +160,16 @@ struct Receipt {
     event_sequence_nbr: Option<i64>,
 }
 
+/// The message as intake accepted it (its sender and reference), which every read message has.
+async fn intake_record(
+    conn: &mut PgConnection,
+    message_id: MessageId,
+) -> Result<MessageRecord, HandlerError> {
+    messages::find(conn, message_id).await?.ok_or_else(|| {
+        HandlerError::Permanent(anyhow::anyhow!("message {message_id} has no intake record"))
+    })
+}
+
 async fn recorded_receipt(
     conn: &mut PgConnection,
     message_id: MessageId,
@@ -147,13 +181,15 @@ async fn recorded_receipt(
 }
 
 /// The first receipt: recorded with the event that brought it, the status moved to `read`,
-/// and audited.
+/// and audited with the sender, its reference and the citizen.
 async fn record_receipt(
     conn: &mut PgConnection,
-    message_id: MessageId,
+    record: &MessageRecord,
+    citizen: Option<CitizenKey>,
     read_at: DateTime<Utc>,
     sequence: i64,
 ) -> sqlx::Result<DateTime<Utc>> {
+    let message_id = record.id;
     let receipt = serde_json::json!({"readAt": read_at, "eventSequenceNbr": sequence});
     decisions::record(conn, message_id, STAGE, ReadDecision::Read, &receipt).await?;
     messages::set_status(
@@ -168,6 +204,9 @@ async fn record_receipt(
     let mut audit = AuditEvent::new(STAGE, Action::ReadConfirmed);
     audit.code = Some(Code::Read);
     audit.message_id = Some(message_id);
+    audit.sender_id = Some(record.sender_id.clone());
+    audit.sender_reference = Some(record.sender_reference.clone());
+    audit.ssin_hash = citizen;
     audit.details = serde_json::json!({"readAt": read_at});
     audit.record(conn).await?;
     info!(%message_id, "read receipt recorded");
