@@ -127,6 +127,9 @@ pub async fn verify(pool: &PgPool, keyring: &Keyring) -> anyhow::Result<(usize, 
     let mut previous = String::new();
     let mut records = 0;
     let all = seals::all_seals(&mut conn).await?;
+    // Seals whose records were purged (past their retention) keep their signature and their
+    // place in the chain; only their records cannot be recomputed.
+    let purged_up_to = seals::purged_up_to(&mut conn).await?;
     for (index, seal) in all.iter().enumerate() {
         let fail = |what: String| Tampered::Seal {
             seq: seal.seq,
@@ -155,6 +158,10 @@ pub async fn verify(pool: &PgPool, keyring: &Keyring) -> anyhow::Result<(usize, 
         }
         if seal.previous_seal != previous {
             return Err(fail("it does not chain to the seal before it".into()).into());
+        }
+        if seal.seq <= purged_up_to {
+            previous = seal.seal_sha256.clone();
+            continue;
         }
         let members = seals::member_lines(&mut conn, seal.seq).await?;
         if let Some((id, _)) = members.iter().find(|(_, line)| line.is_none()) {
@@ -237,6 +244,9 @@ pub enum AuditCommand {
         #[arg(long)]
         sender: Option<String>,
     },
+    /// Delete the records past their retention date, whole seals at a time, keeping the
+    /// seals (run with the owner's EBOX_MIGRATION_DATABASE_URL: the services may not delete).
+    Purge,
     /// Check an export offline: the manifest's signature, the digest of every line before
     /// it, the record count.
     VerifyExport {
@@ -295,6 +305,15 @@ pub async fn run(
                 &mut out,
             )
             .await?;
+        }
+        AuditCommand::Purge => {
+            let owner = runtime::db::connect_url(&settings.migration_database_url, 1).await?;
+            let mut tx = owner.begin().await?;
+            let (up_to, records) = seals::purge_expired(&mut tx).await?;
+            tx.commit().await?;
+            println!(
+                "{records} record(s) past their retention purged; seals up to {up_to} keep the chain"
+            );
         }
         AuditCommand::VerifyExport { .. } => unreachable!("handled before connecting"),
     }

@@ -251,3 +251,45 @@ pub async fn export(
     .fetch_all(conn)
     .await
 }
+
+/// The last seal whose records were purged (0 when none were).
+pub async fn purged_up_to(conn: &mut PgConnection) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT coalesce(max(up_to_seal), 0) FROM audit_purges")
+        .fetch_one(conn)
+        .await
+}
+
+/// Deletes the records of the oldest seals whose every record is past its retention date,
+/// and records the purge; returns (up to which seal, how many records). Runs as the owner:
+/// the services may not delete audit records.
+pub async fn purge_expired(conn: &mut PgConnection) -> sqlx::Result<(i64, u64)> {
+    let already = purged_up_to(conn).await?;
+    // The first seal after the last purge that still covers a record in its retention period
+    // bounds the purge: seals are purged whole and in order.
+    let up_to: i64 = sqlx::query_scalar(
+        "SELECT coalesce(min(m.seal_seq) - 1, (SELECT coalesce(max(seq), 0) FROM audit_seals))
+           FROM audit_seal_members m JOIN audit_events e ON e.id = m.record_id
+          WHERE m.seal_seq > $1 AND e.retain_until > current_date",
+    )
+    .bind(already)
+    .fetch_one(&mut *conn)
+    .await?;
+    if up_to <= already {
+        return Ok((already, 0));
+    }
+    let deleted = sqlx::query(
+        "DELETE FROM audit_events e USING audit_seal_members m
+          WHERE m.record_id = e.id AND m.seal_seq > $1 AND m.seal_seq <= $2",
+    )
+    .bind(already)
+    .bind(up_to)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    sqlx::query("INSERT INTO audit_purges (up_to_seal, records) VALUES ($1, $2)")
+        .bind(up_to)
+        .bind(i64::try_from(deleted).unwrap_or(i64::MAX))
+        .execute(conn)
+        .await?;
+    Ok((up_to, deleted))
+}

@@ -191,3 +191,38 @@ async fn an_export_verifies_offline_and_fails_after_one_changed_byte() {
     let refused = evidence::export::verify(&keyring, &changed).expect_err("changed");
     assert!(refused.to_string().contains("was changed"), "{refused}");
 }
+
+#[tokio::test]
+async fn records_past_their_retention_are_purged_whole_seals_at_a_time_and_the_chain_still_verifies()
+ {
+    let (app, sealer, keyring) = sealed_trail(&["ref-p1", "ref-p2"]).await;
+    let mut sender = app.sender().await;
+    let body = serde_json::to_vec(&sample_v2(SAMPLE_SSIN, MESSAGE_TYPE)).expect("JSON");
+    publish_and_wait(&mut sender, "ref-p3", TYPE_V2, &body).await;
+    assert_eq!(sealer.seal_due().await.expect("sealed"), 1);
+    // Ten years pass for the first seal's records (only for them).
+    tamper(
+        &app,
+        "UPDATE audit_events SET retain_until = current_date - 1
+          WHERE id IN (SELECT record_id FROM audit_seal_members WHERE seal_seq = 1)",
+    )
+    .await;
+    let mut tx = app.pool.begin().await.expect("a transaction");
+    let (up_to, purged) = records::seals::purge_expired(&mut tx)
+        .await
+        .expect("purged");
+    tx.commit().await.expect("committed");
+    assert_eq!((up_to, purged), (1, 2));
+    let remaining: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events")
+        .fetch_one(&app.pool)
+        .await
+        .expect("counted");
+    assert_eq!(
+        remaining, 1,
+        "the record still in its retention period stays"
+    );
+    assert_eq!(
+        verify(&app.pool, &keyring).await.expect("still verifies"),
+        (2, 1)
+    );
+}
