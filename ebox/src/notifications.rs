@@ -120,5 +120,6 @@ async fn audit(
         "lastError": notification.last_error,
         "source": "cli",
     });
-    audit.record(conn).await
+    audit.record(conn).await?;
+    Ok(())
 }

@@ -61,9 +61,11 @@ pub struct ProofClaims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_at: Option<DateTime<Utc>>,
     pub expiration_date: DateTime<Utc>,
-    /// The audit seal that covers the proven event, once the trail is sealed.
+    /// The audit record of the proven event (`stored`, `read-confirmed`): its `seq` in
+    /// `ebox audit trace` and exports, where the seal that covers it is named. The proof is
+    /// signed before that seal exists, so it names the record, which the seal then covers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub audit_seal: Option<String>,
+    pub audit_record: Option<i64>,
 }
 
 /// `recipient`: hex SHA-256 of `"<ssin>:<messageId>"`.
@@ -178,7 +180,7 @@ mod tests {
             deposited_at: Some(DateTime::from_timestamp(1_795_000_000, 0).expect("a time")),
             read_at: None,
             expiration_date: DateTime::from_timestamp(1_826_536_000, 0).expect("a time"),
-            audit_seal: None,
+            audit_record: None,
         }
     }
 

@@ -42,11 +42,13 @@ impl AuditEvent {
         }
     }
 
-    pub async fn record(&self, conn: &mut PgConnection) -> sqlx::Result<()> {
-        sqlx::query(
+    /// Writes the record; returns its id (its `seq` in traces and exports).
+    pub async fn record(&self, conn: &mut PgConnection) -> sqlx::Result<i64> {
+        sqlx::query_scalar(
             "INSERT INTO audit_events
                  (stage, action, code, sender_id, message_id, sender_reference, ssin_hash, details)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             RETURNING id",
         )
         .bind(self.stage.as_str())
         .bind(self.action.as_str())
@@ -60,8 +62,7 @@ impl AuditEvent {
         .bind(&self.sender_reference)
         .bind(self.ssin_hash.as_ref().map(CitizenKey::as_str))
         .bind(&self.details)
-        .execute(conn)
-        .await?;
-        Ok(())
+        .fetch_one(conn)
+        .await
     }
 }

@@ -921,6 +921,17 @@ async fn the_published_and_read_statuses_carry_proofs_anyone_can_verify_with_the
     let deposit = published.proof_of_deposit.expect("a proof of deposit");
     let claims = verify(&keys, &deposit).expect("the proof verifies");
     assert_eq!(claims.proof, ProofKind::Deposit);
+    // The proof names the audit record of its event, which the trail's seal then covers.
+    let action: String = sqlx::query_scalar("SELECT action FROM audit_events WHERE id = $1")
+        .bind(
+            claims
+                .audit_record
+                .expect("the audit record of the deposit"),
+        )
+        .fetch_one(&app.pool)
+        .await
+        .expect("the record");
+    assert_eq!(action, "stored");
     assert_eq!(claims.message_id, message_id);
     assert_eq!(claims.sender_reference, "ref-proof");
     assert_eq!(claims.sender, app.sender_id);

@@ -587,7 +587,8 @@ async fn audit_duplicate(
         "currentStatus": existing.status,
         "redelivered": received.incoming.redelivered,
     });
-    audit.record(conn).await
+    audit.record(conn).await?;
+    Ok(())
 }
 
 /// Decodes and validates a message seen for the first time, decided now.

@@ -139,7 +139,8 @@ async fn audit_settled(
         "idempotencyKey": notification.idempotency_key,
         "error": error,
     });
-    audit.record(conn).await
+    audit.record(conn).await?;
+    Ok(())
 }
 
 impl Job for Dispatcher {

@@ -154,7 +154,8 @@ async fn record_decision(
         "reason": reason,
         "idempotencyKey": idempotency_key,
     });
-    audit.record(conn).await
+    audit.record(conn).await?;
+    Ok(())
 }
 
 /// What the outbox keeps for the channel: only a partner needs the event (which names the

@@ -73,8 +73,12 @@ impl Handler for ReadReceipt {
                 let read_at = envelope.event_time;
                 let record = intake_record(conn, message_id).await?;
                 let citizen = self.citizen(&envelope);
-                record_receipt(conn, &record, citizen, read_at, sequence).await?;
-                if let Some(proof) = self.proof_of_reading(conn, message_id, read_at).await? {
+                let audit_record =
+                    record_receipt(conn, &record, citizen, read_at, sequence).await?;
+                if let Some(proof) = self
+                    .proof_of_reading(conn, message_id, read_at, audit_record)
+                    .await?
+                {
                     messages::set_proof_of_reading(conn, message_id, &proof).await?;
                 }
                 read_at
@@ -136,6 +140,7 @@ impl ReadReceipt {
         conn: &mut PgConnection,
         message_id: MessageId,
         read_at: DateTime<Utc>,
+        audit_record: i64,
     ) -> Result<Option<String>, HandlerError> {
         let record = messages::find(conn, message_id).await?;
         let Some(deposit) = record.and_then(|r| r.proof_of_deposit) else {
@@ -145,6 +150,7 @@ impl ReadReceipt {
         let mut claims = evidence::proof::claims_of_own(&deposit).permanent()?;
         claims.proof = ProofKind::Reading;
         claims.read_at = Some(read_at);
+        claims.audit_record = Some(audit_record);
         claims.iat = Utc::now().timestamp();
         Ok(Some(
             evidence::proof::sign(&self.signer, &claims).permanent()?,
@@ -188,7 +194,7 @@ async fn record_receipt(
     citizen: Option<CitizenKey>,
     read_at: DateTime<Utc>,
     sequence: i64,
-) -> sqlx::Result<DateTime<Utc>> {
+) -> sqlx::Result<i64> {
     let message_id = record.id;
     let receipt = serde_json::json!({"readAt": read_at, "eventSequenceNbr": sequence});
     decisions::record(conn, message_id, STAGE, ReadDecision::Read, &receipt).await?;
@@ -208,7 +214,7 @@ async fn record_receipt(
     audit.sender_reference = Some(record.sender_reference.clone());
     audit.ssin_hash = citizen;
     audit.details = serde_json::json!({"readAt": read_at});
-    audit.record(conn).await?;
+    let audit_record = audit.record(conn).await?;
     info!(%message_id, "read receipt recorded");
-    Ok(read_at)
+    Ok(audit_record)
 }

@@ -154,11 +154,16 @@ impl Store {
             event_sequence_nbr: sequence,
             receipt_date,
         };
-        let proof =
-            proof::proof_of_deposit(&self.signer, &self.provider_id, publication, receipt_date)
-                .permanent()?;
+        let audit_record = audit_stored(conn, publication, citizen, announcement).await?;
+        let proof = proof::proof_of_deposit(
+            &self.signer,
+            &self.provider_id,
+            publication,
+            receipt_date,
+            audit_record,
+        )
+        .permanent()?;
         messages::set_proof_of_deposit(conn, message_id, &proof).await?;
-        audit_stored(conn, publication, citizen, announcement).await?;
         let details = serde_json::to_value(announcement).permanent()?;
         decisions::record(conn, message_id, STAGE, StoreDecision::Stored, &details).await?;
         info!(%message_id, sequence, "stored");
@@ -281,7 +286,7 @@ async fn audit_stored(
     publication: &Publication,
     citizen: CitizenKey,
     announcement: Announcement,
-) -> sqlx::Result<()> {
+) -> sqlx::Result<i64> {
     let message_id = publication.message_id;
     let mut audit = AuditEvent::new(STAGE, Action::Stored);
     audit.code = Some(Code::Published);

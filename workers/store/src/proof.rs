@@ -12,6 +12,7 @@ pub fn proof_of_deposit(
     provider_id: &str,
     publication: &Publication,
     deposited_at: DateTime<Utc>,
+    audit_record: i64,
 ) -> anyhow::Result<String> {
     let message_id = publication.message_id.to_string();
     let body_sha256 = match &publication.body_content {
@@ -42,7 +43,7 @@ pub fn proof_of_deposit(
         deposited_at: Some(deposited_at),
         read_at: None,
         expiration_date: publication.expiration_date,
-        audit_seal: None,
+        audit_record: Some(audit_record),
     };
     sign(signer, &claims)
 }
