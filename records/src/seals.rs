@@ -148,14 +148,19 @@ pub async fn member_lines(
 pub async fn unsealed_older_than(
     conn: &mut PgConnection,
     grace: Duration,
+    period: (Option<DateTime<Utc>>, Option<DateTime<Utc>>),
 ) -> sqlx::Result<Vec<i64>> {
     sqlx::query_scalar(
         "SELECT e.id FROM audit_events e
           WHERE e.at < now() - $1
+            AND ($2::timestamptz IS NULL OR e.at >= $2)
+            AND ($3::timestamptz IS NULL OR e.at < $3)
             AND NOT EXISTS (SELECT 1 FROM audit_seal_members m WHERE m.record_id = e.id)
           ORDER BY e.id LIMIT 100",
     )
     .bind(grace)
+    .bind(period.0)
+    .bind(period.1)
     .fetch_all(conn)
     .await
 }
