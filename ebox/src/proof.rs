@@ -1,8 +1,8 @@
 //! `ebox proof`: the platform's proof keys and offline verification of a proof.
 //!
 //! - `keygen`: a new Ed25519 signing key (PKCS#8 PEM) for development and tests;
-//! - `jwks --key PEM...`: the public keys of signing keys as a JWKS (what the API serves at
-//!   `/.well-known/jwks.json`);
+//! - `jwks [--key PEM...]`: the public keys as a JWKS — of these signing keys, or the
+//!   service's (what the API serves at `/.well-known/jwks.json`);
 //! - `verify FILE|- --jwks FILE`: checks a proof (a JWS compact serialization) against a JWKS
 //!   and prints its claims; exits non-zero when it does not verify.
 
@@ -18,9 +18,10 @@ pub enum ProofCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Print the public keys of these signing keys as a JWKS.
+    /// Print the public keys as a JWKS: of these signing keys, or (without --key) the
+    /// service's, from EBOX_PROOF_SIGNING_KEY_FILE and EBOX_PROOF_PREVIOUS_KEYS_FILE.
     Jwks {
-        #[arg(long = "key", required = true)]
+        #[arg(long = "key")]
         keys: Vec<PathBuf>,
     },
     /// Verify a proof (FILE, or - for standard input) against a JWKS; print its claims.
@@ -35,10 +36,15 @@ pub fn run(command: ProofCommand) -> anyhow::Result<()> {
     match command {
         ProofCommand::Keygen { out } => keygen(out),
         ProofCommand::Jwks { keys } => {
-            let mut ring = Keyring::default();
-            for key in keys {
-                ring.add(Signer::from_pem_file(&key)?.verifying_key());
-            }
+            let ring = if keys.is_empty() {
+                service_keys()?
+            } else {
+                let mut ring = Keyring::default();
+                for key in keys {
+                    ring.add(Signer::from_pem_file(&key)?.verifying_key());
+                }
+                ring
+            };
             println!("{}", serde_json::to_string_pretty(&ring.jwks())?);
             Ok(())
         }
@@ -48,6 +54,21 @@ pub fn run(command: ProofCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The service's keys, as the API serves them: the previous keys, then the signing key's.
+fn service_keys() -> anyhow::Result<Keyring> {
+    let mut ring = match std::env::var_os("EBOX_PROOF_PREVIOUS_KEYS_FILE") {
+        Some(path) => Keyring::from_jwks(
+            &std::fs::read_to_string(&path)
+                .with_context(|| format!("Failed to read {}", path.to_string_lossy()))?,
+        )?,
+        None => Keyring::default(),
+    };
+    let signing = std::env::var_os("EBOX_PROOF_SIGNING_KEY_FILE")
+        .context("give --key PEM, or set EBOX_PROOF_SIGNING_KEY_FILE")?;
+    ring.add(Signer::from_pem_file(std::path::Path::new(&signing))?.verifying_key());
+    Ok(ring)
 }
 
 fn keygen(out: Option<PathBuf>) -> anyhow::Result<()> {
