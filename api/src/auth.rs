@@ -1,8 +1,16 @@
 //! Bearer tokens from the identity provider: signature (RS256 or ES256, keys from a JWKS or PEM
-//! file), `iss`, `aud`, `exp` and `nbf` checked; then, per endpoint family, the scope and the
-//! eIDAS assurance level (`acr`).
+//! file, or from the provider's JWKS URL), `typ` when present, `iss`, `aud`, `exp`, `nbf` and a
+//! bounded lifetime (`exp - iat`) checked; then, per endpoint family, the scope and the eIDAS
+//! assurance level (`acr`).
 //!
-//! A citizen is the token's `sub` (their national number); a sender is its `client_id`.
+//! A citizen is the token's `sub` (their national number). A sender is the `client_id` of a
+//! token with the `ebox:sender` scope that is not a citizen's: no national number as `sub`, no
+//! citizen scope; `azp` never names a sender (in a citizen's token it is the portal that asked).
+//!
+//! Keys from a URL are cached: refreshed in the background ([`Verifier::keep_keys_fresh`]), and
+//! on demand when a token names a key the cache does not hold ([`Verifier::refresh_for`]), at
+//! most once per [`REFRESH_ON_UNKNOWN_KEY_EVERY`] so that a flood of made-up `kid`s cannot
+//! hammer the identity provider.
 
 use crate::error::ApiError;
 use domain::ssin::Ssin;
@@ -13,11 +21,23 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 pub const SCOPE_SUMMARY: &str = "ebox:summary";
 pub const SCOPE_MESSAGES: &str = "ebox:messages";
 pub const SCOPE_REFERENCE_DATA: &str = "ebox:referencedata";
 pub const SCOPE_SENDER: &str = "ebox:sender";
+
+/// The scopes only a citizen's token carries: a token with one of them never acts for a sender.
+const CITIZEN_SCOPES: [&str; 2] = [SCOPE_SUMMARY, SCOPE_MESSAGES];
+
+/// The shortest time between two refreshes of the JWKS caused by unknown `kid`s.
+pub const REFRESH_ON_UNKNOWN_KEY_EVERY: Duration = Duration::from_secs(30);
+
+/// The longest a JWKS fetch may take, and the largest document accepted.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_JWKS_BYTES: usize = 1024 * 1024;
 
 struct Key {
     kid: Option<String>,
@@ -25,17 +45,46 @@ struct Key {
     key: DecodingKey,
 }
 
+/// What every token must satisfy besides its signature.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub issuer: String,
+    pub audience: String,
+    pub min_acr: AssuranceLevel,
+    /// The longest `exp - iat` accepted; a token without `iat` is refused.
+    pub max_lifetime: Duration,
+}
+
 pub struct Verifier {
-    keys: Vec<Key>,
-    issuer: String,
-    audience: String,
-    min_acr: AssuranceLevel,
+    keys: KeySource,
+    policy: Policy,
+}
+
+/// Where the verification keys come from.
+enum KeySource {
+    /// A file, read once at start-up.
+    File(Vec<Key>),
+    /// The identity provider's JWKS URL, cached.
+    Url(Arc<RemoteKeys>),
+}
+
+/// The keys last fetched from the identity provider's JWKS URL.
+struct RemoteKeys {
+    url: String,
+    client: reqwest::Client,
+    /// Swapped whole on a successful fetch; a failed one keeps the previous keys.
+    keys: RwLock<Arc<Vec<Key>>>,
+    /// When a token with an unknown key last caused a fetch. Held across that fetch, so that
+    /// tokens arriving meanwhile wait for its result instead of fetching again.
+    last_on_demand: tokio::sync::Mutex<Option<Instant>>,
 }
 
 #[derive(Debug, Deserialize)]
 struct Claims {
     sub: Option<String>,
     acr: Option<String>,
+    exp: i64,
+    iat: Option<i64>,
     #[serde(default)]
     scope: Option<serde_json::Value>,
     #[serde(default)]
@@ -48,7 +97,10 @@ struct Claims {
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub subject: Option<String>,
+    /// The calling application, for the audit trail: `client_id`, else `azp`.
     pub client_id: Option<String>,
+    /// The `client_id` claim alone: the only claim that can name a sender.
+    client_id_claim: Option<String>,
     scopes: HashSet<String>,
     acr: Option<AssuranceLevel>,
 }
@@ -60,73 +112,169 @@ pub fn token_sha256(token: &str) -> String {
 
 impl Verifier {
     /// Reads a JWKS (`{"keys": [...]}`) or a PEM public key (RSA → RS256, P-256 → ES256).
-    pub fn from_file(
-        path: &Path,
-        issuer: String,
-        audience: String,
-        min_acr: AssuranceLevel,
-    ) -> anyhow::Result<Self> {
+    pub fn from_file(path: &Path, policy: Policy) -> anyhow::Result<Self> {
         let raw = read_key_file(path)?;
+        let source = path.display().to_string();
         let keys = if looks_like_jwks(&raw) {
-            keys_from_jwks(&raw, path)?
+            keys_from_jwks(&raw, &source)?
         } else {
-            vec![key_from_pem(&raw, path)?]
+            vec![key_from_pem(&raw, &source)?]
         };
-        anyhow::ensure!(
-            !keys.is_empty(),
-            "{} holds no RS256 or ES256 key",
-            path.display()
-        );
         Ok(Self {
-            keys,
-            issuer,
-            audience,
-            min_acr,
+            keys: KeySource::File(keys),
+            policy,
         })
+    }
+
+    /// Keys from the identity provider's JWKS URL, none yet: call [`Self::refresh_keys`] at
+    /// start-up and run [`Self::keep_keys_fresh`]. Until a fetch succeeds every token is a 401.
+    pub fn from_url(url: String, policy: Policy) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .timeout(FETCH_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| anyhow::anyhow!("Failed to build the JWKS client: {e}"))?;
+        Ok(Self {
+            keys: KeySource::Url(Arc::new(RemoteKeys {
+                url,
+                client,
+                keys: RwLock::new(Arc::new(Vec::new())),
+                last_on_demand: tokio::sync::Mutex::new(None),
+            })),
+            policy,
+        })
+    }
+
+    /// Fetches the keys from the URL now (nothing to do for a file); on failure the keys held
+    /// stay in use.
+    pub async fn refresh_keys(&self) -> anyhow::Result<()> {
+        match &self.keys {
+            KeySource::File(_) => Ok(()),
+            KeySource::Url(remote) => remote.fetch().await,
+        }
+    }
+
+    /// For keys from a URL, a task that fetches them again every `every` (every
+    /// [`REFRESH_ON_UNKNOWN_KEY_EVERY`] while the last fetch failed) until `shutdown`.
+    pub fn keep_keys_fresh(
+        &self,
+        every: Duration,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        let KeySource::Url(remote) = &self.keys else {
+            return None;
+        };
+        let remote = remote.clone();
+        Some(async move {
+            tokio::pin!(shutdown);
+            let mut wait = if remote.current().is_empty() {
+                REFRESH_ON_UNKNOWN_KEY_EVERY.min(every)
+            } else {
+                every
+            };
+            loop {
+                tokio::select! {
+                    () = &mut shutdown => return,
+                    () = tokio::time::sleep(wait) => {}
+                }
+                wait = match remote.fetch().await {
+                    Ok(()) => every,
+                    Err(e) => {
+                        tracing::warn!(
+                            error = format!("{e:#}"),
+                            "the JWKS refresh failed; the keys held stay in use"
+                        );
+                        REFRESH_ON_UNKNOWN_KEY_EVERY.min(every)
+                    }
+                };
+            }
+        })
+    }
+
+    /// Before [`Self::verify`]: when the token's header names a key (by `kid` and algorithm)
+    /// that the keys from the URL do not hold, fetches them again, unless a token did so less
+    /// than [`REFRESH_ON_UNKNOWN_KEY_EVERY`] ago. Never fails: verification then decides.
+    pub async fn refresh_for(&self, token: &str) {
+        let KeySource::Url(remote) = &self.keys else {
+            return;
+        };
+        let Ok(header) = jsonwebtoken::decode_header(token) else {
+            return;
+        };
+        if remote.current().iter().any(|k| key_may_sign(k, &header)) {
+            return;
+        }
+        let mut last = remote.last_on_demand.lock().await;
+        // Another token may have fetched the key while this one waited for the lock.
+        if remote.current().iter().any(|k| key_may_sign(k, &header)) {
+            return;
+        }
+        if last.is_some_and(|at| at.elapsed() < REFRESH_ON_UNKNOWN_KEY_EVERY) {
+            return;
+        }
+        *last = Some(Instant::now());
+        if let Err(e) = remote.fetch().await {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "the JWKS refresh for an unknown key failed"
+            );
+        }
     }
 
     /// Checks the token; any failure is a 401.
     pub fn verify(&self, token: &str) -> Result<Principal, ApiError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| ApiError::unauthorized())?;
+        if !typ_allowed(header.typ.as_deref()) {
+            return Err(ApiError::unauthorized());
+        }
         let mut validation = Validation::new(header.alg);
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&[&self.audience]);
+        validation.set_issuer(&[&self.policy.issuer]);
+        validation.set_audience(&[&self.policy.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         validation.validate_nbf = true;
         validation.leeway = 30;
-        let candidates = self.keys.iter().filter(|k| {
-            k.algorithm == header.alg
-                && match (&header.kid, &k.kid) {
-                    (Some(wanted), Some(kid)) => wanted == kid,
-                    _ => true,
-                }
-        });
-        for key in candidates {
+        let keys = match &self.keys {
+            KeySource::File(keys) => KeysHeld::File(keys),
+            KeySource::Url(remote) => KeysHeld::Url(remote.current()),
+        };
+        for key in keys.iter().filter(|k| key_may_sign(k, &header)) {
             if let Ok(data) = jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
-                let claims = data.claims;
-                let scopes = [claims.scope, claims.scp]
-                    .into_iter()
-                    .flatten()
-                    .flat_map(|value| match value {
-                        serde_json::Value::String(s) => {
-                            s.split_whitespace().map(str::to_owned).collect::<Vec<_>>()
-                        }
-                        serde_json::Value::Array(items) => items
-                            .into_iter()
-                            .filter_map(|i| i.as_str().map(str::to_owned))
-                            .collect(),
-                        _ => Vec::new(),
-                    })
-                    .collect();
-                return Ok(Principal {
-                    subject: claims.sub,
-                    client_id: claims.client_id.or(claims.azp),
-                    scopes,
-                    acr: claims.acr.as_deref().and_then(AssuranceLevel::parse),
-                });
+                return self.principal(data.claims);
             }
         }
         Err(ApiError::unauthorized())
+    }
+
+    /// The principal of claims whose signature holds, once their lifetime is checked.
+    fn principal(&self, claims: Claims) -> Result<Principal, ApiError> {
+        let max = i64::try_from(self.policy.max_lifetime.as_secs()).unwrap_or(i64::MAX);
+        let lifetime_ok = claims
+            .iat
+            .is_some_and(|iat| claims.exp.saturating_sub(iat) <= max);
+        if !lifetime_ok {
+            return Err(ApiError::unauthorized());
+        }
+        let scopes = [claims.scope, claims.scp]
+            .into_iter()
+            .flatten()
+            .flat_map(|value| match value {
+                serde_json::Value::String(s) => {
+                    s.split_whitespace().map(str::to_owned).collect::<Vec<_>>()
+                }
+                serde_json::Value::Array(items) => items
+                    .into_iter()
+                    .filter_map(|i| i.as_str().map(str::to_owned))
+                    .collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        Ok(Principal {
+            subject: claims.sub,
+            client_id: claims.client_id.clone().or(claims.azp),
+            client_id_claim: claims.client_id,
+            scopes,
+            acr: claims.acr.as_deref().and_then(AssuranceLevel::parse),
+        })
     }
 
     /// The citizen behind a token that carries `scope` at a sufficient assurance level.
@@ -136,7 +284,7 @@ impl Verifier {
                 "the token lacks the scope {scope}"
             )));
         }
-        if principal.acr.is_none_or(|acr| acr < self.min_acr) {
+        if principal.acr.is_none_or(|acr| acr < self.policy.min_acr) {
             return Err(ApiError::forbidden(
                 "the authentication's assurance level is too low",
             ));
@@ -148,18 +296,107 @@ impl Verifier {
             .ok_or_else(|| ApiError::forbidden("the token's subject is not a citizen"))
     }
 
-    /// The sender behind a token with the sender scope.
+    /// The sender behind a token: its `client_id` (never `azp`), when it has the sender scope
+    /// and is not a citizen's (no national number as `sub`, no citizen scope).
     pub fn sender(&self, principal: &Principal) -> Result<String, ApiError> {
         if !principal.scopes.contains(SCOPE_SENDER) {
             return Err(ApiError::forbidden(format!(
                 "the token lacks the scope {SCOPE_SENDER}"
             )));
         }
+        let citizen_subject = principal
+            .subject
+            .as_deref()
+            .is_some_and(|sub| Ssin::parse(sub).is_ok());
+        let citizen_scope = CITIZEN_SCOPES.iter().any(|s| principal.scopes.contains(*s));
+        if citizen_subject || citizen_scope {
+            return Err(ApiError::forbidden(
+                "a citizen's token cannot act for a sender",
+            ));
+        }
         principal
-            .client_id
+            .client_id_claim
             .clone()
             .ok_or_else(|| ApiError::forbidden("the token names no client_id"))
     }
+}
+
+impl RemoteKeys {
+    fn current(&self) -> Arc<Vec<Key>> {
+        self.keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Fetches and parses the JWKS; replaces the keys only when it holds at least one usable.
+    async fn fetch(&self) -> anyhow::Result<()> {
+        let raw = self.download().await?;
+        let keys = keys_from_jwks(&raw, &self.url)?;
+        let count = keys.len();
+        *self
+            .keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(keys);
+        tracing::info!(url = %self.url, keys = count, "JWKS fetched");
+        Ok(())
+    }
+
+    async fn download(&self) -> anyhow::Result<Vec<u8>> {
+        let failed = |e: reqwest::Error| anyhow::anyhow!("Failed to fetch {}: {e}", self.url);
+        let mut response = self
+            .client
+            .get(&self.url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(failed)?;
+        let mut raw = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(failed)? {
+            raw.extend_from_slice(&chunk);
+            anyhow::ensure!(
+                raw.len() <= MAX_JWKS_BYTES,
+                "{} answered more than {MAX_JWKS_BYTES} bytes",
+                self.url
+            );
+        }
+        Ok(raw)
+    }
+}
+
+/// The keys a verification uses: borrowed from a file's, or a snapshot of the URL's.
+enum KeysHeld<'a> {
+    File(&'a [Key]),
+    Url(Arc<Vec<Key>>),
+}
+
+impl KeysHeld<'_> {
+    fn iter(&self) -> std::slice::Iter<'_, Key> {
+        match self {
+            KeysHeld::File(keys) => keys.iter(),
+            KeysHeld::Url(keys) => keys.iter(),
+        }
+    }
+}
+
+/// A key may have signed a token when the algorithms agree and, if both name one, the kids.
+fn key_may_sign(key: &Key, header: &jsonwebtoken::Header) -> bool {
+    key.algorithm == header.alg
+        && match (&header.kid, &key.kid) {
+            (Some(wanted), Some(kid)) => wanted == kid,
+            _ => true,
+        }
+}
+
+/// A `typ` header, when present, must say the token is a JWT or an access token (RFC 9068):
+/// `JWT` or `at+jwt`, in any case, with or without the `application/` prefix (RFC 7515 §4.1.9).
+fn typ_allowed(typ: Option<&str>) -> bool {
+    typ.is_none_or(|typ| {
+        let typ = typ.to_ascii_lowercase();
+        let typ = typ.strip_prefix("application/").unwrap_or(&typ);
+        typ == "jwt" || typ == "at+jwt"
+    })
 }
 
 fn read_key_file(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -172,15 +409,17 @@ fn looks_like_jwks(raw: &[u8]) -> bool {
 }
 
 /// Every RS256 or ES256 key of the set; keys of other types or curves are skipped, but a
-/// supported key that cannot be built is an error.
-fn keys_from_jwks(raw: &[u8], path: &Path) -> anyhow::Result<Vec<Key>> {
-    let set: JwkSet = serde_json::from_slice(raw)
-        .map_err(|e| anyhow::anyhow!("{} is not a JWKS: {e}", path.display()))?;
+/// supported key that cannot be built is an error, as is a set without any. `source` (a path
+/// or URL) names where it came from in errors.
+fn keys_from_jwks(raw: &[u8], source: &str) -> anyhow::Result<Vec<Key>> {
+    let set: JwkSet =
+        serde_json::from_slice(raw).map_err(|e| anyhow::anyhow!("{source} is not a JWKS: {e}"))?;
     let keys = set
         .keys
         .iter()
         .filter_map(key_from_jwk)
         .collect::<Result<Vec<_>, _>>()?;
+    anyhow::ensure!(!keys.is_empty(), "{source} holds no RS256 or ES256 key");
     Ok(keys)
 }
 
@@ -206,11 +445,11 @@ fn jwk_algorithm(parameters: &AlgorithmParameters) -> Option<Algorithm> {
 }
 
 /// A PEM public key without a kid: an EC key first, else an RSA one.
-fn key_from_pem(raw: &[u8], path: &Path) -> anyhow::Result<Key> {
+fn key_from_pem(raw: &[u8], source: &str) -> anyhow::Result<Key> {
     let (key, algorithm) = DecodingKey::from_ec_pem(raw)
         .map(|key| (key, Algorithm::ES256))
         .or_else(|_| DecodingKey::from_rsa_pem(raw).map(|key| (key, Algorithm::RS256)))
-        .map_err(|e| anyhow::anyhow!("{} holds no RSA or P-256 public key: {e}", path.display()))?;
+        .map_err(|e| anyhow::anyhow!("{source} holds no RSA or P-256 public key: {e}"))?;
     Ok(Key {
         kid: None,
         algorithm,
@@ -238,20 +477,23 @@ mod tests {
         .expect("a private key");
         let now = chrono::Utc::now().timestamp();
         let claims = serde_json::json!({
-            "iss": "idp", "aud": "ebox", "exp": now + 60, "sub": sub,
+            "iss": "idp", "aud": "ebox", "iat": now, "exp": now + 60, "sub": sub,
             "scope": "ebox:messages", "acr": AssuranceLevel::HIGH,
         });
         jsonwebtoken::encode(&Header::new(algorithm), &claims, &key).expect("signed")
     }
 
+    fn policy() -> Policy {
+        Policy {
+            issuer: "idp".into(),
+            audience: "ebox".into(),
+            min_acr: AssuranceLevel::Substantial,
+            max_lifetime: Duration::from_secs(3600),
+        }
+    }
+
     fn verifier(public: &str) -> Verifier {
-        Verifier::from_file(
-            &fixture(public),
-            "idp".into(),
-            "ebox".into(),
-            AssuranceLevel::Substantial,
-        )
-        .expect("keys")
+        Verifier::from_file(&fixture(public), policy()).expect("keys")
     }
 
     #[test]
@@ -371,7 +613,7 @@ mod tests {
         keys.push(serde_json::json!({"kty": "oct", "k": "AAAA", "kid": "secret"}));
         keys.push(serde_json::json!({"kty": "EC", "crv": "P-384", "x": "AA", "y": "AA"}));
         let raw = serde_json::to_vec(&set).expect("JSON");
-        let keys = keys_from_jwks(&raw, Path::new("jwks.json")).expect("keys");
+        let keys = keys_from_jwks(&raw, "jwks.json").expect("keys");
         let found: Vec<_> = keys
             .iter()
             .map(|k| (k.kid.as_deref(), k.algorithm))
@@ -419,19 +661,126 @@ mod tests {
             if let Some(content) = content {
                 std::fs::write(&path, content).expect("a key file");
             }
-            let refused = Verifier::from_file(
-                &path,
-                "idp".into(),
-                "ebox".into(),
-                AssuranceLevel::Substantial,
-            )
-            .err()
-            .map(|e| e.to_string());
+            let refused = Verifier::from_file(&path, policy())
+                .err()
+                .map(|e| e.to_string());
             assert!(
                 refused.as_deref().is_some_and(|e| e.contains(reason)),
                 "{name}: {refused:?}"
             );
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn signed(typ: Option<&str>, claims: serde_json::Value) -> String {
+        let pem = std::fs::read(fixture("es256-private.pem")).expect("fixture");
+        let key = EncodingKey::from_ec_pem(&pem).expect("a private key");
+        let mut header = Header::new(Algorithm::ES256);
+        header.typ = typ.map(str::to_owned);
+        jsonwebtoken::encode(&header, &claims, &key).expect("signed")
+    }
+
+    fn claims(lifetime: Option<i64>, extra: serde_json::Value) -> serde_json::Value {
+        let now = chrono::Utc::now().timestamp();
+        let mut claims = serde_json::json!({"iss": "idp", "aud": "ebox", "exp": now + 60});
+        if let Some(lifetime) = lifetime {
+            claims["iat"] = (now + 60 - lifetime).into();
+        }
+        for (name, value) in extra.as_object().expect("an object") {
+            claims[name] = value.clone();
+        }
+        claims
+    }
+
+    #[test]
+    fn a_typ_header_is_accepted_only_for_a_jwt_or_an_access_token() {
+        let es = verifier("es256-public.pem");
+        let cases = [
+            (None, true),
+            (Some("JWT"), true),
+            (Some("jwt"), true),
+            (Some("at+jwt"), true),
+            (Some("AT+JWT"), true),
+            (Some("application/at+jwt"), true),
+            (Some("foo"), false),
+            (Some("JWS"), false),
+            (Some("dpop+jwt"), false),
+            (Some(""), false),
+        ];
+        for (typ, accepted) in cases {
+            let token = signed(typ, claims(Some(60), serde_json::json!({})));
+            assert_eq!(es.verify(&token).is_ok(), accepted, "{typ:?}");
+        }
+    }
+
+    #[test]
+    fn a_token_must_say_when_it_was_issued_and_live_no_longer_than_the_maximum() {
+        let es = verifier("es256-public.pem");
+        let cases = [
+            (Some(60), true),
+            (Some(3600), true),
+            (Some(3601), false),
+            (Some(86_400), false),
+            (None, false),
+        ];
+        for (lifetime, accepted) in cases {
+            let token = signed(None, claims(lifetime, serde_json::json!({})));
+            assert_eq!(es.verify(&token).is_ok(), accepted, "{lifetime:?}");
+        }
+    }
+
+    #[test]
+    fn only_the_client_id_of_a_token_that_is_not_a_citizens_names_a_sender() {
+        let es = verifier("es256-public.pem");
+        let sender_of = |extra: serde_json::Value| {
+            let token = signed(None, claims(Some(60), extra));
+            es.verify(&token)
+                .and_then(|p| es.sender(&p))
+                .map_err(|e| e.status)
+        };
+        let forbidden = Err(axum::http::StatusCode::FORBIDDEN);
+        let cases = [
+            (
+                "a sender's token",
+                serde_json::json!({"client_id": "onem", "scope": "ebox:sender"}),
+                Ok("onem".to_owned()),
+            ),
+            (
+                "a sender's token whose sub is its client",
+                serde_json::json!({"sub": "onem", "client_id": "onem", "scope": "ebox:sender"}),
+                Ok("onem".to_owned()),
+            ),
+            (
+                "a token naming its client by azp only",
+                serde_json::json!({"azp": "onem", "scope": "ebox:sender"}),
+                forbidden.clone(),
+            ),
+            (
+                "a citizen's token with the sender scope",
+                serde_json::json!({
+                    "sub": "85073003328", "client_id": "onem", "azp": "onem",
+                    "scope": "ebox:sender",
+                }),
+                forbidden.clone(),
+            ),
+            (
+                "a token with a citizen's scope",
+                serde_json::json!({"client_id": "onem", "scope": "ebox:sender ebox:messages"}),
+                forbidden.clone(),
+            ),
+            (
+                "a token with the citizen scopes as a list",
+                serde_json::json!({"client_id": "onem", "scp": ["ebox:sender", "ebox:summary"]}),
+                forbidden.clone(),
+            ),
+            (
+                "a token without the sender scope",
+                serde_json::json!({"client_id": "onem", "scope": "ebox:referencedata"}),
+                forbidden,
+            ),
+        ];
+        for (what, extra, expected) in cases {
+            assert_eq!(sender_of(extra), expected, "{what}");
+        }
     }
 }

@@ -2,8 +2,9 @@
 //! (`ebox-rest-2.1.yaml`), which the eBox portal calls to list and open a citizen's documents,
 //! and the senders' status search.
 //!
-//! - [`auth`]: bearer tokens (signature, issuer, audience, validity; scope and assurance level
-//!   per endpoint family);
+//! - [`auth`]: bearer tokens (signature with keys from a file or the identity provider's JWKS
+//!   URL, `typ`, issuer, audience, validity and lifetime; scope and assurance level per
+//!   endpoint family);
 //! - [`citizen`]: `/ebox` and `/ebox/messages/**`; opening a main content marks the message
 //!   read and announces `readDocument` ([`read`]);
 //! - [`headers`]: what every `/ebox/**` response carries (no caching, no sniffing) and an
@@ -57,6 +58,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(|| async { error::ApiError::not_found() })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            refresh_keys,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             audit::record,
         ))
         // Outside the audit: the public description of the API is nobody's consultation.
@@ -67,6 +72,20 @@ pub fn router(state: Arc<AppState>) -> Router {
     } else {
         Router::new().nest(&state.base_path, routes)
     }
+}
+
+/// Before a handler verifies the bearer token: when the token names a key the identity
+/// provider's JWKS did not hold, fetch it again (rate-limited, see [`auth`]), so that a key
+/// rotation needs no restart. Verification itself stays synchronous.
+async fn refresh_keys(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if let Some(token) = audit::bearer(request.headers()) {
+        state.verifier.refresh_for(token).await;
+    }
+    next.run(request).await
 }
 
 /// `/ebox` and `/ebox/messages/**`, every response [`headers::private`], an attachment's

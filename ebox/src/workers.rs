@@ -209,6 +209,9 @@ impl Tasks {
 
 /// Starts the citizen API on `settings.api_addr`; returns the address it listens on.
 /// Fails before listening when the identity provider's settings are missing or unusable.
+/// Keys from a JWKS URL are fetched once before listening; should the identity provider be
+/// unreachable then, the API starts anyway (logged) and refuses every token until a retry
+/// succeeds: a provider outage must not keep the API down once the provider is back.
 pub async fn start_api(
     settings: &Settings,
     pool: &PgPool,
@@ -216,8 +219,8 @@ pub async fn start_api(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<std::net::SocketAddr> {
     let mut missing = Vec::new();
-    if settings.jwt_keys_file.is_none() {
-        missing.push("EBOX_JWT_KEYS_FILE");
+    if settings.jwt_keys_file.is_none() && settings.jwt_jwks_url.is_none() {
+        missing.push("EBOX_JWT_KEYS_FILE or EBOX_JWT_JWKS_URL (exactly one)");
     }
     if settings.jwt_issuer.is_none() {
         missing.push("EBOX_JWT_ISSUER");
@@ -225,42 +228,72 @@ pub async fn start_api(
     if settings.jwt_audience.is_none() {
         missing.push("EBOX_JWT_AUDIENCE");
     }
-    if let (Some(keys), Some(issuer), Some(audience)) = (
-        &settings.jwt_keys_file,
+    let (Some(issuer), Some(audience), true) = (
         &settings.jwt_issuer,
         &settings.jwt_audience,
+        missing.is_empty(),
+    ) else {
+        anyhow::bail!("the API needs {}", missing.join(", "))
+    };
+    let verifier = token_verifier(settings, issuer, audience).await?;
+    if let Some(refresh) = verifier.keep_keys_fresh(
+        settings.jwt_jwks_refresh,
+        shutdown.clone().cancelled_owned(),
     ) {
-        let verifier = api::auth::Verifier::from_file(
-            keys,
-            issuer.clone(),
-            audience.clone(),
-            settings.jwt_min_acr,
-        )?;
-        let state = Arc::new(api::AppState {
-            pool: pool.clone(),
-            verifier,
-            hasher: SsinHasher::new(&settings.ssin_hash_key),
-            events: api::read::EventPublisher::new(settings.amqp_url.clone()),
-            provider_id: settings.provider_id.clone(),
-            base_path: settings.api_base_path.clone(),
-            public_url: format!(
-                "{}{}",
-                settings.api_public_url,
-                settings.api_base_path.trim_end_matches('/')
-            ),
-            proof_jwks: proof_keyring(settings)?.jwks(),
-        });
-        let listener = tokio::net::TcpListener::bind(settings.api_addr)
-            .await
-            .with_context(|| format!("Failed to listen on {} for the API", settings.api_addr))?;
-        let addr = listener.local_addr()?;
-        let shutdown = shutdown.clone();
-        tasks.spawn(async move {
-            if let Err(e) = api::serve(listener, state, shutdown.cancelled_owned()).await {
-                tracing::error!(error = format!("{e:#}"), "the API stopped");
-            }
-        });
-        return Ok(addr);
+        tasks.spawn(refresh);
     }
-    anyhow::bail!("the API needs {}", missing.join(", "))
+    let state = Arc::new(api::AppState {
+        pool: pool.clone(),
+        verifier,
+        hasher: SsinHasher::new(&settings.ssin_hash_key),
+        events: api::read::EventPublisher::new(settings.amqp_url.clone()),
+        provider_id: settings.provider_id.clone(),
+        base_path: settings.api_base_path.clone(),
+        public_url: format!(
+            "{}{}",
+            settings.api_public_url,
+            settings.api_base_path.trim_end_matches('/')
+        ),
+        proof_jwks: proof_keyring(settings)?.jwks(),
+    });
+    let listener = tokio::net::TcpListener::bind(settings.api_addr)
+        .await
+        .with_context(|| format!("Failed to listen on {} for the API", settings.api_addr))?;
+    let addr = listener.local_addr()?;
+    let shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        if let Err(e) = api::serve(listener, state, shutdown.cancelled_owned()).await {
+            tracing::error!(error = format!("{e:#}"), "the API stopped");
+        }
+    });
+    Ok(addr)
+}
+
+/// The token verifier, its keys read from the file or fetched from the URL (configuration
+/// makes sure only one is set).
+async fn token_verifier(
+    settings: &Settings,
+    issuer: &str,
+    audience: &str,
+) -> anyhow::Result<api::auth::Verifier> {
+    let policy = api::auth::Policy {
+        issuer: issuer.to_owned(),
+        audience: audience.to_owned(),
+        min_acr: settings.jwt_min_acr,
+        max_lifetime: settings.jwt_max_lifetime,
+    };
+    match (&settings.jwt_keys_file, &settings.jwt_jwks_url) {
+        (Some(file), _) => api::auth::Verifier::from_file(file, policy),
+        (None, Some(url)) => {
+            let verifier = api::auth::Verifier::from_url(url.clone(), policy)?;
+            if let Err(e) = verifier.refresh_keys().await {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "the identity provider's keys could not be fetched: every token is refused until a retry succeeds"
+                );
+            }
+            Ok(verifier)
+        }
+        (None, None) => anyhow::bail!("the API needs EBOX_JWT_KEYS_FILE or EBOX_JWT_JWKS_URL"),
+    }
 }

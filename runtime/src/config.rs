@@ -67,8 +67,14 @@ pub struct Settings {
     /// responses (`contentHref`). Defaults to `http://localhost:<port of EBOX_API_ADDR>`.
     pub api_public_url: String,
     /// The identity provider's verification keys: a JWKS (JSON) or PEM public key file.
-    /// Required by the API only, like the issuer and audience.
+    /// The API requires it or `jwt_jwks_url` (exactly one), and the issuer and audience.
     pub jwt_keys_file: Option<std::path::PathBuf>,
+    /// The identity provider's JWKS URL (https, or http to this machine): fetched at start-up,
+    /// every `jwt_jwks_refresh`, and again when a token names an unknown key.
+    pub jwt_jwks_url: Option<String>,
+    pub jwt_jwks_refresh: std::time::Duration,
+    /// The longest lifetime (`exp - iat`) a token may claim; a token without `iat` is refused.
+    pub jwt_max_lifetime: std::time::Duration,
     pub jwt_issuer: Option<String>,
     pub jwt_audience: Option<String>,
     /// The lowest eIDAS assurance level (`acr`) the API accepts.
@@ -202,6 +208,7 @@ impl Settings {
         let proof_keys = read_proof_keys(&mut env);
         let api = read_api(&mut env);
         let identity_provider = read_identity_provider(&mut env);
+        let token_keys = read_token_keys(&mut env, &identity_provider);
         check_batch_fits_prefetch(&mut env, &limits);
         let partner_secrets = read_partner_secrets(&mut env);
 
@@ -237,6 +244,9 @@ impl Settings {
                 jwt_issuer: identity_provider.issuer?,
                 jwt_audience: identity_provider.audience?,
                 jwt_min_acr: identity_provider.min_acr?,
+                jwt_jwks_url: token_keys.jwks_url?,
+                jwt_jwks_refresh: token_keys.jwks_refresh?,
+                jwt_max_lifetime: token_keys.max_lifetime?,
                 partner_secrets,
             })
         })();
@@ -568,6 +578,44 @@ fn read_identity_provider(env: &mut Env) -> IdentityProvider {
             AssuranceLevel::parse(v)
                 .ok_or_else(|| "must be substantial or high (or an eIDAS LoA URI)".into())
         }),
+    }
+}
+
+/// Where else the identity provider's keys may come from, and how long a token may live. A
+/// JWKS URL replaces the key file: setting both is a problem.
+struct TokenKeys {
+    jwks_url: Option<Option<String>>,
+    jwks_refresh: Option<std::time::Duration>,
+    max_lifetime: Option<std::time::Duration>,
+}
+
+fn read_token_keys(env: &mut Env, identity_provider: &IdentityProvider) -> TokenKeys {
+    let jwks_url = env.optional("EBOX_JWT_JWKS_URL", None, |v| {
+        if domain::registry::webhook_url_allowed(v) {
+            Ok(Some(v.to_owned()))
+        } else {
+            Err("must be an https URL (or http to this machine)".into())
+        }
+    });
+    if let (Some(Some(_)), Some(Some(_))) = (&jwks_url, &identity_provider.keys_file) {
+        env.problems.push(
+            "EBOX_JWT_KEYS_FILE and EBOX_JWT_JWKS_URL are both set: set one or the other".into(),
+        );
+    }
+    let seconds =
+        |range| move |v: &str| parse_in::<u64>(v, range).map(std::time::Duration::from_secs);
+    TokenKeys {
+        jwks_url,
+        jwks_refresh: env.optional(
+            "EBOX_JWT_JWKS_REFRESH_SECONDS",
+            std::time::Duration::from_secs(3600),
+            seconds(60..=86_400),
+        ),
+        max_lifetime: env.optional(
+            "EBOX_JWT_MAX_LIFETIME_SECONDS",
+            std::time::Duration::from_secs(3600),
+            seconds(60..=86_400),
+        ),
     }
 }
 
@@ -1049,7 +1097,55 @@ mod tests {
         assert_eq!(settings.jwt_issuer, None);
         assert_eq!(settings.jwt_audience, None);
         assert_eq!(settings.jwt_min_acr, AssuranceLevel::Substantial);
+        assert_eq!(settings.jwt_jwks_url, None);
+        assert_eq!(
+            settings.jwt_jwks_refresh,
+            std::time::Duration::from_secs(3600)
+        );
+        assert_eq!(
+            settings.jwt_max_lifetime,
+            std::time::Duration::from_secs(3600)
+        );
         assert!(settings.partner_secrets.is_empty());
+    }
+
+    #[test]
+    fn a_jwks_url_is_https_or_local_and_replaces_the_key_file() {
+        let url = |value: &str| {
+            Settings::from_vars(with(&[("EBOX_JWT_JWKS_URL", value)]))
+                .map(|s| s.jwt_jwks_url)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            url("https://idp.example/jwks"),
+            Ok(Some("https://idp.example/jwks".to_owned()))
+        );
+        assert!(url("http://127.0.0.1:8081/jwks").is_ok());
+        assert!(
+            url("http://idp.example/jwks")
+                .is_err_and(|e| e.contains("EBOX_JWT_JWKS_URL must be an https URL"))
+        );
+        let both = Settings::from_vars(with(&[
+            ("EBOX_JWT_JWKS_URL", "https://idp.example/jwks"),
+            ("EBOX_JWT_KEYS_FILE", "/keys/jwks.json"),
+        ]))
+        .map_err(|e| e.to_string());
+        assert!(
+            both.is_err_and(|e| e.contains("EBOX_JWT_KEYS_FILE and EBOX_JWT_JWKS_URL are both set")),
+        );
+        let lifetime = Settings::from_vars(with(&[
+            ("EBOX_JWT_MAX_LIFETIME_SECONDS", "600"),
+            ("EBOX_JWT_JWKS_REFRESH_SECONDS", "300"),
+        ]))
+        .expect("valid");
+        assert_eq!(
+            lifetime.jwt_max_lifetime,
+            std::time::Duration::from_secs(600)
+        );
+        assert_eq!(
+            lifetime.jwt_jwks_refresh,
+            std::time::Duration::from_secs(300)
+        );
     }
 
     #[test]

@@ -12,3 +12,4 @@ mod pipeline;
 mod privileges;
 mod stranded;
 mod tls;
+mod tokens;
