@@ -65,7 +65,7 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 
-token=$("$ebox" token --key tests/fixtures/es256-private.pem --kid test-es256 --sub 85073003328 --ttl 86400)
+token=$("$ebox" token --key tests/fixtures/es256-private.pem --kid test-es256 --sub 85073003328 --ttl 3600)
 proofs=$(mktemp -d)
 "$ebox" demo --api-url "http://$EBOX_API_ADDR" --citizen-token "$token" --proofs-dir "$proofs"
 sleep 1 # let the notification e-mails reach the SMTP server's output
@@ -90,7 +90,7 @@ rm -rf "$proofs"
 cat <<MSG
 
 The citizen API runs at http://$EBOX_API_ADDR while the pipeline runs (--keep-running).
-A demo token of citizen 85073003328, valid for a day:
+A demo token of citizen 85073003328, valid for an hour (the API refuses tokens living longer than EBOX_JWT_MAX_LIFETIME_SECONDS):
 
 TOKEN=$token
 curl -H "Authorization: Bearer \$TOKEN" http://$EBOX_API_ADDR/ebox/messages
