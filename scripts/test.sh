@@ -30,12 +30,35 @@ for user in $(curl -fsS "$api/users?columns=name" | grep -oE '"name":"(onem|stra
   curl -fsS -X DELETE "$api/users/$user"
 done
 
+# Supply chain (deny.toml, docs/operations.md): licences, bans and sources need only the lock
+# file; advisories need RustSec's database from GitHub, so they are checked only when it can be
+# fetched, and the run says so when it could not.
+if ! cargo deny --version >/dev/null 2>&1; then
+  # Its own build directory (inside the target directory, so CI's cache keeps it) does not wait
+  # on the workspace's build lock. 0.20 reads deny.toml as written.
+  CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/cargo-deny" cargo install --locked cargo-deny --version '~0.20'
+fi
+cargo deny --locked check --hide-inclusion-graph licenses bans sources
+advisories_skipped=
+fetch_status=0
+fetch_log=$(timeout 60 cargo deny --locked fetch db 2>&1) || fetch_status=$?
+if [ "$fetch_status" -eq 0 ]; then
+  cargo deny --locked check --hide-inclusion-graph advisories
+else
+  why="no answer within 60 s"
+  if [ "$fetch_status" -ne 124 ]; then why=$(printf '%s\n' "$fetch_log" | awk 'NF { last = $0 } END { print last }'); fi
+  advisories_skipped="cargo deny: advisories NOT checked: the RustSec advisory database (github.com/rustsec/advisory-db) could not be fetched: $why"
+  echo "$advisories_skipped"
+fi
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace --locked 2>&1 | tee "$log" || status=$?
+# Repeated here, where the run is summed up, so a skipped check is not lost in the output above.
+if [ -n "$advisories_skipped" ]; then echo "$advisories_skipped"; fi
 # One closing line for the whole run: cargo prints one summary per test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i == "passed;") p += $(i-1); if ($i == "failed;") f += $(i-1) } }
      END { printf "total: %d passed, %d failed\n", p, f }' "$log"
