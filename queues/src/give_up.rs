@@ -93,6 +93,20 @@ pub async fn fail_message(
     })
 }
 
+/// The give-up of a stage between `accepted` and `published`: the message the delivery names
+/// fails (see [`fail_message`]); a delivery that names none is audited only.
+pub async fn fail_delivery(
+    conn: &mut PgConnection,
+    stage: Stage,
+    incoming: &Incoming<'_>,
+    error: &anyhow::Error,
+) -> Result<Vec<Outgoing>, HandlerError> {
+    match message_id(incoming) {
+        Some(message_id) => fail_message(conn, stage, message_id, error).await,
+        None => audit_only(conn, stage, None, error).await,
+    }
+}
+
 /// True when a stage already gave up on the message (`failed` is final): later stages then
 /// leave it alone.
 pub async fn settled_as_failed(

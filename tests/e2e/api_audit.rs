@@ -4,14 +4,11 @@
 //! the citizen like every other record.
 
 use crate::helpers::*;
-use chrono::Utc;
-use domain::citizen::Consent;
 use domain::ssin::Ssin;
 use domain::status::Status;
 use ebox::demo::{SAMPLE_SSIN, SenderClient, sample_v2};
 use ebox::token::{TokenArgs, mint};
 use intake::contract::TYPE_V2;
-use records::citizens::record_consent;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -45,22 +42,6 @@ fn sha256_hex(token: &str) -> String {
 fn citizen_hash(app: &TestApp, ssin: &str) -> String {
     let ssin = Ssin::parse(ssin).expect("a national number");
     app.hasher.hash(&ssin).as_str().to_owned()
-}
-
-async fn consent_to(app: &TestApp, ssin: &str) {
-    let ssin = Ssin::parse(ssin).expect("valid");
-    let mut tx = app.pool.begin().await.expect("tx");
-    record_consent(
-        &mut tx,
-        &app.hasher,
-        &ssin,
-        Consent::Granted,
-        Utc::now(),
-        "test",
-    )
-    .await
-    .expect("recorded");
-    tx.commit().await.expect("commit");
 }
 
 /// Publishes and waits for `published`; returns the eBox message id.
@@ -167,7 +148,7 @@ async fn visible(app: &TestApp, ids: &[uuid::Uuid]) -> Vec<bool> {
 #[tokio::test]
 async fn a_refused_call_is_on_the_trail_with_its_status_the_client_address_and_the_tokens_digest() {
     let app = spawn_app_with(Options::with_api()).await;
-    consent_to(&app, OTHER_SSIN).await;
+    app.grant_consent(OTHER_SSIN).await;
     let mut sender = app.sender().await;
     let theirs = deliver(&mut sender, "ref-theirs", OTHER_SSIN).await;
     let token = citizen_token();
@@ -278,7 +259,7 @@ async fn a_refused_call_is_on_the_trail_with_its_status_the_client_address_and_t
 #[tokio::test]
 async fn a_patch_and_its_audit_record_commit_together_or_not_at_all() {
     let app = spawn_app_with(Options::with_api()).await;
-    consent_to(&app, SAMPLE_SSIN).await;
+    app.grant_consent(SAMPLE_SSIN).await;
     let mut sender = app.sender().await;
     let first = deliver(&mut sender, "ref-hide-1", SAMPLE_SSIN).await;
     let second = deliver(&mut sender, "ref-hide-2", SAMPLE_SSIN).await;
@@ -343,7 +324,7 @@ async fn a_patch_and_its_audit_record_commit_together_or_not_at_all() {
 #[tokio::test]
 async fn read_confirmed_names_the_sender_its_reference_and_the_citizen() {
     let app = spawn_app_with(Options::with_api()).await;
-    consent_to(&app, SAMPLE_SSIN).await;
+    app.grant_consent(SAMPLE_SSIN).await;
     let mut sender = app.sender().await;
     let message = deliver(&mut sender, "ref-read", SAMPLE_SSIN).await;
     let token = citizen_token();

@@ -3,12 +3,10 @@
 
 use crate::helpers::*;
 use chrono::{Duration as Span, Utc};
-use domain::citizen::Consent;
 use domain::status::Status;
 use ebox::demo::{SAMPLE_SSIN, SenderClient, sample_v2};
 use ebox::token::{TokenArgs, mint};
 use intake::contract::TYPE_V2;
-use records::citizens::record_consent;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::sync::OnceLock;
@@ -121,22 +119,6 @@ fn assert_download(response: &reqwest::Response, file_name: &str, what: &str) {
     );
 }
 
-async fn consent_to(app: &TestApp, ssin: &str) {
-    let ssin = domain::ssin::Ssin::parse(ssin).expect("valid");
-    let mut tx = app.pool.begin().await.expect("tx");
-    record_consent(
-        &mut tx,
-        &app.hasher,
-        &ssin,
-        Consent::Granted,
-        Utc::now(),
-        "test",
-    )
-    .await
-    .expect("recorded");
-    tx.commit().await.expect("commit");
-}
-
 /// Publishes and waits for `published`; returns the eBox message id.
 async fn deliver(sender: &mut SenderClient, reference: &str, body: Value) -> uuid::Uuid {
     sender
@@ -178,8 +160,8 @@ fn with_annex(ssin: &str, subject_nl: &str) -> Value {
 #[tokio::test]
 async fn a_citizen_lists_and_opens_their_messages_as_the_contract_describes() {
     let app = spawn_app_with(Options::with_api()).await;
-    consent_to(&app, SAMPLE_SSIN).await;
-    consent_to(&app, OTHER_SSIN).await;
+    app.grant_consent(SAMPLE_SSIN).await;
+    app.grant_consent(OTHER_SSIN).await;
     let mut sender = app.sender().await;
     let first = deliver(
         &mut sender,
@@ -484,7 +466,7 @@ async fn a_citizen_lists_and_opens_their_messages_as_the_contract_describes() {
 #[tokio::test]
 async fn a_citizens_documents_are_neither_cached_nor_sniffed_and_their_content_is_sandboxed() {
     let app = spawn_app_with(Options::with_api()).await;
-    consent_to(&app, SAMPLE_SSIN).await;
+    app.grant_consent(SAMPLE_SSIN).await;
     let mut sender = app.sender().await;
     let message = deliver(
         &mut sender,
@@ -561,8 +543,8 @@ async fn a_citizens_documents_are_neither_cached_nor_sniffed_and_their_content_i
 #[tokio::test]
 async fn nobody_gets_in_without_a_valid_token_and_nobody_sees_another_citizens_message() {
     let app = spawn_app_with(Options::with_api()).await;
-    consent_to(&app, SAMPLE_SSIN).await;
-    consent_to(&app, OTHER_SSIN).await;
+    app.grant_consent(SAMPLE_SSIN).await;
+    app.grant_consent(OTHER_SSIN).await;
     let mut sender = app.sender().await;
     let mine = deliver(
         &mut sender,
@@ -833,7 +815,7 @@ async fn reference_data_is_served_cacheable_and_as_the_contract_describes() {
 #[tokio::test]
 async fn a_sender_searches_the_status_of_its_own_messages_only() {
     let app = spawn_app_with(Options::with_api()).await;
-    consent_to(&app, SAMPLE_SSIN).await;
+    app.grant_consent(SAMPLE_SSIN).await;
     let mut sender = app.sender().await;
     let id = deliver(
         &mut sender,
@@ -897,7 +879,7 @@ fn the_contract_schemas_used_above_do_reject_a_wrong_shape() {
 async fn the_published_and_read_statuses_carry_proofs_anyone_can_verify_with_the_jwks() {
     use evidence::proof::{ProofKind, recipient_digest, verify};
     let app = spawn_app_with(Options::with_api()).await;
-    consent_to(&app, SAMPLE_SSIN).await;
+    app.grant_consent(SAMPLE_SSIN).await;
     let mut sender = app.sender().await;
     sender
         .publish(

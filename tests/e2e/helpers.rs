@@ -349,6 +349,23 @@ impl TestApp {
             .expect("the sender connects")
     }
 
+    /// Records that the citizen consents to electronic delivery, now.
+    pub async fn grant_consent(&self, ssin: &str) {
+        let ssin = domain::ssin::Ssin::parse(ssin).expect("a valid national number");
+        let mut tx = self.pool.begin().await.expect("tx");
+        records::citizens::record_consent(
+            &mut tx,
+            &self.hasher,
+            &ssin,
+            domain::citizen::Consent::Granted,
+            chrono::Utc::now(),
+            "test",
+        )
+        .await
+        .expect("consent recorded");
+        tx.commit().await.expect("commit");
+    }
+
     /// A connection with the service's own user, to look into internal queues.
     pub async fn service_channel(&self) -> lapin::Channel {
         let connection = queues::driver::connect(&self.settings.amqp_url, "test inspector")

@@ -121,10 +121,7 @@ impl Handler for Store {
         incoming: Incoming<'_>,
         error: &anyhow::Error,
     ) -> Result<Vec<Outgoing>, HandlerError> {
-        match give_up::message_id(&incoming) {
-            Some(message_id) => give_up::fail_message(conn, STAGE, message_id, error).await,
-            None => give_up::audit_only(conn, STAGE, None, error).await,
-        }
+        give_up::fail_delivery(conn, STAGE, &incoming, error).await
     }
 }
 
