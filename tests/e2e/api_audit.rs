@@ -6,9 +6,8 @@
 use crate::helpers::*;
 use domain::ssin::Ssin;
 use domain::status::Status;
-use ebox::demo::{SAMPLE_SSIN, SenderClient, sample_v2};
+use ebox::demo::{SAMPLE_SSIN, sample_v2};
 use ebox::token::{TokenArgs, mint};
-use intake::contract::TYPE_V2;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -42,28 +41,6 @@ fn sha256_hex(token: &str) -> String {
 fn citizen_hash(app: &TestApp, ssin: &str) -> String {
     let ssin = Ssin::parse(ssin).expect("a national number");
     app.hasher.hash(&ssin).as_str().to_owned()
-}
-
-/// Publishes and waits for `published`; returns the eBox message id.
-async fn deliver(sender: &mut SenderClient, reference: &str, ssin: &str) -> uuid::Uuid {
-    let body = sample_v2(ssin, MESSAGE_TYPE);
-    sender
-        .publish(
-            sender.properties(reference, TYPE_V2),
-            &serde_json::to_vec(&body).expect("JSON"),
-        )
-        .await
-        .expect("published");
-    loop {
-        let status = sender.next_status(WAIT).await.expect("a status");
-        if status.sender_reference.as_deref() == Some(reference)
-            && status.status == Status::Published
-        {
-            return status.message_id.expect("an id").as_uuid();
-        }
-        assert_ne!(status.status, Status::Rejected, "{status:?}");
-        assert_ne!(status.status, Status::NoDigitalUser, "{status:?}");
-    }
 }
 
 /// A call to the API: a path, a token if any, extra headers, and for a PATCH its body.
@@ -150,7 +127,12 @@ async fn a_refused_call_is_on_the_trail_with_its_status_the_client_address_and_t
     let app = spawn_app_with(Options::with_api()).await;
     app.grant_consent(OTHER_SSIN).await;
     let mut sender = app.sender().await;
-    let theirs = deliver(&mut sender, "ref-theirs", OTHER_SSIN).await;
+    let theirs = deliver(
+        &mut sender,
+        "ref-theirs",
+        sample_v2(OTHER_SSIN, MESSAGE_TYPE),
+    )
+    .await;
     let token = citizen_token();
     let garbage = "not.a.token";
     let unscoped = mint(&TokenArgs {
@@ -261,8 +243,18 @@ async fn a_patch_and_its_audit_record_commit_together_or_not_at_all() {
     let app = spawn_app_with(Options::with_api()).await;
     app.grant_consent(SAMPLE_SSIN).await;
     let mut sender = app.sender().await;
-    let first = deliver(&mut sender, "ref-hide-1", SAMPLE_SSIN).await;
-    let second = deliver(&mut sender, "ref-hide-2", SAMPLE_SSIN).await;
+    let first = deliver(
+        &mut sender,
+        "ref-hide-1",
+        sample_v2(SAMPLE_SSIN, MESSAGE_TYPE),
+    )
+    .await;
+    let second = deliver(
+        &mut sender,
+        "ref-hide-2",
+        sample_v2(SAMPLE_SSIN, MESSAGE_TYPE),
+    )
+    .await;
     let ids = [first, second];
     let token = citizen_token();
 
@@ -326,30 +318,14 @@ async fn read_confirmed_names_the_sender_its_reference_and_the_citizen() {
     let app = spawn_app_with(Options::with_api()).await;
     app.grant_consent(SAMPLE_SSIN).await;
     let mut sender = app.sender().await;
-    let message = deliver(&mut sender, "ref-read", SAMPLE_SSIN).await;
+    let message = deliver(
+        &mut sender,
+        "ref-read",
+        sample_v2(SAMPLE_SSIN, MESSAGE_TYPE),
+    )
+    .await;
     let token = citizen_token();
-    let base = app.api.clone().expect("the API runs");
-    let http = reqwest::Client::new();
-    let attachments: Value = http
-        .get(format!("{base}/ebox/messages/{message}/attachments"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("the API answers")
-        .json()
-        .await
-        .expect("JSON");
-    let main = attachments["items"][0]["attachmentId"]
-        .as_str()
-        .unwrap_or_else(|| panic!("an attachment id in {attachments}"));
-    let content = http
-        .get(format!(
-            "{base}/ebox/messages/{message}/attachments/{main}/content"
-        ))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("the API answers");
+    let content = open_main_content(&app, message, &token).await;
     assert_eq!(content.status(), StatusCode::OK);
     let read = sender.next_status(WAIT).await.expect("the read status");
     assert_eq!(read.status, Status::Read, "{read:?}");

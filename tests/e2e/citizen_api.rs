@@ -4,7 +4,7 @@
 use crate::helpers::*;
 use chrono::{Duration as Span, Utc};
 use domain::status::Status;
-use ebox::demo::{SAMPLE_SSIN, SenderClient, sample_v2};
+use ebox::demo::{SAMPLE_SSIN, sample_v2};
 use ebox::token::{TokenArgs, mint};
 use intake::contract::TYPE_V2;
 use reqwest::StatusCode;
@@ -117,27 +117,6 @@ fn assert_download(response: &reqwest::Response, file_name: &str, what: &str) {
             && disposition.ends_with(&format!("filename*=UTF-8''{file_name}")),
         "{what}: {disposition}"
     );
-}
-
-/// Publishes and waits for `published`; returns the eBox message id.
-async fn deliver(sender: &mut SenderClient, reference: &str, body: Value) -> uuid::Uuid {
-    sender
-        .publish(
-            sender.properties(reference, TYPE_V2),
-            &serde_json::to_vec(&body).expect("JSON"),
-        )
-        .await
-        .expect("published");
-    loop {
-        let status = sender.next_status(WAIT).await.expect("a status");
-        if status.sender_reference.as_deref() == Some(reference)
-            && status.status == Status::Published
-        {
-            return status.message_id.expect("an id").as_uuid();
-        }
-        assert_ne!(status.status, Status::Rejected, "{status:?}");
-        assert_ne!(status.status, Status::NoDigitalUser, "{status:?}");
-    }
 }
 
 fn with_annex(ssin: &str, subject_nl: &str) -> Value {

@@ -516,6 +516,68 @@ pub async fn publish_and_wait(
     sender.next_status(WAIT).await.expect("a status event")
 }
 
+/// Publishes a v2 `body` and waits for its `published`; returns the eBox message id.
+pub async fn deliver(
+    sender: &mut SenderClient,
+    reference: &str,
+    body: serde_json::Value,
+) -> uuid::Uuid {
+    sender
+        .publish(
+            sender.properties(reference, intake::contract::TYPE_V2),
+            &serde_json::to_vec(&body).expect("JSON"),
+        )
+        .await
+        .expect("published");
+    loop {
+        let status = sender.next_status(WAIT).await.expect("a status");
+        if status.sender_reference.as_deref() == Some(reference)
+            && status.status == domain::status::Status::Published
+        {
+            return status.message_id.expect("an id").as_uuid();
+        }
+        assert_ne!(
+            status.status,
+            domain::status::Status::Rejected,
+            "{status:?}"
+        );
+        assert_ne!(
+            status.status,
+            domain::status::Status::NoDigitalUser,
+            "{status:?}"
+        );
+    }
+}
+
+/// Opens a message's first attachment's content through the API, as the portal would.
+pub async fn open_main_content(
+    app: &TestApp,
+    message_id: uuid::Uuid,
+    token: &str,
+) -> reqwest::Response {
+    let base = app.api.clone().expect("the API runs");
+    let http = reqwest::Client::new();
+    let attachments: serde_json::Value = http
+        .get(format!("{base}/ebox/messages/{message_id}/attachments"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("the API answers")
+        .json()
+        .await
+        .expect("JSON");
+    let main = attachments["items"][0]["attachmentId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("an attachment id in {attachments}"));
+    http.get(format!(
+        "{base}/ebox/messages/{message_id}/attachments/{main}/content"
+    ))
+    .bearer_auth(token)
+    .send()
+    .await
+    .expect("the API answers")
+}
+
 /// Waits until `check` holds, looking again every 50 ms, for at most [`WAIT`].
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
 where

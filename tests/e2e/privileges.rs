@@ -116,7 +116,7 @@ async fn the_pipeline_and_the_api_do_their_whole_work_as_a_runtime_role_that_own
     assert_eq!(mail.to, ["burger@example.be"]);
 
     // The citizen opens it through the API: consultation audited, read receipt, `read`.
-    let message_id = published.message_id.expect("an id").to_string();
+    let message_id = published.message_id.expect("an id").as_uuid();
     let token = mint(&TokenArgs {
         key: fixture("es256-private.pem").into(),
         issuer: ISSUER.into(),
@@ -129,28 +129,7 @@ async fn the_pipeline_and_the_api_do_their_whole_work_as_a_runtime_role_that_own
         kid: Some("test-es256".into()),
     })
     .expect("a token");
-    let base = app.api.clone().expect("the API runs");
-    let http = reqwest::Client::new();
-    let attachments: serde_json::Value = http
-        .get(format!("{base}/ebox/messages/{message_id}/attachments"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("the API answers")
-        .json()
-        .await
-        .expect("JSON");
-    let main = attachments["items"][0]["attachmentId"]
-        .as_str()
-        .unwrap_or_else(|| panic!("an attachment id in {attachments}"));
-    let content = http
-        .get(format!(
-            "{base}/ebox/messages/{message_id}/attachments/{main}/content"
-        ))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("the API answers");
+    let content = open_main_content(&app, message_id, &token).await;
     assert!(content.status().is_success(), "{}", content.status());
     let read = sender.next_status(WAIT).await.expect("the read status");
     assert_eq!(read.status, Status::Read, "{read:?}");
