@@ -79,7 +79,7 @@ pub async fn summary(
                 coalesce(sum((SELECT sum(a.size) FROM document_attachments a
                               WHERE a.message_id = d.message_id)), 0)::bigint
            FROM documents d
-          WHERE d.citizen = $1 AND d.expiration_date > now() AND d.visible",
+          WHERE d.citizen = $1 AND d.published AND d.expiration_date > now() AND d.visible",
     )
     .bind(citizen.as_str())
     .fetch_one(&state.pool)
@@ -134,7 +134,7 @@ impl Filters {
     /// Appends the WHERE clause (the citizen, not expired, and every filter given).
     fn push_where(&self, sql: &mut QueryBuilder<Postgres>, citizen: &str) {
         sql.push(" WHERE d.citizen = ").push_bind(citizen);
-        sql.push(" AND d.expiration_date > now() AND d.visible = ")
+        sql.push(" AND d.published AND d.expiration_date > now() AND d.visible = ")
             .push_bind(self.visible);
         self.push_dates(sql);
         self.push_read_status(sql);
@@ -375,7 +375,8 @@ pub async fn own_document(
     };
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {DOCUMENT_COLUMNS} FROM documents d
-          WHERE d.message_id = $1 AND d.citizen = $2 AND d.expiration_date > now()"
+          WHERE d.message_id = $1 AND d.citizen = $2 AND d.published
+            AND d.expiration_date > now()"
     )))
     .bind(id)
     .bind(citizen)
@@ -658,7 +659,8 @@ mod tests {
         &'static str,
     );
 
-    const OWN_LIVE: &str = " WHERE d.citizen = $1 AND d.expiration_date > now() AND d.visible = $2";
+    const OWN_LIVE: &str =
+        " WHERE d.citizen = $1 AND d.published AND d.expiration_date > now() AND d.visible = $2";
 
     #[test]
     fn a_file_name_cannot_break_the_header() {

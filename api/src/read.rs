@@ -2,19 +2,21 @@
 //! or the body when `bodyMainContent`) marks the message read and announces `readDocument` on
 //! `ebox.events`, which the read-receipt worker turns into the sender's `read` status.
 //!
-//! The event is published (with confirms) before the mark commits: if the commit fails, the
-//! next opening publishes again, and the read-receipt worker keeps one receipt per message.
+//! The mark commits first, and the event is published (with confirms) after: read-receipt
+//! confirms only a committed mark, so an event can never run ahead of it. If the event is lost
+//! (a crash or a broker fault in between), read-receipt's recovery job confirms the mark
+//! without it.
 
 use crate::AppState;
 use crate::model::DocumentRow;
+use anyhow::Context as _;
 use chrono::{DateTime, Utc};
-use domain::events::{self, DocumentEvent, EVENT_TYPE, EboxId, EventEnvelope, EventType};
+use domain::events::{EVENT_TYPE, EventEnvelope, EventType};
 use domain::ids::MessageId;
 use domain::ssin::Ssin;
-use domain::translated::TranslatedString;
 use queues::topology::EVENTS_EXCHANGE;
 use queues::{Outgoing, Publisher};
-use sqlx::types::Json;
+use records::documents;
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
@@ -64,20 +66,8 @@ impl EventPublisher {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct Marked {
-    read_at: DateTime<Utc>,
-    receipt_date: DateTime<Utc>,
-    expiration_date: DateTime<Utc>,
-    registered_mail: bool,
-    message_type_id: String,
-    sender_organization_id: String,
-    sender_application_id: Option<String>,
-    subject: Json<TranslatedString>,
-}
-
 /// Marks `document` read if it was not yet, and announces it. Never fails the consultation: a
-/// failure leaves the message unread, and the next opening tries again.
+/// failure to mark leaves the message unread, and the next opening tries again.
 pub async fn mark_read(state: &AppState, document: &DocumentRow, ssin: &Ssin) {
     if document.read_at.is_some() {
         return;
@@ -92,46 +82,32 @@ async fn try_mark_read(
     document: &DocumentRow,
     ssin: &Ssin,
 ) -> anyhow::Result<()> {
+    let message_id = MessageId::from_uuid(document.message_id);
     let mut tx = state.pool.begin().await?;
-    let marked: Option<Marked> = sqlx::query_as(
+    let read_at: Option<DateTime<Utc>> = sqlx::query_scalar(
         "UPDATE documents SET read_at = now()
           WHERE message_id = $1 AND read_at IS NULL
-          RETURNING read_at, receipt_date, expiration_date, registered_mail, message_type_id,
-                    sender_organization_id, sender_application_id, subject",
+          RETURNING read_at",
     )
-    .bind(document.message_id)
+    .bind(message_id.as_uuid())
     .fetch_optional(&mut *tx)
     .await?;
-    let Some(marked) = marked else {
+    let Some(read_at) = read_at else {
         // Another opening got there first.
         return Ok(());
     };
     let sequence: i64 = sqlx::query_scalar("SELECT nextval('event_sequence_nbr')")
         .fetch_one(&mut *tx)
         .await?;
+    let event_data = documents::find(&mut tx, message_id)
+        .await?
+        .and_then(|recorded| recorded.event_data(EventType::ReadDocument, ssin))
+        .context("a document being read is published")?;
     let event = EventEnvelope {
         event_sequence_nbr: sequence,
-        event_time: marked.read_at,
+        event_time: read_at,
         event_provider_id: state.provider_id.clone(),
-        event_data: DocumentEvent {
-            event_type: EventType::ReadDocument,
-            event_correlation_id: events::correlation_id(
-                EventType::ReadDocument,
-                MessageId::from_uuid(document.message_id),
-            ),
-            recipient: EboxId {
-                ebox_type: "citizen".to_owned(),
-                ebox_id_value: ssin.expose().to_owned(),
-            },
-            message_id: MessageId::from_uuid(document.message_id),
-            receipt_date: marked.receipt_date,
-            expiration_date: marked.expiration_date,
-            registered_mail: marked.registered_mail,
-            message_type_id: marked.message_type_id,
-            sender_organization_id: marked.sender_organization_id,
-            sender_application_id: marked.sender_application_id,
-            subject: marked.subject.0.filled(),
-        },
+        event_data,
     };
     let outgoing = Outgoing::json(
         EVENTS_EXCHANGE,
@@ -141,8 +117,10 @@ async fn try_mark_read(
         None,
         &event,
     )?;
-    state.events.publish(&[outgoing]).await?;
     tx.commit().await?;
     info!(message_id = %document.message_id, "message read");
+    if let Err(error) = state.events.publish(&[outgoing]).await {
+        warn!(message_id = %document.message_id, error = format!("{error:#}"), "readDocument not announced; read-receipt's recovery will confirm the read");
+    }
     Ok(())
 }

@@ -80,7 +80,7 @@ pub async fn search_status(
         let row: Option<Row> = sqlx::query_as(
             "SELECT d.expiration_date, d.read_at, d.visible, m.proof_of_deposit, m.proof_of_reading
                FROM documents d JOIN messages m ON m.id = d.message_id
-              WHERE d.message_id = $1 AND d.sender_id = $2 AND d.citizen = $3",
+              WHERE d.message_id = $1 AND d.sender_id = $2 AND d.citizen = $3 AND d.published",
         )
         .bind(id)
         .bind(&sender)

@@ -8,6 +8,21 @@ use sha2::{Digest as _, Sha256};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Sha256Digest([u8; 32]);
 
+/// Bytes that are not 32 long are not a SHA-256 digest.
+#[derive(Debug, thiserror::Error)]
+#[error("not a SHA-256 digest: {0} bytes instead of 32")]
+pub struct NotADigest(usize);
+
+/// A digest as a database keeps it (`bytea`).
+impl TryFrom<Vec<u8>> for Sha256Digest {
+    type Error = NotADigest;
+
+    fn try_from(bytes: Vec<u8>) -> Result<Self, NotADigest> {
+        let len = bytes.len();
+        bytes.try_into().map(Self).map_err(|_| NotADigest(len))
+    }
+}
+
 impl Sha256Digest {
     pub fn of(bytes: &[u8]) -> Self {
         Self(Sha256::digest(bytes).into())

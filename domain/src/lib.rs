@@ -5,7 +5,8 @@
 //!   keyed hash that stands for a citizen).
 //! - Values: [`translated::TranslatedString`], [`digest::Sha256Digest`].
 //! - The sender contract's outcomes: [`status`] (statuses and stable codes); the federation's
-//!   events: [`events`]; the internal message between stages: [`publication::Publication`].
+//!   events: [`events`]; a message as intake accepted it: [`publication::Publication`]; what
+//!   travels between the later stages: [`handoff::Handoff`].
 //! - Decisions and evidence: [`decision`] (what each stage decided), [`audit`] (stages and
 //!   actions of the audit trail), [`citizen`] (consent and notification channels).
 //! - Reference data as the operator writes it: [`registry`].
@@ -19,6 +20,7 @@ pub mod citizen;
 pub mod decision;
 pub mod digest;
 pub mod events;
+pub mod handoff;
 pub mod ids;
 pub mod publication;
 pub mod registry;

@@ -105,9 +105,17 @@ pub fn spawn(
                 tasks.run(sealer, crate::audit::SEAL_EVERY);
             }
             Worker::ReadReceipt => {
-                tasks.consume(read_receipt::ReadReceipt::new(signer()?, hasher()))
+                tasks.consume(read_receipt::ReadReceipt::new(signer()?, hasher()));
+                let recovery = read_receipt::recovery::UnconfirmedReads::new(
+                    pool.clone(),
+                    settings.amqp_url.clone(),
+                    signer()?,
+                );
+                tasks.run(recovery, read_receipt::recovery::EVERY);
             }
-            Worker::Notify => tasks.consume(notify::Notify::new(hasher())),
+            Worker::Notify => {
+                tasks.consume(notify::Notify::new(hasher(), settings.provider_id.clone()))
+            }
         }
     }
     if let Some(dispatcher) = dispatcher {

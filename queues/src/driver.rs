@@ -175,8 +175,8 @@ impl<T: InternalMessage> Decode for T {
     }
 }
 
-impl InternalMessage for domain::publication::Publication {
-    const WHAT: &'static str = "publication";
+impl InternalMessage for domain::handoff::Handoff {
+    const WHAT: &'static str = "hand-off";
 }
 
 impl InternalMessage for domain::events::EventEnvelope {

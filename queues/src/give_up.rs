@@ -20,7 +20,7 @@ use domain::ids::MessageId;
 use domain::ssin::mask_numbers;
 use domain::status::Code;
 use records::audit::AuditEvent;
-use records::messages;
+use records::{documents, messages};
 use sqlx::PgConnection;
 
 /// The eBox message id an internal delivery is about: internal publications carry it as their
@@ -69,6 +69,10 @@ pub async fn fail_message(
 ) -> Result<Vec<Outgoing>, HandlerError> {
     let at = Utc::now().trunc_subsecs(6);
     let failed = messages::fail(conn, message_id, &failed_message(stage), at).await?;
+    if failed.is_some() {
+        // Never to be published: nothing of it is kept.
+        documents::discard_unpublished(conn, message_id).await?;
+    }
     let record = match &failed {
         Some(record) => Some(record.clone()),
         None => messages::find(conn, message_id).await?,
@@ -108,17 +112,14 @@ pub async fn fail_delivery(
 }
 
 /// True when a stage already gave up on the message (`failed` is final): later stages then
-/// leave it alone.
-pub async fn settled_as_failed(
-    conn: &mut PgConnection,
-    message_id: MessageId,
-) -> Result<bool, HandlerError> {
-    let record = messages::find(conn, message_id).await?;
-    let failed = record.is_some_and(|r| r.status == domain::status::Status::Failed);
+/// leave it alone, so that a late copy (a replay, a duplicate in flight) does not deliver a
+/// message whose sender was told to publish it again.
+pub fn settled_as_failed(record: &messages::MessageRecord) -> bool {
+    let failed = record.status == domain::status::Status::Failed;
     if failed {
-        tracing::info!(%message_id, "the message ended failed; this copy is dropped");
+        tracing::info!(message_id = %record.id, "the message ended failed; this copy is dropped");
     }
-    Ok(failed)
+    failed
 }
 
 /// Audits a give-up that no sender hears of (the portal's updates, notifications, read

@@ -6,6 +6,7 @@
 //! - [`status`]: status events to senders;
 //! - [`parked`]: messages the broker would not take, parked in PostgreSQL and published again
 //!   by a background job;
+//! - [`handoff`]: what travels between the stages after intake, checked against the record;
 //! - [`driver`]: the one consumer driver that runs every stage's [`driver::Handler`];
 //! - [`give_up`]: what happens when a stage gives up on a delivery (a final status, an audit
 //!   record, the dead-letter queue).
@@ -13,6 +14,7 @@
 
 pub mod driver;
 pub mod give_up;
+pub mod handoff;
 pub mod parked;
 pub mod publisher;
 pub mod status;

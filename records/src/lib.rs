@@ -2,6 +2,7 @@
 //! write them one way:
 //!
 //! - [`messages`]: accepted messages and the status their sender last heard;
+//! - [`documents`]: the documents, written once by intake and published by store;
 //! - [`decisions`]: what each stage decided, replayed on redelivery;
 //! - [`citizens`]: consent (with its history) and notification preferences;
 //! - [`registry`]: the operator's registry file applied, and the stages' look-ups;
@@ -14,6 +15,7 @@
 pub mod audit;
 pub mod citizens;
 pub mod decisions;
+pub mod documents;
 pub mod messages;
 pub mod registry;
 pub mod seals;

@@ -3,6 +3,7 @@
 
 use crate::vocabulary;
 use chrono::{DateTime, Utc};
+use domain::citizen::CitizenKey;
 use domain::ids::{MessageId, SenderId, SenderReference};
 use domain::publication::Publication;
 use domain::status::{Code, Status, StatusEvent};
@@ -15,6 +16,9 @@ pub struct MessageRecord {
     pub id: MessageId,
     pub sender_id: String,
     pub sender_reference: String,
+    /// The recipient intake accepted, as the keyed hash of their national number (absent only
+    /// for messages accepted before it was kept).
+    pub citizen: Option<String>,
     pub content_sha256: Vec<u8>,
     pub correlation_id: Option<String>,
     pub expiration_date: DateTime<Utc>,
@@ -34,6 +38,7 @@ impl<'r> sqlx::FromRow<'r, PgRow> for MessageRecord {
             id: MessageId::from_uuid(row.try_get::<Uuid, _>("id")?),
             sender_id: row.try_get("sender_id")?,
             sender_reference: row.try_get("sender_reference")?,
+            citizen: row.try_get("citizen")?,
             content_sha256: row.try_get("content_sha256")?,
             correlation_id: row.try_get("correlation_id")?,
             expiration_date: row.try_get("expiration_date")?,
@@ -67,7 +72,7 @@ impl MessageRecord {
     }
 }
 
-const COLUMNS: &str = "id, sender_id, sender_reference, content_sha256, correlation_id,
+const COLUMNS: &str = "id, sender_id, sender_reference, citizen, content_sha256, correlation_id,
                        expiration_date, status, status_code, status_message, status_at,
                        accepted_at, proof_of_deposit, proof_of_reading";
 
@@ -82,18 +87,19 @@ pub async fn find(conn: &mut PgConnection, id: MessageId) -> sqlx::Result<Option
 
 pub const ACCEPTED_MESSAGE: &str = "the message is valid and goes on to delivery";
 
-/// Records an accepted message; `false` when a message with this id was already there (a
+/// Records an accepted message for `citizen`; `false` when a message with this id was already there (a
 /// concurrent duplicate), in which case nothing changed.
 pub async fn insert_accepted(
     conn: &mut PgConnection,
     publication: &Publication,
+    citizen: &CitizenKey,
     content_sha256: &[u8],
 ) -> sqlx::Result<bool> {
     let inserted = sqlx::query(
         "INSERT INTO messages (id, sender_id, sender_reference, content_sha256, correlation_id,
                                expiration_date, status, status_code, status_message, status_at,
-                               accepted_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
+                               accepted_at, citizen)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11)
          ON CONFLICT DO NOTHING",
     )
     .bind(publication.message_id.as_uuid())
@@ -106,6 +112,7 @@ pub async fn insert_accepted(
     .bind(Code::Accepted.as_str())
     .bind(ACCEPTED_MESSAGE)
     .bind(publication.accepted_at)
+    .bind(citizen.as_str())
     .execute(conn)
     .await?;
     Ok(inserted.rows_affected() == 1)

@@ -187,6 +187,29 @@ impl ConsentDecided {
     }
 }
 
+/// A stage refused an internal message that disagrees with what is recorded: an injected
+/// message, or a bug. Nothing was done; the refusal is audited.
+pub struct InternalRefused<'a> {
+    pub stage: domain::audit::Stage,
+    pub message_id: Option<MessageId>,
+    pub reason: &'a str,
+}
+
+impl InternalRefused<'_> {
+    pub fn emit(self) {
+        warn!(
+            stage = self.stage.as_str(),
+            message_id = self.message_id.map(|id| id.to_string()),
+            reason = self.reason,
+            "internal message refused: it disagrees with the recorded state"
+        );
+        METRICS
+            .internal_refused_total
+            .with_label_values(&[self.stage.as_str()])
+            .inc();
+    }
+}
+
 /// Notify decided whether to notify (queued or skipped).
 pub struct NotificationDecided {
     pub message_id: MessageId,

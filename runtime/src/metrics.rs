@@ -34,6 +34,9 @@ pub struct Metrics {
     /// Notifications. Labels: `channel` (`email`, `partner`, `none`), `result` (`queued`,
     /// `sent`, `retry`, `failed`, `skipped`).
     pub notifications_total: IntCounterVec,
+    /// Internal messages a stage refused because they disagree with the recorded state (a
+    /// forgery, or a bug): nothing was done. Label: `stage`.
+    pub internal_refused_total: IntCounterVec,
     /// Messages a stage parked because the broker would not take them. Label: `queue`.
     pub publishes_parked_total: IntCounterVec,
     /// Messages parked because the broker would not take them, waiting to be published again.
@@ -100,6 +103,11 @@ impl Metrics {
                 "ebox_notifications_total",
                 "Citizen notifications by channel and result",
                 &["channel", "result"],
+            ),
+            internal_refused_total: counter(
+                "ebox_internal_refused_total",
+                "Internal messages refused because they disagree with the recorded state",
+                &["stage"],
             ),
             publishes_parked_total: counter(
                 "ebox_publishes_parked_total",

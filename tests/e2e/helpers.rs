@@ -272,6 +272,13 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
 /// A broker user that may only publish to `ebox.publish` and read its own status queue: the
 /// permissions the README tells operators to give a sender.
 pub async fn create_sender_user(vhost: &str, user: &str) {
+    let read = format!("^ebox\\.status\\.{user}$");
+    create_user(vhost, user, "^ebox\\.publish$", &read).await;
+}
+
+/// A broker user that may write to the exchanges matching `write` and read the queues
+/// matching `read`, and configure nothing.
+async fn create_user(vhost: &str, user: &str, write: &str, read: &str) {
     let api = reqwest::Client::new();
     for (path, body) in [
         (
@@ -280,11 +287,7 @@ pub async fn create_sender_user(vhost: &str, user: &str) {
         ),
         (
             format!("permissions/{vhost}/{user}"),
-            serde_json::json!({
-                "configure": "^$",
-                "write": "^ebox\\.publish$",
-                "read": format!("^ebox\\.status\\.{user}$"),
-            }),
+            serde_json::json!({"configure": "^$", "write": write, "read": read}),
         ),
     ] {
         let response = api
@@ -329,6 +332,28 @@ impl TestApp {
         if let Ok(mut users) = self.users.lock() {
             users.push(user.to_owned());
         }
+    }
+
+    /// A channel, with confirms, of a broker user whose only right is to write to the default
+    /// exchange (`amq.default`): enough to put any message on any internal queue.
+    pub async fn forger(&self) -> lapin::Channel {
+        let user = format!("forger-{}", self.id);
+        create_user(&self.vhost, &user, "^amq\\.default$", "^$").await;
+        if let Ok(mut users) = self.users.lock() {
+            users.push(user.clone());
+        }
+        let connection = lapin::Connection::connect(
+            &self.amqp_url_for(&user),
+            lapin::ConnectionProperties::default(),
+        )
+        .await
+        .expect("the forger connects");
+        let channel = connection.create_channel().await.expect("a channel");
+        channel
+            .confirm_select(Default::default())
+            .await
+            .expect("confirms");
+        channel
     }
 
     pub fn amqp_url_for(&self, user: &str) -> String {

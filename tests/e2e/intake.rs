@@ -5,8 +5,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{Duration as Days, Utc};
 use domain::audit::Stage;
+use domain::handoff::Handoff;
 use domain::ids::{MessageId, SenderId, SenderReference};
-use domain::publication::Publication;
 use domain::status::Status;
 use ebox::demo::{SAMPLE_SSIN, SenderClient, sample_v1, sample_v2};
 use intake::contract::{TYPE_V1, TYPE_V2};
@@ -73,12 +73,23 @@ async fn a_v2_message_is_accepted_and_handed_to_consent_check() {
 
     let forwarded = app.drain(CONSENT_CHECK_QUEUE).await;
     assert_eq!(forwarded.len(), 1);
-    let publication: Publication = serde_json::from_slice(&forwarded[0].data).expect("publication");
-    assert_eq!(publication.message_id, expected_id);
-    assert_eq!(publication.recipient.expose(), SAMPLE_SSIN);
-    assert_eq!(publication.sender_organization_id, ORGANIZATION);
-    assert_eq!(publication.attachments[0].content, ebox::demo::SAMPLE_PDF);
+    let handoff: Handoff = serde_json::from_slice(&forwarded[0].data).expect("a hand-off");
+    assert_eq!(handoff.message_id, expected_id);
+    assert_eq!(handoff.recipient.expose(), SAMPLE_SSIN);
     assert_eq!(forwarded[0].properties.delivery_mode(), &Some(2));
+    // The document is written here, once, and stays unpublished until store publishes it.
+    let (organization, published, content): (String, bool, Vec<u8>) = sqlx::query_as(
+        "SELECT d.sender_organization_id, d.published, a.content
+           FROM documents d JOIN document_attachments a USING (message_id)
+          WHERE d.message_id = $1",
+    )
+    .bind(expected_id.as_uuid())
+    .fetch_one(&app.pool)
+    .await
+    .expect("the document intake wrote");
+    assert_eq!(organization, ORGANIZATION);
+    assert!(!published);
+    assert_eq!(content, ebox::demo::SAMPLE_PDF);
 }
 
 #[tokio::test]
@@ -96,12 +107,18 @@ async fn a_v1_message_is_accepted_with_its_retention_days() {
             <= 1
     );
     let forwarded = app.drain(CONSENT_CHECK_QUEUE).await;
-    let publication: Publication = serde_json::from_slice(&forwarded[0].data).expect("publication");
-    assert!(publication.attachments[0].main_content);
-    assert_eq!(
-        publication.sender_organization_id, ORGANIZATION,
-        "taken from the registration"
-    );
+    let handoff: Handoff = serde_json::from_slice(&forwarded[0].data).expect("a hand-off");
+    let (organization, main_content): (String, bool) = sqlx::query_as(
+        "SELECT d.sender_organization_id, a.main_content
+           FROM documents d JOIN document_attachments a USING (message_id)
+          WHERE d.message_id = $1",
+    )
+    .bind(handoff.message_id.as_uuid())
+    .fetch_one(&app.pool)
+    .await
+    .expect("the document intake wrote");
+    assert!(main_content);
+    assert_eq!(organization, ORGANIZATION, "taken from the registration");
 }
 
 #[tokio::test]
@@ -226,8 +243,14 @@ async fn reusing_a_reference_for_other_content_is_a_conflict_and_keeps_the_first
     assert!(first.message_id.is_some());
     let forwarded = app.drain(CONSENT_CHECK_QUEUE).await;
     assert_eq!(forwarded.len(), 1);
-    let publication: Publication = serde_json::from_slice(&forwarded[0].data).expect("publication");
-    assert_eq!(publication.subject.nl.as_deref(), Some("Uw attest"));
+    let handoff: Handoff = serde_json::from_slice(&forwarded[0].data).expect("a hand-off");
+    let subject: serde_json::Value =
+        sqlx::query_scalar("SELECT subject FROM documents WHERE message_id = $1")
+            .bind(handoff.message_id.as_uuid())
+            .fetch_one(&app.pool)
+            .await
+            .expect("the first message's document");
+    assert_eq!(subject["nl"], "Uw attest");
 }
 
 #[tokio::test]
@@ -786,17 +809,16 @@ async fn a_subject_with_a_nul_is_rejected_and_goes_no_further() {
     // Absence needs a barrier: once a later message is accepted, intake has handled the first.
     let after = publish_and_wait(&mut sender, "ref-after-nul", TYPE_V2, &bytes(&v2())).await;
     assert_eq!(after.status, Status::Accepted, "{after:?}");
-    let forwarded: Vec<String> = app
+    let forwarded: Vec<MessageId> = app
         .drain(CONSENT_CHECK_QUEUE)
         .await
         .iter()
         .map(|delivery| {
-            let publication: Publication =
-                serde_json::from_slice(&delivery.data).expect("publication");
-            publication.sender_reference.as_str().to_owned()
+            let handoff: Handoff = serde_json::from_slice(&delivery.data).expect("a hand-off");
+            handoff.message_id
         })
         .collect();
-    assert_eq!(forwarded, ["ref-after-nul"]);
+    assert_eq!(forwarded, [after.message_id.expect("an id")]);
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@
 mod api_audit;
 mod audit;
 mod citizen_api;
+mod forgery;
 mod helpers;
 mod intake;
 mod notifications;

@@ -403,22 +403,39 @@ async fn redelivery_at_every_stage_never_stores_or_notifies_twice() {
         .confirm_select(lapin::options::ConfirmSelectOptions::default())
         .await
         .expect("confirms");
-    for queue in [CONSENT_CHECK_QUEUE, CONSENT_CHECK_QUEUE, STORE_QUEUE] {
-        service
-            .basic_publish(
-                "".into(),
-                queue.into(),
-                BasicPublishOptions::default(),
-                &publication,
-                BasicProperties::default(),
-            )
-            .await
-            .expect("publish")
-            .await
-            .expect("confirm");
-    }
+    let hand_on = |queue: &'static str| {
+        let (service, publication) = (&service, &publication);
+        async move {
+            service
+                .basic_publish(
+                    "".into(),
+                    queue.into(),
+                    BasicPublishOptions::default(),
+                    publication,
+                    BasicProperties::default(),
+                )
+                .await
+                .expect("publish")
+                .await
+                .expect("confirm");
+        }
+    };
+    hand_on(CONSENT_CHECK_QUEUE).await;
+    hand_on(CONSENT_CHECK_QUEUE).await;
     app.stop_workers().await;
     app.start_workers(&ebox::workers::Worker::ALL).await;
+    // Store acts only on what consent-check recorded: its own redelivered copy comes after.
+    eventually("consent-check to decide", || async {
+        let decided: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM stage_decisions WHERE stage = 'consent-check'",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+        decided == 1
+    })
+    .await;
+    hand_on(STORE_QUEUE).await;
 
     // Store sees the message three times: it stores it once and announces it each time.
     let mut event_ids = Vec::new();

@@ -4,7 +4,7 @@
 
 use crate::helpers::*;
 use domain::audit::Stage;
-use domain::publication::Publication;
+use domain::handoff::Handoff;
 use domain::status::{Code, Status, StatusEvent};
 use ebox::demo::{SAMPLE_SSIN, SenderClient, sample_v2};
 use ebox::workers::Worker;
@@ -14,19 +14,19 @@ use lapin::options::{BasicGetOptions, BasicNackOptions, BasicPublishOptions};
 use lapin::types::{AMQPValue, ShortString};
 use queues::topology::{CONSENT_CHECK_QUEUE, DELIVERY_LIMIT, STORE_QUEUE, dead_letter_queue};
 
-/// Publishes a valid message with intake alone running; returns its acceptance and the
-/// publication intake forwarded (taken off `ebox.consent-check`).
-async fn accepted(app: &TestApp, sender: &mut SenderClient, reference: &str) -> Publication {
+/// Publishes a valid message with intake alone running; returns the hand-off intake
+/// forwarded (taken off `ebox.consent-check`).
+async fn accepted(app: &TestApp, sender: &mut SenderClient, reference: &str) -> Handoff {
     let body = serde_json::to_vec(&sample_v2(SAMPLE_SSIN, MESSAGE_TYPE)).expect("JSON");
     let status = publish_and_wait(sender, reference, TYPE_V2, &body).await;
     assert_eq!(status.status, Status::Accepted, "{status:?}");
     let forwarded = app.drain(CONSENT_CHECK_QUEUE).await;
     assert_eq!(forwarded.len(), 1);
-    serde_json::from_slice(&forwarded[0].data).expect("a publication")
+    serde_json::from_slice(&forwarded[0].data).expect("a hand-off")
 }
 
-/// Puts `publication` on an internal queue as the stage before would.
-async fn hand_on(app: &TestApp, queue: &str, publication: &Publication) {
+/// Puts `handoff` on an internal queue as the stage before would.
+async fn hand_on(app: &TestApp, queue: &str, handoff: &Handoff) {
     let channel = app.service_channel().await;
     channel
         .confirm_select(Default::default())
@@ -37,9 +37,9 @@ async fn hand_on(app: &TestApp, queue: &str, publication: &Publication) {
             "".into(),
             queue.into(),
             BasicPublishOptions::default(),
-            &serde_json::to_vec(publication).expect("JSON"),
+            &serde_json::to_vec(handoff).expect("JSON"),
             BasicProperties::default()
-                .with_message_id(ShortString::from(publication.message_id.to_string()))
+                .with_message_id(ShortString::from(handoff.message_id.to_string()))
                 .with_delivery_mode(2),
         )
         .await
@@ -48,37 +48,43 @@ async fn hand_on(app: &TestApp, queue: &str, publication: &Publication) {
         .expect("confirmed");
 }
 
-async fn stored_status(app: &TestApp, publication: &Publication) -> (String, String) {
+async fn stored_status(app: &TestApp, handoff: &Handoff) -> (String, String) {
     sqlx::query_as("SELECT status, status_code FROM messages WHERE id = $1")
-        .bind(publication.message_id.as_uuid())
+        .bind(handoff.message_id.as_uuid())
         .fetch_one(&app.pool)
         .await
         .expect("the message row")
 }
 
-fn assert_failed_by(status: &StatusEvent, publication: &Publication, stage: &str) {
+fn assert_failed_by(status: &StatusEvent, handoff: &Handoff, stage: &str) {
     assert_eq!(status.status, Status::Failed, "{status:?}");
     assert_eq!(status.code, Code::TechnicalError);
-    assert_eq!(status.message_id, Some(publication.message_id));
+    assert_eq!(status.message_id, Some(handoff.message_id));
     assert!(status.message.contains(stage), "{}", status.message);
 }
 
 #[tokio::test]
-async fn a_message_a_later_stage_cannot_keep_ends_failed_and_its_sender_hears_it() {
+async fn a_message_a_later_stage_cannot_publish_ends_failed_and_its_sender_hears_it() {
     let mut app = spawn_app().await;
     let mut sender = app.sender().await;
-    let mut publication = accepted(&app, &mut sender, "ref-unkeepable").await;
-    // PostgreSQL keeps no NUL in jsonb: store fails for good on this subject (22P05).
-    publication.subject =
-        serde_json::from_value(serde_json::json!({"nl": "a\u{0}b"})).expect("a translated string");
+    let handoff = accepted(&app, &mut sender, "ref-unkeepable").await;
+    app.grant_consent(SAMPLE_SSIN).await;
+    // The document intake wrote is gone (a bug, an operator's mistake): store cannot publish
+    // it, and no retry will change that.
+    sqlx::query("DELETE FROM documents WHERE message_id = $1")
+        .bind(handoff.message_id.as_uuid())
+        .execute(&app.pool)
+        .await
+        .expect("deleted");
     app.stop_workers().await;
-    app.start_workers(&[Worker::Store]).await;
-    hand_on(&app, STORE_QUEUE, &publication).await;
+    app.start_workers(&[Worker::ConsentCheck, Worker::Store])
+        .await;
+    hand_on(&app, CONSENT_CHECK_QUEUE, &handoff).await;
 
     let status = sender.next_status(WAIT).await.expect("a final status");
-    assert_failed_by(&status, &publication, "store");
+    assert_failed_by(&status, &handoff, "store");
     assert_eq!(
-        stored_status(&app, &publication).await,
+        stored_status(&app, &handoff).await,
         ("failed".to_owned(), "TECHNICAL_ERROR".to_owned())
     );
     let actions = app.audit_actions("ref-unkeepable").await;
@@ -97,7 +103,7 @@ async fn a_message_a_later_stage_cannot_keep_ends_failed_and_its_sender_hears_it
     assert_eq!(header("x-ebox-stage"), "store");
     assert_eq!(header("x-ebox-queue"), STORE_QUEUE);
     assert!(
-        header("x-ebox-reason").contains("Unicode"),
+        header("x-ebox-reason").contains("no unpublished document"),
         "{}",
         header("x-ebox-reason")
     );
@@ -107,9 +113,9 @@ async fn a_message_a_later_stage_cannot_keep_ends_failed_and_its_sender_hears_it
 async fn a_message_that_keeps_coming_back_gets_a_final_status_before_the_broker_drops_it() {
     let mut app = spawn_app().await;
     let mut sender = app.sender().await;
-    let publication = accepted(&app, &mut sender, "ref-crash-loop").await;
+    let handoff = accepted(&app, &mut sender, "ref-crash-loop").await;
     app.stop_workers().await;
-    hand_on(&app, CONSENT_CHECK_QUEUE, &publication).await;
+    hand_on(&app, CONSENT_CHECK_QUEUE, &handoff).await;
     // A worker that crashes on this message returns it again and again: play that part
     // until one return is left before the broker's limit.
     let channel = app.service_channel().await;
@@ -135,10 +141,10 @@ async fn a_message_that_keeps_coming_back_gets_a_final_status_before_the_broker_
     app.start_workers(&[Worker::ConsentCheck]).await;
 
     let status = sender.next_status(WAIT).await.expect("a final status");
-    assert_failed_by(&status, &publication, "consent-check");
-    assert_eq!(stored_status(&app, &publication).await.0, "failed");
-    // The status left with the batch: had the message been handled, its publication would
-    // be on the store queue by now.
+    assert_failed_by(&status, &handoff, "consent-check");
+    assert_eq!(stored_status(&app, &handoff).await.0, "failed");
+    // The status left with the batch: had the message been handled, its hand-off would be
+    // on the store queue by now.
     assert!(
         app.drain(STORE_QUEUE).await.is_empty(),
         "nothing goes on to store"
@@ -276,7 +282,7 @@ async fn a_process_whose_database_does_not_answer_is_not_ready() {
 async fn a_message_left_at_accepted_too_long_is_counted_as_stuck() {
     let app = spawn_app().await;
     let mut sender = app.sender().await;
-    let publication = accepted(&app, &mut sender, "ref-left-behind").await;
+    let handoff = accepted(&app, &mut sender, "ref-left-behind").await;
     let after = app.settings.stuck_after;
     let mut conn = app.pool.acquire().await.expect("a connection");
     let (count, _) = records::messages::stuck(&mut conn, after)
@@ -286,7 +292,7 @@ async fn a_message_left_at_accepted_too_long_is_counted_as_stuck() {
 
     // Nothing took it further (consent-check does not run here); time passes.
     sqlx::query("UPDATE messages SET status_at = now() - interval '1 hour' WHERE id = $1")
-        .bind(publication.message_id.as_uuid())
+        .bind(handoff.message_id.as_uuid())
         .execute(&mut *conn)
         .await
         .expect("backdated");

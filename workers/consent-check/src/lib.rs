@@ -1,9 +1,11 @@
 //! The consent-check stage, and the consent registry's intake.
 //!
 //! [`ConsentCheck`] consumes `ebox.consent-check`: has the citizen consented to receive
-//! government mail electronically, as the registry stands at that moment? If so the message goes
-//! on to `ebox.store`; if not (never consented, or withdrew) nothing is stored and the sender
-//! hears `no-digital-user` (`NO_DIGITAL_USER`): it must send the letter on paper. The decision,
+//! government mail electronically, as the registry stands at that moment? It acts on the
+//! message intake recorded for the hand-off's recipient (a hand-off that disagrees is refused,
+//! see [`queues::handoff`]). If so the hand-off goes on to `ebox.store`; if not (never
+//! consented, or withdrew) the unpublished document is discarded and the sender hears
+//! `no-digital-user` (`NO_DIGITAL_USER`): it must send the letter on paper. The decision,
 //! with the consent state and when it last changed, is recorded (and audited) in the batch's
 //! transaction; a redelivery replays the recorded decision rather than deciding again.
 //!
@@ -14,16 +16,18 @@ pub mod updates;
 
 use chrono::{SubsecRound as _, Utc};
 use domain::audit::{Action, Stage};
-use domain::citizen::{Consent, SsinHasher};
+use domain::citizen::{CitizenKey, Consent, SsinHasher};
 use domain::decision::ConsentDecision;
-use domain::publication::{PUBLICATION_TYPE, Publication};
+use domain::handoff::Handoff;
+use domain::ids::MessageId;
 use domain::status::{Code, Status};
-use queues::give_up;
+use queues::handoff::{self, Verified};
 use queues::status::status_message;
 use queues::topology::{CONSENT_CHECK_QUEUE, STORE_QUEUE};
-use queues::{Handler, HandlerError, Incoming, Outcome, Outgoing, ResultExt};
+use queues::{Handler, HandlerError, Incoming, Outcome, Outgoing, ResultExt, give_up};
 use records::audit::AuditEvent;
-use records::{citizens, decisions, messages};
+use records::messages::MessageRecord;
+use records::{citizens, decisions, documents, messages};
 use runtime::internal_events::ConsentDecided;
 use sqlx::PgConnection;
 use tracing::info;
@@ -43,7 +47,7 @@ impl ConsentCheck {
 }
 
 impl Handler for ConsentCheck {
-    type Message = Publication;
+    type Message = Handoff;
     const STAGE: Stage = STAGE;
 
     fn queue(&self) -> &'static str {
@@ -53,13 +57,16 @@ impl Handler for ConsentCheck {
     async fn handle(
         &self,
         conn: &mut PgConnection,
-        publication: Publication,
+        handoff: Handoff,
         _: Incoming<'_>,
     ) -> Result<Outcome, HandlerError> {
-        let message_id = publication.message_id;
-        if give_up::settled_as_failed(conn, message_id).await? {
-            // A stage gave up on it and its sender was told to publish again: a late copy
-            // (a replay, a duplicate in flight) must not deliver it after all.
+        let Some(Verified { record, citizen }) =
+            handoff::verify(conn, STAGE, &self.hasher, &handoff).await?
+        else {
+            return Ok(Outcome::ack(Vec::new()));
+        };
+        let message_id = record.id;
+        if give_up::settled_as_failed(&record) {
             return Ok(Outcome::ack(Vec::new()));
         }
         let decision = match decisions::find(conn, message_id, STAGE).await? {
@@ -68,11 +75,15 @@ impl Handler for ConsentCheck {
                 info!(%message_id, decision = decision.as_str(), "already decided; replaying the decision");
                 decision
             }
-            None => self.decide(conn, &publication).await?,
+            None => self.decide(conn, &record, citizen).await?,
         };
         match decision {
-            ConsentDecision::Consented => Ok(Outcome::ack(vec![forward(&publication)?])),
-            ConsentDecision::NoDigitalUser => replay_no_digital_user(conn, &publication).await,
+            ConsentDecision::Consented => Ok(Outcome::ack(vec![handoff::forward(
+                STORE_QUEUE,
+                &handoff,
+                record.correlation_id.as_deref(),
+            )?])),
+            ConsentDecision::NoDigitalUser => replay_no_digital_user(conn, message_id).await,
         }
     }
 
@@ -89,13 +100,15 @@ impl Handler for ConsentCheck {
 
 impl ConsentCheck {
     /// Decides from the registry as it stands now, and records the decision with its audit
-    /// slice (and, when there is no consent, the sender-visible status).
+    /// slice (and, when there is no consent, the sender-visible status, and the unpublished
+    /// document is discarded: nothing is kept for a citizen who did not consent).
     async fn decide(
         &self,
         conn: &mut PgConnection,
-        publication: &Publication,
+        record: &MessageRecord,
+        citizen: CitizenKey,
     ) -> Result<ConsentDecision, HandlerError> {
-        let citizen = self.hasher.hash(&publication.recipient);
+        let message_id = record.id;
         let state = citizens::current_consent(conn, &citizen).await?;
         let decision = if state.is_some_and(|s| s.consent == Consent::Granted) {
             ConsentDecision::Consented
@@ -106,32 +119,33 @@ impl ConsentCheck {
             "consent": state.map_or("never", |s| s.consent.as_str()),
             "consentSince": state.map(|s| s.since),
         });
-        decisions::record(conn, publication.message_id, STAGE, decision, &details).await?;
+        decisions::record(conn, message_id, STAGE, decision, &details).await?;
         let (action, code) = match decision {
             ConsentDecision::Consented => (Action::Consented, None),
             ConsentDecision::NoDigitalUser => {
                 messages::set_status(
                     conn,
-                    publication.message_id,
+                    message_id,
                     Status::NoDigitalUser,
                     Code::NoDigitalUser,
                     NO_DIGITAL_USER_MESSAGE,
                     Utc::now().trunc_subsecs(6),
                 )
                 .await?;
+                documents::discard_unpublished(conn, message_id).await?;
                 (Action::NoDigitalUser, Some(Code::NoDigitalUser))
             }
         };
         let mut audit = AuditEvent::new(STAGE, action);
         audit.code = code;
-        audit.sender_id = Some(publication.sender_id.to_string());
-        audit.message_id = Some(publication.message_id);
-        audit.sender_reference = Some(publication.sender_reference.as_str().to_owned());
+        audit.sender_id = Some(record.sender_id.clone());
+        audit.message_id = Some(message_id);
+        audit.sender_reference = Some(record.sender_reference.clone());
         audit.ssin_hash = Some(citizen);
         audit.details = details;
         audit.record(conn).await?;
         ConsentDecided {
-            message_id: publication.message_id,
+            message_id,
             decision,
         }
         .emit();
@@ -142,9 +156,8 @@ impl ConsentCheck {
 /// The sender hears `no-digital-user` again, from the recorded status.
 async fn replay_no_digital_user(
     conn: &mut PgConnection,
-    publication: &Publication,
+    message_id: MessageId,
 ) -> Result<Outcome, HandlerError> {
-    let message_id = publication.message_id;
     let record = match messages::find(conn, message_id).await? {
         Some(record) if record.status == Status::NoDigitalUser => record,
         _ => {
@@ -153,20 +166,8 @@ async fn replay_no_digital_user(
             )));
         }
     };
-    let status = record.current_status(publication.correlation_id.clone());
+    let status = record.current_status(None);
     Ok(Outcome::ack(vec![
-        status_message(publication.sender_id.as_str(), &status).permanent()?,
+        status_message(&record.sender_id, &status).permanent()?,
     ]))
-}
-
-fn forward(publication: &Publication) -> Result<Outgoing, HandlerError> {
-    Outgoing::json(
-        "",
-        STORE_QUEUE,
-        PUBLICATION_TYPE,
-        &publication.message_id.to_string(),
-        publication.correlation_id.as_deref(),
-        publication,
-    )
-    .permanent()
 }

@@ -14,10 +14,11 @@
 //!    status, with other content it is `rejected` with `DUPLICATE_REFERENCE_CONFLICT`;
 //! 5. **decode and validate**: the body is decoded per its release ([`contract`]) and checked
 //!    ([`validate`]);
-//! 6. **record**: an accepted message is recorded ([`records::messages`]) with its audit slice
-//!    in the batch's transaction;
-//! 7. **forward**: the publication goes on to `ebox.consent-check` and the sender hears
-//!    `accepted`.
+//! 6. **record**: an accepted message is recorded ([`records::messages`]) with its document,
+//!    unpublished ([`records::documents`]), and its audit slice, in the batch's transaction:
+//!    the document is written here, once;
+//! 7. **forward**: the message's id and recipient go on to `ebox.consent-check` (a
+//!    [`domain::handoff::Handoff`]) and the sender hears `accepted`.
 //!
 //! Any step from 2 on may refuse the publication; the refusal is answered in one place:
 //! audited, counted, and told to the sender as `rejected`.
@@ -30,14 +31,18 @@ use contract::ContractVersion;
 use domain::audit::{Action, Stage};
 use domain::citizen::SsinHasher;
 use domain::digest::Sha256Digest;
+use domain::handoff::Handoff;
 use domain::ids::{MessageId, SenderId, SenderReference};
-use domain::publication::{PUBLICATION_TYPE, Publication};
+use domain::publication::Publication;
 use domain::status::{Code, Status, StatusEvent};
 use lapin::types::AMQPValue;
 use queues::status::status_message;
 use queues::topology::{CONSENT_CHECK_QUEUE, INTAKE_QUEUE};
-use queues::{Handler, HandlerError, Incoming, Outcome, Outgoing, Raw, ResultExt, give_up};
+use queues::{
+    Handler, HandlerError, Incoming, Outcome, Outgoing, Raw, ResultExt, give_up, handoff,
+};
 use records::audit::AuditEvent;
+use records::documents;
 use records::messages::{self, MessageRecord};
 use records::registry::{self, RegisteredSender};
 use runtime::internal_events::{IntakeDecided, IntakeOutcome};
@@ -335,7 +340,9 @@ impl Intake {
         publication: &Publication,
     ) -> Result<Option<MessageRecord>, HandlerError> {
         let message_id = admitted.message_id;
-        if !messages::insert_accepted(conn, publication, &admitted.content_sha256).await? {
+        let citizen = self.hasher.hash(&publication.recipient);
+        if !messages::insert_accepted(conn, publication, &citizen, &admitted.content_sha256).await?
+        {
             let winner = messages::find(conn, message_id).await?.ok_or_else(|| {
                 HandlerError::Transient(anyhow::anyhow!(
                     "message {message_id} vanished after a conflict"
@@ -343,12 +350,13 @@ impl Intake {
             })?;
             return Ok(Some(winner));
         }
+        documents::insert_unpublished(conn, publication, &citizen).await?;
         let mut audit = AuditEvent::new(STAGE, Action::Accepted);
         audit.code = Some(Code::Accepted);
         audit.sender_id = Some(received.sender.id.clone());
         audit.message_id = Some(message_id);
         audit.sender_reference = Some(publication.sender_reference.as_str().to_owned());
-        audit.ssin_hash = Some(self.hasher.hash(&publication.recipient));
+        audit.ssin_hash = Some(citizen);
         audit.details = provision_details(admitted.version, publication);
         audit.record(conn).await?;
         Ok(None)
@@ -700,16 +708,17 @@ fn forward_accepted(
     ]))
 }
 
+/// Consent-check is handed the message id and recipient; it reads the rest from the record.
 fn forward(publication: &Publication) -> Result<Outgoing, HandlerError> {
-    Outgoing::json(
-        "",
+    let handoff = Handoff {
+        message_id: publication.message_id,
+        recipient: publication.recipient.clone(),
+    };
+    handoff::forward(
         CONSENT_CHECK_QUEUE,
-        PUBLICATION_TYPE,
-        &publication.message_id.to_string(),
+        &handoff,
         publication.correlation_id.as_deref(),
-        publication,
     )
-    .permanent()
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 //!
 //! Two halves, so that a notification is never lost nor sent twice by a redelivery:
 //!
-//! - [`Notify`], a handler on `ebox.notify` (bound to `newDocument` on `ebox.events`), decides
+//! - [`Notify`], a handler on `ebox.notify` (bound to `newDocument` on `ebox.events`), checks
+//!   the event is the one recorded for a published document (a forged event is refused and
+//!   audited, see [`queues::handoff`]), decides
 //!   from the citizen's preference and records the *intent* — a row in the `notifications`
 //!   outbox, unique per (message, channel) — with its audit slice, in the batch's transaction.
 //!   Opted out, or no preference: nothing to send, audited as skipped.
@@ -30,9 +32,9 @@ use domain::events::{EventEnvelope, EventType};
 use domain::ids::MessageId;
 use domain::ssin::Ssin;
 use queues::topology::NOTIFY_QUEUE;
-use queues::{Handler, HandlerError, Incoming, Outcome, Outgoing, ResultExt, give_up};
+use queues::{Handler, HandlerError, Incoming, Outcome, Outgoing, ResultExt, give_up, handoff};
 use records::audit::AuditEvent;
-use records::{citizens, decisions};
+use records::{citizens, decisions, documents, messages};
 use runtime::internal_events::NotificationDecided;
 use sqlx::PgConnection;
 use tracing::info;
@@ -42,11 +44,16 @@ const STAGE: Stage = Stage::Notify;
 
 pub struct Notify {
     hasher: SsinHasher,
+    /// This provider's id, as the events it announces carry it.
+    provider_id: String,
 }
 
 impl Notify {
-    pub fn new(hasher: SsinHasher) -> Self {
-        Self { hasher }
+    pub fn new(hasher: SsinHasher, provider_id: String) -> Self {
+        Self {
+            hasher,
+            provider_id,
+        }
     }
 }
 
@@ -76,10 +83,9 @@ impl Handler for Notify {
             info!(%message_id, "notification already decided");
             return Ok(Outcome::ack(Vec::new()));
         }
-        let ssin = Ssin::parse(&event.recipient.ebox_id_value)
-            .map_err(|e| anyhow::anyhow!("event recipient: {e}"))
-            .permanent()?;
-        let citizen = self.hasher.hash(&ssin);
+        let Some(citizen) = self.verify(conn, &envelope).await? else {
+            return Ok(Outcome::ack(Vec::new()));
+        };
         let preferences = citizens::preferences(conn, &citizen).await?;
         let channel = preferences
             .as_ref()
@@ -127,6 +133,46 @@ impl Handler for Notify {
         error: &anyhow::Error,
     ) -> Result<Vec<Outgoing>, HandlerError> {
         give_up::audit_only(conn, STAGE, give_up::event_message_id(&incoming), error).await
+    }
+}
+
+impl Notify {
+    /// The citizen's keyed hash when `envelope` is exactly the `newDocument` event the record
+    /// gives for a published document of theirs; otherwise the event is refused (audited, and
+    /// nothing is sent): a forged event must not notify anyone.
+    async fn verify(
+        &self,
+        conn: &mut PgConnection,
+        envelope: &EventEnvelope,
+    ) -> Result<Option<CitizenKey>, HandlerError> {
+        let message_id = envelope.event_data.message_id;
+        let ssin = Ssin::parse(&envelope.event_data.recipient.ebox_id_value).ok();
+        let document = documents::find(conn, message_id).await?;
+        let genuine = match (&ssin, &document) {
+            (Some(ssin), Some(document)) if document.is_for(&self.hasher.hash(ssin)) => {
+                let recorded =
+                    document
+                        .event_data(EventType::NewDocument, ssin)
+                        .map(|event_data| EventEnvelope {
+                            event_sequence_nbr: document.event_sequence_nbr.unwrap_or_default(),
+                            event_time: event_data.receipt_date,
+                            event_provider_id: self.provider_id.clone(),
+                            event_data,
+                        });
+                recorded.as_ref() == Some(envelope)
+            }
+            _ => false,
+        };
+        match ssin {
+            Some(ssin) if genuine => Ok(Some(self.hasher.hash(&ssin))),
+            _ => {
+                let record = messages::find(conn, message_id).await?;
+                let reason =
+                    "the event is not the newDocument event recorded for a published document";
+                handoff::refuse(conn, STAGE, message_id, record.as_ref(), reason).await?;
+                Ok(None)
+            }
+        }
     }
 }
 

@@ -1,9 +1,20 @@
-//! The read-receipt stage: consumes `ebox.read-receipt` (bound to `readDocument` on
-//! `ebox.events`) and sends the sender `read` with `readAt`, once per message however often the
-//! citizen opens it: the first receipt is recorded (with the event's sequence number) and
-//! audited, naming the sender, its reference and the citizen's keyed hash like every other
-//! record; a redelivery of that event sends the same receipt again (it may have been lost in a
-//! crash), any other `readDocument` for the message is dropped.
+//! The read-receipt stage: the sender hears `read`, with `readAt` and a signed proof of
+//! reading, once the citizen opened the message — and only then.
+//!
+//! The API commits the read mark (`documents.read_at`) before it announces `readDocument` on
+//! `ebox.events`. Two paths lead here, and both act on the committed mark, never on the event:
+//!
+//! - [`ReadReceipt`] consumes `ebox.read-receipt` (bound to `readDocument`): the event must name
+//!   a document of that recipient with a committed read mark, or it is refused and audited
+//!   ([`queues::handoff`]); a forged event cannot make a sender hear `read`;
+//! - [`recovery::UnconfirmedReads`], a background job, confirms the read marks whose event
+//!   never arrived (the API crashed, or the broker refused it, after the commit).
+//!
+//! The first confirmation is recorded, audited (naming the sender, its reference and the
+//! citizen's keyed hash) and signed; every later one re-sends the same status (it may have
+//! been lost in a crash).
+
+pub mod recovery;
 
 use chrono::{DateTime, Utc};
 use domain::audit::{Action, Stage};
@@ -17,13 +28,13 @@ use evidence::keys::Signer;
 use evidence::proof::ProofKind;
 use queues::status::status_message;
 use queues::topology::READ_RECEIPT_QUEUE;
-use queues::{Handler, HandlerError, Incoming, Outcome, Outgoing, ResultExt, give_up};
+use queues::{Handler, HandlerError, Incoming, Outcome, Outgoing, ResultExt, give_up, handoff};
 use records::audit::AuditEvent;
 use records::messages::MessageRecord;
-use records::{decisions, messages};
+use records::{decisions, documents, messages};
 use sqlx::PgConnection;
 use std::sync::Arc;
-use tracing::{info, warn};
+use tracing::info;
 
 const STAGE: Stage = Stage::ReadReceipt;
 pub const READ_MESSAGE: &str = "the citizen opened the message";
@@ -31,7 +42,7 @@ pub const READ_MESSAGE: &str = "the citizen opened the message";
 pub struct ReadReceipt {
     /// Signs the proofs of reading.
     signer: Arc<Signer>,
-    /// Names the citizen in the audit trail by the keyed hash of their national number.
+    /// Checks the event's recipient against the recorded one.
     hasher: SsinHasher,
 }
 
@@ -59,49 +70,12 @@ impl Handler for ReadReceipt {
             return Ok(Outcome::ack(Vec::new()));
         }
         let message_id = envelope.event_data.message_id;
-        let sequence = envelope.event_sequence_nbr;
-        let read_at = match recorded_receipt(conn, message_id).await? {
-            // The same event again (a redelivery after a crash): the receipt may not have
-            // left, so it goes again. Another readDocument for a message already read (the
-            // API publishes before it commits the read mark) says nothing new: dropped.
-            Some(receipt) if receipt.event_sequence_nbr == Some(sequence) => receipt.read_at,
-            Some(_) => {
-                info!(%message_id, "already read; a later readDocument is dropped");
-                return Ok(Outcome::ack(Vec::new()));
-            }
-            None => {
-                let read_at = envelope.event_time;
-                let record = intake_record(conn, message_id).await?;
-                let citizen = self.citizen(&envelope);
-                let audit_record =
-                    record_receipt(conn, &record, citizen, read_at, sequence).await?;
-                if let Some(proof) = self
-                    .proof_of_reading(conn, message_id, read_at, audit_record)
-                    .await?
-                {
-                    messages::set_proof_of_reading(conn, message_id, &proof).await?;
-                }
-                read_at
-            }
-        };
-        // Read again: the proof of reading may have just been set.
-        let record = intake_record(conn, message_id).await?;
-        let status = StatusEvent {
-            sender_reference: Some(record.sender_reference.clone()),
-            message_id: Some(message_id),
-            status: Status::Read,
-            code: Code::Read,
-            message: READ_MESSAGE.to_owned(),
-            at: read_at,
-            expiration_date: Some(record.expiration_date),
-            read_at: Some(read_at),
-            correlation_id: record.correlation_id.clone(),
-            proof_of_deposit: record.proof_of_deposit.clone(),
-            proof_of_reading: record.proof_of_reading.clone(),
-        };
-        Ok(Outcome::ack(vec![
-            status_message(&record.sender_id, &status).permanent()?,
-        ]))
+        if recorded_receipt(conn, message_id).await?.is_none()
+            && !self.read_by_recipient(conn, &envelope).await?
+        {
+            return Ok(Outcome::ack(Vec::new()));
+        }
+        Ok(Outcome::ack(confirm(conn, &self.signer, message_id).await?))
     }
 
     /// The document was delivered; the give-up is audited against it.
@@ -116,54 +90,106 @@ impl Handler for ReadReceipt {
 }
 
 impl ReadReceipt {
-    /// The reader's keyed hash, from the event's eBox id (their national number). `None`, and a
-    /// warning, for an event that names no citizen: the receipt still goes to the sender.
-    fn citizen(&self, envelope: &EventEnvelope) -> Option<CitizenKey> {
-        let recipient = &envelope.event_data.recipient;
-        match Ssin::parse(&recipient.ebox_id_value) {
-            Ok(ssin) => Some(self.hasher.hash(&ssin)),
-            Err(_) => {
-                warn!(
-                    message_id = %envelope.event_data.message_id,
-                    ebox_type = %recipient.ebox_type,
-                    "the readDocument event names no citizen; audited without one"
-                );
-                None
-            }
-        }
-    }
-
-    /// The proof of reading: the proof of deposit's claims, read at `read_at`, signed anew.
-    /// `None` for a message stored before proofs existed (it has no proof of deposit).
-    async fn proof_of_reading(
+    /// True when the event's recipient has a document with this id whose read mark the API
+    /// committed; otherwise the event is refused (audited, nothing sent).
+    async fn read_by_recipient(
         &self,
         conn: &mut PgConnection,
-        message_id: MessageId,
-        read_at: DateTime<Utc>,
-        audit_record: i64,
-    ) -> Result<Option<String>, HandlerError> {
-        let record = messages::find(conn, message_id).await?;
-        let Some(deposit) = record.and_then(|r| r.proof_of_deposit) else {
-            tracing::warn!(%message_id, "no proof of deposit to derive a proof of reading from");
-            return Ok(None);
+        envelope: &EventEnvelope,
+    ) -> Result<bool, HandlerError> {
+        let message_id = envelope.event_data.message_id;
+        let citizen = Ssin::parse(&envelope.event_data.recipient.ebox_id_value)
+            .ok()
+            .map(|ssin| self.hasher.hash(&ssin));
+        let document = documents::find(conn, message_id).await?;
+        let reason = match (citizen, document) {
+            (Some(citizen), Some(document)) if document.is_for(&citizen) => {
+                if document.read_at.is_some() {
+                    return Ok(true);
+                }
+                "the citizen has not opened this document"
+            }
+            _ => "no document of this recipient has this id",
         };
-        let mut claims = evidence::proof::claims_of_own(&deposit).permanent()?;
-        claims.proof = ProofKind::Reading;
-        claims.read_at = Some(read_at);
-        claims.audit_record = Some(audit_record);
-        claims.iat = Utc::now().timestamp();
-        Ok(Some(
-            evidence::proof::sign(&self.signer, &claims).permanent()?,
-        ))
+        let record = messages::find(conn, message_id).await?;
+        handoff::refuse(conn, STAGE, message_id, record.as_ref(), reason).await?;
+        Ok(false)
     }
 }
 
-/// What read-receipt recorded: when the message was read, and by which event.
+/// The sender's `read` status for a message whose read mark is committed: the first time
+/// recorded, audited and signed (in the caller's transaction), then re-sent as it was.
+pub async fn confirm(
+    conn: &mut PgConnection,
+    signer: &Signer,
+    message_id: MessageId,
+) -> Result<Vec<Outgoing>, HandlerError> {
+    let read_at = match recorded_receipt(conn, message_id).await? {
+        Some(receipt) => receipt.read_at,
+        None => {
+            let document = documents::find(conn, message_id).await?;
+            let Some((read_at, citizen)) =
+                document.and_then(|d| Some((d.read_at?, CitizenKey::from_stored(d.citizen))))
+            else {
+                return Err(HandlerError::Permanent(anyhow::anyhow!(
+                    "message {message_id} has no read mark to confirm"
+                )));
+            };
+            let record = intake_record(conn, message_id).await?;
+            let audit_record = record_receipt(conn, &record, citizen, read_at).await?;
+            if let Some(proof) =
+                proof_of_reading(signer, &record, read_at, audit_record).permanent()?
+            {
+                messages::set_proof_of_reading(conn, message_id, &proof).await?;
+            }
+            read_at
+        }
+    };
+    // Read again: the proof of reading may have just been set.
+    let record = intake_record(conn, message_id).await?;
+    let status = StatusEvent {
+        sender_reference: Some(record.sender_reference.clone()),
+        message_id: Some(message_id),
+        status: Status::Read,
+        code: Code::Read,
+        message: READ_MESSAGE.to_owned(),
+        at: read_at,
+        expiration_date: Some(record.expiration_date),
+        read_at: Some(read_at),
+        correlation_id: record.correlation_id.clone(),
+        proof_of_deposit: record.proof_of_deposit.clone(),
+        proof_of_reading: record.proof_of_reading.clone(),
+    };
+    Ok(vec![
+        status_message(&record.sender_id, &status).permanent()?,
+    ])
+}
+
+/// The proof of reading: the proof of deposit's claims, read at `read_at`, signed anew.
+/// `None` for a message stored before proofs existed (it has no proof of deposit).
+fn proof_of_reading(
+    signer: &Signer,
+    record: &MessageRecord,
+    read_at: DateTime<Utc>,
+    audit_record: i64,
+) -> anyhow::Result<Option<String>> {
+    let Some(deposit) = &record.proof_of_deposit else {
+        tracing::warn!(message_id = %record.id, "no proof of deposit to derive a proof of reading from");
+        return Ok(None);
+    };
+    let mut claims = evidence::proof::claims_of_own(deposit)?;
+    claims.proof = ProofKind::Reading;
+    claims.read_at = Some(read_at);
+    claims.audit_record = Some(audit_record);
+    claims.iat = Utc::now().timestamp();
+    Ok(Some(evidence::proof::sign(signer, &claims)?))
+}
+
+/// What read-receipt recorded: when the message was read.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Receipt {
     read_at: DateTime<Utc>,
-    event_sequence_nbr: Option<i64>,
 }
 
 /// The message as intake accepted it (its sender and reference), which every read message has.
@@ -186,17 +212,16 @@ async fn recorded_receipt(
         .transpose()
 }
 
-/// The first receipt: recorded with the event that brought it, the status moved to `read`,
-/// and audited with the sender, its reference and the citizen.
+/// The first receipt: recorded, the status moved to `read`, and audited with the sender, its
+/// reference and the citizen.
 async fn record_receipt(
     conn: &mut PgConnection,
     record: &MessageRecord,
-    citizen: Option<CitizenKey>,
+    citizen: CitizenKey,
     read_at: DateTime<Utc>,
-    sequence: i64,
 ) -> sqlx::Result<i64> {
     let message_id = record.id;
-    let receipt = serde_json::json!({"readAt": read_at, "eventSequenceNbr": sequence});
+    let receipt = serde_json::json!({"readAt": read_at});
     decisions::record(conn, message_id, STAGE, ReadDecision::Read, &receipt).await?;
     messages::set_status(
         conn,
@@ -212,7 +237,7 @@ async fn record_receipt(
     audit.message_id = Some(message_id);
     audit.sender_id = Some(record.sender_id.clone());
     audit.sender_reference = Some(record.sender_reference.clone());
-    audit.ssin_hash = citizen;
+    audit.ssin_hash = Some(citizen);
     audit.details = serde_json::json!({"readAt": read_at});
     let audit_record = audit.record(conn).await?;
     info!(%message_id, "read receipt recorded");
