@@ -26,7 +26,7 @@ done
 for vhost in $(curl -fsS "$api/vhosts?columns=name" | grep -o '"name":"ebox-test-[0-9a-f]*"' | cut -d'"' -f4); do
   curl -fsS -X DELETE "$api/vhosts/$vhost"
 done
-for user in $(curl -fsS "$api/users?columns=name" | grep -oE '"name":"(onem|stranger|impostor)-[0-9a-f]{12}"' | cut -d'"' -f4); do
+for user in $(curl -fsS "$api/users?columns=name" | grep -oE '"name":"(onem|stranger|impostor|forger|ebox-[a-z-]+)-[0-9a-f]{12}"' | cut -d'"' -f4); do
   curl -fsS -X DELETE "$api/users/$user"
 done
 

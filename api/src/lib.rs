@@ -13,13 +13,15 @@
 //! - [`sender`]: `POST /searchMessageStatus`;
 //! - [`audit`]: every call's audit record (writes always, in the transaction of a change;
 //!   reads when they succeed; refused calls, with the token's digest and the client address);
-//! - [`error`]: errors as the contract's `StatusMessage`.
+//! - [`error`]: errors as the contract's `StatusMessage`;
+//! - [`metrics`]: every request counted and timed by route template and status.
 
 pub mod audit;
 pub mod auth;
 pub mod citizen;
 pub mod error;
 pub mod headers;
+pub mod metrics;
 pub mod model;
 pub mod read;
 pub mod reference;
@@ -67,11 +69,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         // Outside the audit: the public description of the API is nobody's consultation.
         .merge(docs_routes())
         .with_state(state.clone());
-    if state.base_path == "/" {
+    let app = if state.base_path == "/" {
         routes
     } else {
         Router::new().nest(&state.base_path, routes)
-    }
+    };
+    // Outermost, so that the time covers every other layer and the route is the whole
+    // template, base path included.
+    app.layer(axum::middleware::from_fn(metrics::track))
 }
 
 /// Before a handler verifies the bearer token: when the token names a key the identity

@@ -80,6 +80,11 @@ enum Command {
         #[command(subcommand)]
         command: crate::proof::ProofCommand,
     },
+    /// The broker users of a deployment: each component's rights, as `rabbitmqctl` commands.
+    Broker {
+        #[command(subcommand)]
+        command: crate::broker::BrokerCommand,
+    },
     /// Act as a demo sender: publish messages, print the statuses.
     Demo(crate::demo::DemoArgs),
     /// Measure the pipeline's throughput against a bare chain of queues (prints figures).
@@ -169,6 +174,10 @@ impl Cli {
                 }
             };
         }
+        if let Command::Broker { command } = self.command {
+            crate::broker::run(command);
+            return ExitCode::SUCCESS;
+        }
         if let Command::Demo(args) = self.command {
             runtime::telemetry::init("warn", runtime::config::LogFormat::Text);
             return match crate::demo::run(args).await {
@@ -245,7 +254,8 @@ impl Command {
             Command::Demo(_)
             | Command::SmtpSink { .. }
             | Command::Token(_)
-            | Command::Proof { .. } => {
+            | Command::Proof { .. }
+            | Command::Broker { .. } => {
                 unreachable!("handled before settings are read")
             }
         }

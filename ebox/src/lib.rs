@@ -17,6 +17,7 @@
 pub mod admin;
 pub mod audit;
 pub mod bench;
+pub mod broker;
 pub mod cli;
 pub mod demo;
 pub mod dlq;

@@ -29,6 +29,18 @@ pub enum Worker {
 }
 
 impl Worker {
+    /// Its component name: its broker user's (`queues::permissions`) and its Deployment's.
+    pub fn component(self) -> &'static str {
+        match self {
+            Worker::Intake => "intake",
+            Worker::ConsentCheck => "consent-check",
+            Worker::ConsentUpdates => "consent-updates",
+            Worker::Store => "store",
+            Worker::Notify => "notify",
+            Worker::ReadReceipt => "read-receipt",
+        }
+    }
+
     pub const ALL: [Worker; 6] = [
         Worker::Intake,
         Worker::ConsentCheck,
@@ -58,6 +70,7 @@ pub fn spawn(
             batch_size: settings.batch_size,
         },
         shutdown: shutdown.clone(),
+        queues: Vec::new(),
     };
     // Checked first, so that a missing setting starts nothing.
     let dispatcher = if workers.contains(&Worker::Notify) {
@@ -84,7 +97,7 @@ pub fn spawn(
         match worker {
             Worker::Intake => {
                 let intake = intake::Intake::new(hasher(), settings.max_message_bytes)
-                    .trusting_replays_from(queues::driver::amqp_user(&settings.amqp_url));
+                    .trusting_replays_from(replay_user(settings));
                 tasks.consume(intake)
             }
             Worker::ConsentCheck => tasks.consume(consent_check::ConsentCheck::new(hasher())),
@@ -122,14 +135,26 @@ pub fn spawn(
         tasks.run(dispatcher, notify::dispatcher::POLL);
     }
     if !workers.is_empty() {
-        // Every process that consumes may park what the broker refuses; each publishes parked
-        // messages again (replicas share the rows).
-        let republisher = queues::parked::Republisher::new(pool.clone(), settings.amqp_url.clone());
+        // Every process that consumes may park what the broker refuses; each publishes again
+        // what its own stages parked (replicas share the rows), which its broker user may.
+        let republisher = queues::parked::Republisher::new(
+            pool.clone(),
+            settings.amqp_url.clone(),
+            tasks.queues.clone(),
+        );
         tasks.run(republisher, REPUBLISH_EVERY);
         let stuck = crate::watch::StuckMessages::new(pool.clone(), settings.stuck_after);
         tasks.run(stuck, crate::watch::EVERY);
     }
     Ok((tasks.set, tasks.readiness))
+}
+
+/// The broker user whose replays intake trusts: `EBOX_AMQP_REPLAY_USER`, or the service's own.
+fn replay_user(settings: &Settings) -> String {
+    settings
+        .amqp_replay_user
+        .clone()
+        .unwrap_or_else(|| queues::driver::amqp_user(&settings.amqp_url))
 }
 
 /// The key that signs proofs (`EBOX_PROOF_SIGNING_KEY_FILE`).
@@ -186,6 +211,8 @@ struct Tasks {
     pool: PgPool,
     driver: DriverSettings,
     shutdown: CancellationToken,
+    /// The queues consumed: what this process parks, and may publish again.
+    queues: Vec<String>,
 }
 
 impl Tasks {
@@ -198,6 +225,7 @@ impl Tasks {
     /// A handler, run by the consumer driver.
     fn consume<H: Handler>(&mut self, handler: H) {
         let ready = self.ready();
+        self.queues.push(handler.queue().to_owned());
         self.set.spawn(queues::driver::run(
             Arc::new(handler),
             self.pool.clone(),

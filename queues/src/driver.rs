@@ -20,6 +20,7 @@ use crate::give_up;
 use crate::parked;
 use crate::publisher::{Outgoing, Publisher};
 use crate::topology::{self, DELIVERY_LIMIT};
+use anyhow::Context as _;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use domain::audit::Stage;
 use futures_util::{FutureExt, StreamExt};
@@ -31,13 +32,14 @@ use lapin::types::AMQPValue;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use runtime::internal_events::{
-    BatchHandled, DeliveryOutcome, DeliverySettled, PublishesParked, TransientFault,
+    BatchHandled, DeliveryOutcome, DeliverySettled, DeliveryTaken, MessageHandled, PublishesParked,
+    TransientFault,
 };
-use runtime::metrics::Readiness;
+use runtime::metrics::{METRICS, Readiness};
 use sqlx::{Acquire, PgConnection, PgPool};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
@@ -237,6 +239,15 @@ pub async fn run<H: Handler>(
     shutdown: CancellationToken,
 ) {
     let queue = handler.queue();
+    METRICS.consumer_started(H::STAGE, queue);
+    for exchange in [
+        topology::INTERNAL_EXCHANGE,
+        topology::STATUS_EXCHANGE,
+        topology::EVENTS_EXCHANGE,
+        topology::DEAD_LETTER_EXCHANGE,
+    ] {
+        METRICS.publishes_to(exchange);
+    }
     let mut backoff = reconnect_backoff();
     while !shutdown.is_cancelled() {
         let started = Instant::now();
@@ -342,10 +353,6 @@ async fn consume<H: Handler>(
     let publishing = connect(&settings.amqp_url, &format!("ebox {queue} publisher")).await?;
     let mut publisher = Publisher::open(&publishing).await?;
     let service_user = amqp_user(&settings.amqp_url);
-    topology::declare(publisher.channel()).await?;
-    for sender_id in records::registry::active_sender_ids(pool).await? {
-        topology::declare_status_queue(publisher.channel(), &sender_id).await?;
-    }
     let channel = connection.create_channel().await?;
     channel
         .basic_qos(settings.prefetch, BasicQosOptions::default())
@@ -357,7 +364,10 @@ async fn consume<H: Handler>(
             BasicConsumeOptions::default(),
             FieldTable::default(),
         )
-        .await?;
+        .await
+        .with_context(|| {
+            format!("consuming {queue} (the topology is declared by `ebox registry load`)")
+        })?;
     ready.set(true);
     info!(
         queue,
@@ -407,6 +417,7 @@ async fn process_batch<H: Handler>(
 ) -> anyhow::Result<()> {
     let queue = handler.queue();
     let started = Instant::now();
+    taken(H::STAGE, &batch);
     let Some(outcomes) = commit(handler, pool, &batch, shutdown).await else {
         requeue_all(queue, &batch).await;
         return Ok(());
@@ -770,10 +781,17 @@ async fn handle_batch<H: Handler>(
             ))),
             None => match H::Message::decode(&incoming) {
                 Ok(message) => {
-                    handler
+                    let handling = Instant::now();
+                    let handled = handler
                         .handle(&mut savepoint, message, incoming)
                         .instrument(span.clone())
-                        .await
+                        .await;
+                    MessageHandled {
+                        stage: H::STAGE,
+                        elapsed: handling.elapsed(),
+                    }
+                    .emit();
+                    handled
                 }
                 Err(error) => Err(error),
             },
@@ -884,4 +902,48 @@ async fn requeue_all(queue: &'static str, batch: &[Delivery]) {
 
 fn settled(queue: &'static str, outcome: DeliveryOutcome) {
     DeliverySettled { queue, outcome }.emit();
+}
+
+/// Counts how long each delivery of a batch waited in its queue, once, when the stage takes
+/// the batch (not again when a transient fault retries it).
+fn taken(stage: Stage, batch: &[Delivery]) {
+    let now = SystemTime::now();
+    for delivery in batch {
+        if let Some(waited) = waited(&delivery.properties, now) {
+            DeliveryTaken { stage, waited }.emit();
+        }
+    }
+}
+
+/// How long a delivery has waited at `now` since its publisher stamped it (the AMQP
+/// `timestamp`, whole Unix seconds, set by our publisher and by senders that choose to);
+/// `None` when it carries none (or 0), or one in the future: a clock ahead of ours says
+/// nothing about the wait. Any value a sender writes is safe here (no overflow).
+fn waited(properties: &BasicProperties, now: SystemTime) -> Option<Duration> {
+    let stamped = (*properties.timestamp()).filter(|&seconds| seconds > 0)?;
+    let stamped = UNIX_EPOCH.checked_add(Duration::from_secs(stamped))?;
+    now.duration_since(stamped).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_queue_wait_runs_from_the_publishers_timestamp_and_ignores_absent_or_future_ones() {
+        let now = UNIX_EPOCH + Duration::from_millis(1_000_500);
+        let stamped = |seconds| BasicProperties::default().with_timestamp(seconds);
+        assert_eq!(
+            waited(&stamped(990), now),
+            Some(Duration::from_millis(10_500))
+        );
+        assert_eq!(
+            waited(&stamped(1_000), now),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(waited(&stamped(1_001), now), None, "in the future");
+        assert_eq!(waited(&stamped(u64::MAX), now), None, "far in the future");
+        assert_eq!(waited(&stamped(0), now), None, "unset");
+        assert_eq!(waited(&BasicProperties::default(), now), None, "absent");
+    }
 }

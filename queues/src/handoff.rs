@@ -11,6 +11,7 @@
 use crate::ResultExt;
 use crate::driver::HandlerError;
 use crate::publisher::Outgoing;
+use crate::topology::INTERNAL_EXCHANGE;
 use domain::audit::{Action, Stage};
 use domain::citizen::{CitizenKey, SsinHasher};
 use domain::handoff::{HANDOFF_TYPE, Handoff};
@@ -20,14 +21,14 @@ use records::messages::{self, MessageRecord};
 use runtime::internal_events::InternalRefused;
 use sqlx::PgConnection;
 
-/// The hand-off of `handoff` to the stage consuming `queue`.
+/// The hand-off of `handoff` to the stage consuming `queue`, through [`INTERNAL_EXCHANGE`].
 pub fn forward(
     queue: &str,
     handoff: &Handoff,
     correlation_id: Option<&str>,
 ) -> Result<Outgoing, HandlerError> {
     Outgoing::json(
-        "",
+        INTERNAL_EXCHANGE,
         queue,
         HANDOFF_TYPE,
         &handoff.message_id.to_string(),

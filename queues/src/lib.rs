@@ -10,12 +10,14 @@
 //! - [`driver`]: the one consumer driver that runs every stage's [`driver::Handler`];
 //! - [`give_up`]: what happens when a stage gives up on a delivery (a final status, an audit
 //!   record, the dead-letter queue).
+//! - [`permissions`]: one broker user per component, with only the rights it needs;
 //! - [`tls`]: whom an `amqps://` connection trusts and which client certificate it presents.
 
 pub mod driver;
 pub mod give_up;
 pub mod handoff;
 pub mod parked;
+pub mod permissions;
 pub mod publisher;
 pub mod status;
 pub mod tls;

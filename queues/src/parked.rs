@@ -53,15 +53,19 @@ pub async fn park(
 pub struct Republisher {
     pool: PgPool,
     amqp_url: String,
+    /// The queues whose stages' parked messages this process publishes: those its broker user
+    /// may publish (a component's user writes only what its own stages publish).
+    parked_by: Vec<String>,
     /// Opened on the first pass and after a broker fault.
     publisher: Option<Publisher>,
 }
 
 impl Republisher {
-    pub fn new(pool: PgPool, amqp_url: String) -> Self {
+    pub fn new(pool: PgPool, amqp_url: String, parked_by: Vec<String>) -> Self {
         Self {
             pool,
             amqp_url,
+            parked_by,
             publisher: None,
         }
     }
@@ -69,7 +73,7 @@ impl Republisher {
     /// Publishes what is due; returns how many rows it took.
     async fn republish_due(&self, publisher: &Publisher) -> anyhow::Result<usize> {
         let mut tx = self.pool.begin().await?;
-        let due = claim_due(&mut tx).await?;
+        let due = claim_due(&mut tx, &self.parked_by).await?;
         let messages: Vec<&Outgoing> = due.iter().map(|(_, message)| message).collect();
         let results = publisher.publish_each(&messages).await;
         for ((id, message), error) in due.iter().zip(results) {
@@ -102,17 +106,22 @@ impl Republisher {
     }
 }
 
-/// Locks the oldest due rows, so that other republishers skip them.
-async fn claim_due(conn: &mut PgConnection) -> sqlx::Result<Vec<(i64, Outgoing)>> {
+/// Locks the oldest due rows parked by the stages of `parked_by`, so that other republishers
+/// skip them.
+async fn claim_due(
+    conn: &mut PgConnection,
+    parked_by: &[String],
+) -> sqlx::Result<Vec<(i64, Outgoing)>> {
     let rows = sqlx::query(
         "SELECT id, exchange, routing_key, kind, message_id, correlation_id, made_at, body
            FROM parked_publishes
-          WHERE next_attempt_at <= now()
+          WHERE next_attempt_at <= now() AND parked_by = ANY($2)
           ORDER BY id
           LIMIT $1
             FOR UPDATE SKIP LOCKED",
     )
     .bind(BATCH)
+    .bind(parked_by)
     .fetch_all(conn)
     .await?;
     rows.iter()

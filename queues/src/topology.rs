@@ -16,6 +16,14 @@ pub const PUBLISH_ROUTING_KEY: &str = "message";
 pub const STATUS_EXCHANGE: &str = "ebox.status";
 /// Federation events (topic), routing key = event type (`newDocument`, `readDocument`, ...).
 pub const EVENTS_EXCHANGE: &str = "ebox.events";
+/// Hand-offs between stages (direct), routing key = the destination stage's queue name. A
+/// dedicated exchange rather than the default one, so that write access to it can be given to
+/// the stages that hand on, and to nobody else.
+pub const INTERNAL_EXCHANGE: &str = "ebox.internal";
+/// The eBox portal's consent and preference changes (direct), routing key
+/// [`PORTAL_ROUTING_KEY`]; bound to [`CONSENT_UPDATES_QUEUE`].
+pub const PORTAL_EXCHANGE: &str = "ebox.portal";
+pub const PORTAL_ROUTING_KEY: &str = "update";
 /// Where the deliveries a stage gave up on go (topic): the driver's parked copies, routed
 /// `parked.<stage>`, and what the broker itself dead-letters (original routing key kept). Each
 /// stage has its own queue ([`dead_letter_queue`]).
@@ -130,13 +138,17 @@ async fn declare_queue(channel: &Channel, name: &str, arguments: FieldTable) -> 
     Ok(())
 }
 
-/// Declares the whole topology. Idempotent: every process runs it at start-up.
+/// Declares the whole topology. Idempotent. `ebox registry load` runs it, as the broker's
+/// administrator: the workers declare nothing (consuming a queue that is not there fails, and
+/// says so), so their broker users need no right to configure anything.
 pub async fn declare(channel: &Channel) -> lapin::Result<()> {
     for (name, kind) in [
         (PUBLISH_EXCHANGE, ExchangeKind::Direct),
         (STATUS_EXCHANGE, ExchangeKind::Topic),
         (EVENTS_EXCHANGE, ExchangeKind::Topic),
         (DEAD_LETTER_EXCHANGE, ExchangeKind::Topic),
+        (INTERNAL_EXCHANGE, ExchangeKind::Direct),
+        (PORTAL_EXCHANGE, ExchangeKind::Direct),
     ] {
         channel
             .exchange_declare(name.into(), kind, durable_exchange(), FieldTable::default())
@@ -162,6 +174,9 @@ pub async fn declare(channel: &Channel) -> lapin::Result<()> {
     }
     for (queue, exchange, key) in [
         (INTAKE_QUEUE, PUBLISH_EXCHANGE, PUBLISH_ROUTING_KEY),
+        (CONSENT_CHECK_QUEUE, INTERNAL_EXCHANGE, CONSENT_CHECK_QUEUE),
+        (STORE_QUEUE, INTERNAL_EXCHANGE, STORE_QUEUE),
+        (CONSENT_UPDATES_QUEUE, PORTAL_EXCHANGE, PORTAL_ROUTING_KEY),
         (
             NOTIFY_QUEUE,
             EVENTS_EXCHANGE,

@@ -15,6 +15,9 @@ pub struct Settings {
     pub amqp_url: String,
     /// TLS for an `amqps://` broker: the CA to trust and the client certificate, if any.
     pub amqp_tls: AmqpTls,
+    /// The broker user whose replays (`ebox dlq replay`) intake trusts to name their sender
+    /// (`EBOX_AMQP_REPLAY_USER`); `None`: the user of `amqp_url`, when one user does everything.
+    pub amqp_replay_user: Option<String>,
     /// PostgreSQL URL of the runtime role: every worker, the API and the commands connect with
     /// it. In production its user owns no table, so that it can only add to the audit trail.
     pub database_url: String,
@@ -119,6 +122,7 @@ impl fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("amqp_url", &redact_url(&self.amqp_url))
             .field("amqp_tls", &self.amqp_tls)
+            .field("amqp_replay_user", &self.amqp_replay_user)
             .field("database_url", &redact_url(&self.database_url))
             .field(
                 "migration_database_url",
@@ -216,6 +220,7 @@ impl Settings {
             Some(Settings {
                 amqp_url: connections.amqp_url?,
                 amqp_tls: amqp_tls?,
+                amqp_replay_user: connections.amqp_replay_user?,
                 migration_database_url: connections
                     .migration_database_url?
                     .or_else(|| connections.database_url.clone())?,
@@ -263,6 +268,7 @@ impl Settings {
 /// The broker, the database, and the key that stands for national numbers.
 struct Connections {
     amqp_url: Option<String>,
+    amqp_replay_user: Option<Option<String>>,
     database_url: Option<String>,
     /// `Some(None)` when unset: the migrations then use `database_url`.
     migration_database_url: Option<Option<String>>,
@@ -276,6 +282,13 @@ fn read_connections(env: &mut Env) -> Connections {
             Ok(v.to_owned())
         } else {
             Err("must start with amqp:// or amqps://".into())
+        }
+    });
+    let amqp_replay_user = env.optional("EBOX_AMQP_REPLAY_USER", None, |v| {
+        if v.chars().all(|c| c.is_ascii_graphic()) {
+            Ok(Some(v.to_owned()))
+        } else {
+            Err("must be a broker user name".into())
         }
     });
     let database_url = env.required("EBOX_DATABASE_URL", postgres_url);
@@ -294,6 +307,7 @@ fn read_connections(env: &mut Env) -> Connections {
     });
     Connections {
         amqp_url,
+        amqp_replay_user,
         database_url,
         migration_database_url,
         ssin_hash_key,

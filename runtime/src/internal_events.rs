@@ -7,6 +7,7 @@ use domain::citizen::ChannelKind;
 use domain::decision::{ConsentDecision, NotifyDecision};
 use domain::ids::MessageId;
 use domain::status::Code;
+use domain::vocabulary::Vocabulary as _;
 use std::time::Duration;
 use tracing::{debug, info, warn};
 
@@ -47,6 +48,28 @@ domain::vocabulary! {
     }
 }
 
+impl IntakeOutcome {
+    /// The codes intake may count with this outcome: a duplicate re-sends whatever status its
+    /// message has reached.
+    pub fn codes(self) -> impl Iterator<Item = Code> {
+        Code::ALL.iter().copied().filter(move |code| match self {
+            IntakeOutcome::Accepted => *code == Code::Accepted,
+            IntakeOutcome::DeadLetter => *code == Code::UnknownSender,
+            IntakeOutcome::Rejected => !matches!(
+                code,
+                Code::Accepted
+                    | Code::NoDigitalUser
+                    | Code::Published
+                    | Code::Expired
+                    | Code::Read
+                    | Code::TechnicalError
+                    | Code::UnknownSender
+            ),
+            IntakeOutcome::Duplicate => *code != Code::UnknownSender,
+        })
+    }
+}
+
 domain::vocabulary! {
     /// What became of a notification.
     pub enum NotificationResult {
@@ -55,6 +78,14 @@ domain::vocabulary! {
         Sent => "sent",
         Retry => "retry",
         Failed => "failed",
+    }
+}
+
+impl NotificationResult {
+    /// Whether a notification on `channel` can end this way: `none` is always skipped, a
+    /// channel with a target is queued, then sent, retried or abandoned.
+    pub fn possible_on(self, channel: ChannelKind) -> bool {
+        (channel == ChannelKind::None) == (self == NotificationResult::Skipped)
     }
 }
 
@@ -100,6 +131,107 @@ impl BatchHandled {
         METRICS
             .batch_seconds
             .with_label_values(&[self.queue])
+            .observe(self.elapsed.as_secs_f64());
+    }
+}
+
+/// A stage's handler finished with one delivery (whatever it decided).
+pub struct MessageHandled {
+    pub stage: domain::audit::Stage,
+    pub elapsed: Duration,
+}
+
+impl MessageHandled {
+    pub fn emit(self) {
+        debug!(
+            stage = self.stage.as_str(),
+            elapsed_ms = self.elapsed.as_millis() as u64,
+            "delivery handled"
+        );
+        METRICS
+            .message_handling_seconds
+            .with_label_values(&[self.stage.as_str()])
+            .observe(self.elapsed.as_secs_f64());
+    }
+}
+
+/// A stage took a delivery off its queue, `waited` after its publisher stamped it.
+pub struct DeliveryTaken {
+    pub stage: domain::audit::Stage,
+    pub waited: Duration,
+}
+
+impl DeliveryTaken {
+    pub fn emit(self) {
+        debug!(
+            stage = self.stage.as_str(),
+            waited_ms = self.waited.as_millis() as u64,
+            "delivery taken"
+        );
+        METRICS
+            .queue_wait_seconds
+            .with_label_values(&[self.stage.as_str()])
+            .observe(self.waited.as_secs_f64());
+    }
+}
+
+/// Store published a document in the citizen's eBox, `since_accepted` after intake accepted
+/// its message.
+pub struct DocumentPublished {
+    pub message_id: MessageId,
+    pub since_accepted: Duration,
+}
+
+impl DocumentPublished {
+    pub fn emit(self) {
+        debug!(
+            message_id = %self.message_id,
+            since_accepted_ms = self.since_accepted.as_millis() as u64,
+            "document published"
+        );
+        METRICS
+            .publish_to_published_seconds
+            .observe(self.since_accepted.as_secs_f64());
+    }
+}
+
+/// The notification outbox, as the dispatcher found it.
+pub struct OutboxBacklog {
+    pub pending: i64,
+    pub oldest: Duration,
+}
+
+impl OutboxBacklog {
+    pub fn emit(self) {
+        debug!(
+            pending = self.pending,
+            oldest_s = self.oldest.as_secs(),
+            "notification outbox"
+        );
+        METRICS.notification_outbox_pending.set(self.pending);
+        METRICS
+            .notification_outbox_oldest_seconds
+            .set(self.oldest.as_secs_f64());
+    }
+}
+
+/// The API answered a request. `route` is the route template (`/ebox/messages/{message_id}`),
+/// never the path a client sent: the label stays bounded and carries no identifier.
+pub struct HttpRequestAnswered<'a> {
+    pub route: &'a str,
+    pub status: u16,
+    pub elapsed: Duration,
+}
+
+impl HttpRequestAnswered<'_> {
+    pub fn emit(self) {
+        METRICS
+            .http_requests_total
+            .with_label_values(&[self.route, &self.status.to_string()])
+            .inc();
+        METRICS
+            .http_request_seconds
+            .with_label_values(&[self.route])
             .observe(self.elapsed.as_secs_f64());
     }
 }

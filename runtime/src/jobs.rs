@@ -51,6 +51,7 @@ pub async fn run<J: Job>(
     shutdown: CancellationToken,
 ) {
     let name = job.name();
+    crate::metrics::METRICS.job_started(name);
     info!(
         job = name,
         every_ms = every.as_millis() as u64,

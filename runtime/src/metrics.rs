@@ -2,11 +2,19 @@
 //! (`ebox_` prefix, `_total` for counters, `_seconds` for durations, bounded label values),
 //! and the small HTTP server that exposes them with the health probes.
 
+use crate::internal_events::{
+    DeliveryOutcome, IntakeOutcome, NotificationResult, PassResult, PublishResult,
+};
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
+use domain::audit::Stage;
+use domain::citizen::ChannelKind;
+use domain::decision::ConsentDecision;
+use domain::vocabulary::Vocabulary;
 use prometheus::{
-    Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use sqlx::PgPool;
 use std::future::Future;
@@ -51,6 +59,26 @@ pub struct Metrics {
     pub job_passes_total: IntCounterVec,
     /// Time of one background job pass. Label: `job`.
     pub job_pass_seconds: HistogramVec,
+    /// Time a stage's handler took over one delivery (its savepoint included, not the batch's
+    /// commit, publish or ack). Label: `stage`.
+    pub message_handling_seconds: HistogramVec,
+    /// How long a delivery waited between its publisher's AMQP `timestamp` and its stage taking
+    /// it (whole seconds on the wire). Label: `stage`.
+    pub queue_wait_seconds: HistogramVec,
+    /// From intake's acceptance (`messages.accepted_at`) to the document's publication in the
+    /// citizen's eBox by store.
+    pub publish_to_published_seconds: Histogram,
+    /// Notifications in the outbox not yet sent nor abandoned.
+    pub notification_outbox_pending: IntGauge,
+    /// How long the oldest of them has waited since it was queued or re-queued (0 when none).
+    pub notification_outbox_oldest_seconds: Gauge,
+    /// API requests answered. Labels: `route` (the route template, never the raw path;
+    /// `unmatched` for none), `status`.
+    pub http_requests_total: IntCounterVec,
+    /// Time to answer an API request. Label: `route`.
+    pub http_request_seconds: HistogramVec,
+    /// Always 1. Label: `version` (the crates' version).
+    pub build_info: IntGaugeVec,
 }
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -61,7 +89,7 @@ impl Metrics {
         let counter = |name, help, labels| counter(&registry, name, help, labels);
         let histogram =
             |name, help, label, buckets| histogram(&registry, name, help, label, buckets);
-        Self {
+        let metrics = Self {
             deliveries_total: counter(
                 "ebox_deliveries_total",
                 "Deliveries settled by a stage",
@@ -145,8 +173,118 @@ impl Metrics {
                 "job",
                 prometheus::exponential_buckets(0.001, 2.0, 15).unwrap_or_default(),
             ),
+            message_handling_seconds: histogram(
+                "ebox_message_handling_seconds",
+                "Time a stage's handler took over one delivery",
+                "stage",
+                prometheus::exponential_buckets(0.001, 2.0, 15).unwrap_or_default(),
+            ),
+            queue_wait_seconds: histogram(
+                "ebox_queue_wait_seconds",
+                "Time a delivery waited from its AMQP timestamp until its stage took it",
+                "stage",
+                WAIT_BUCKETS.to_vec(),
+            ),
+            publish_to_published_seconds: plain_histogram(
+                &registry,
+                "ebox_publish_to_published_seconds",
+                "Time from a message's acceptance at intake to its publication in the eBox",
+                WAIT_BUCKETS.to_vec(),
+            ),
+            notification_outbox_pending: gauge(
+                &registry,
+                "ebox_notification_outbox_pending",
+                "Notifications in the outbox not yet sent nor abandoned",
+            ),
+            notification_outbox_oldest_seconds: float_gauge(
+                &registry,
+                "ebox_notification_outbox_oldest_seconds",
+                "How long the oldest pending notification has waited since it was queued",
+            ),
+            http_requests_total: counter(
+                "ebox_http_requests_total",
+                "API requests answered, by route template and status",
+                &["route", "status"],
+            ),
+            http_request_seconds: histogram(
+                "ebox_http_request_seconds",
+                "Time to answer an API request, by route template",
+                "route",
+                vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ],
+            ),
+            build_info: gauge_vec(
+                &registry,
+                "ebox_build_info",
+                "Always 1; the version of the running build",
+                &["version"],
+            ),
             registry,
+        };
+        metrics.build_info.with_label_values(&[VERSION]).set(1);
+        register_process_metrics(&metrics.registry);
+        metrics.start_at_zero();
+        metrics
+    }
+
+    /// Makes every series whose label values the process knows exist at zero from the start,
+    /// so that `rate()` and `increase()` see the first event instead of a series appearing.
+    /// The series of a queue, a stage or a job appear when it starts ([`Self::consumer_started`],
+    /// [`Self::job_started`]).
+    fn start_at_zero(&self) {
+        for outcome in IntakeOutcome::ALL {
+            for code in outcome.codes() {
+                self.intake_decisions_total
+                    .with_label_values(&[outcome.as_str(), code.as_str()]);
+            }
         }
+        for decision in ConsentDecision::ALL {
+            self.consent_decisions_total
+                .with_label_values(&[decision.as_str()]);
+        }
+        for channel in ChannelKind::ALL {
+            for result in NotificationResult::ALL {
+                if result.possible_on(*channel) {
+                    self.notifications_total
+                        .with_label_values(&[channel.as_str(), result.as_str()]);
+                }
+            }
+        }
+    }
+
+    /// A consumer of `queue` for `stage` started: its series exist from now on, at zero.
+    pub fn consumer_started(&self, stage: Stage, queue: &str) {
+        for outcome in DeliveryOutcome::ALL {
+            self.deliveries_total
+                .with_label_values(&[queue, outcome.as_str()]);
+        }
+        self.transient_failures_total.with_label_values(&[queue]);
+        self.publishes_parked_total.with_label_values(&[queue]);
+        self.batch_seconds.with_label_values(&[queue]);
+        self.batch_size.with_label_values(&[queue]);
+        self.internal_refused_total
+            .with_label_values(&[stage.as_str()]);
+        self.message_handling_seconds
+            .with_label_values(&[stage.as_str()]);
+        self.queue_wait_seconds.with_label_values(&[stage.as_str()]);
+    }
+
+    /// The process publishes to `exchange`: its series exist from now on, at zero.
+    pub fn publishes_to(&self, exchange: &str) {
+        for result in PublishResult::ALL {
+            self.publishes_total
+                .with_label_values(&[exchange, result.as_str()]);
+        }
+    }
+
+    /// A background job started: its series exist from now on, at zero.
+    pub fn job_started(&self, job: &str) {
+        for result in PassResult::ALL {
+            self.job_passes_total
+                .with_label_values(&[job, result.as_str()]);
+        }
+        self.job_pass_seconds.with_label_values(&[job]);
     }
 
     pub fn render(&self) -> String {
@@ -186,6 +324,49 @@ fn float_gauge(registry: &Registry, name: &str, help: &str) -> Gauge {
         .unwrap_or_else(|e| panic!("metric {name} registered twice: {e}"));
     metric
 }
+
+/// A gauge family, registered.
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let metric = IntGaugeVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric {name} is malformed: {e}"));
+    registry
+        .register(Box::new(metric.clone()))
+        .unwrap_or_else(|e| panic!("metric {name} registered twice: {e}"));
+    metric
+}
+
+/// A histogram without labels, registered.
+fn plain_histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let metric = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+        .unwrap_or_else(|e| panic!("metric {name} is malformed: {e}"));
+    registry
+        .register(Box::new(metric.clone()))
+        .unwrap_or_else(|e| panic!("metric {name} registered twice: {e}"));
+    metric
+}
+
+/// The process's CPU, memory, file descriptors and start time (`process_*`), read from
+/// `/proc`: Linux only, where the service runs.
+fn register_process_metrics(registry: &Registry) {
+    #[cfg(target_os = "linux")]
+    registry
+        .register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .unwrap_or_else(|e| panic!("the process metrics registered twice: {e}"));
+    #[cfg(not(target_os = "linux"))]
+    let _ = registry;
+}
+
+/// The version `ebox_build_info` reports: the workspace's crates share it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Buckets for waits that span milliseconds to a day (a queue's backlog, a message's way from
+/// intake to the eBox).
+const WAIT_BUCKETS: [f64; 16] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 43200.0,
+    86400.0,
+];
 
 /// A histogram family with one label, registered.
 fn histogram(
@@ -277,4 +458,55 @@ async fn database_answers(pool: &PgPool) -> bool {
         tokio::time::timeout(std::time::Duration::from_secs(2), ping).await,
         Ok(Ok(_))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_of_known_label_values_exist_at_zero_before_anything_happens() {
+        let rendered = METRICS.render();
+        for series in [
+            r#"ebox_consent_decisions_total{decision="no-digital-user"} 0"#,
+            r#"ebox_intake_decisions_total{code="INVALID_SSIN",status="rejected"} 0"#,
+            r#"ebox_intake_decisions_total{code="UNKNOWN_SENDER",status="dead_letter"} 0"#,
+            r#"ebox_notifications_total{channel="email",result="failed"} 0"#,
+            r#"ebox_notifications_total{channel="none",result="skipped"} 0"#,
+        ] {
+            assert!(rendered.contains(series), "no {series} in\n{rendered}");
+        }
+        // Never counted together: no series for them.
+        assert!(!rendered.contains(r#"ebox_notifications_total{channel="none",result="sent"}"#));
+        assert!(!rendered.contains(r#"code="ACCEPTED",status="rejected""#));
+    }
+
+    #[test]
+    fn a_starting_consumer_or_job_brings_its_series_at_zero() {
+        METRICS.consumer_started(Stage::ConsentUpdates, "ebox.test-queue");
+        METRICS.job_started("test-job");
+        METRICS.publishes_to("ebox.test-exchange");
+        let rendered = METRICS.render();
+        for series in [
+            r#"ebox_deliveries_total{outcome="dead_letter",queue="ebox.test-queue"} 0"#,
+            r#"ebox_transient_failures_total{queue="ebox.test-queue"} 0"#,
+            r#"ebox_internal_refused_total{stage="consent-updates"} 0"#,
+            r#"ebox_message_handling_seconds_count{stage="consent-updates"} 0"#,
+            r#"ebox_queue_wait_seconds_count{stage="consent-updates"} 0"#,
+            r#"ebox_job_passes_total{job="test-job",result="failed"} 0"#,
+            r#"ebox_publishes_total{exchange="ebox.test-exchange",result="failed"} 0"#,
+        ] {
+            assert!(rendered.contains(series), "no {series} in\n{rendered}");
+        }
+    }
+
+    #[test]
+    fn the_build_and_the_process_are_described() {
+        let rendered = METRICS.render();
+        assert!(rendered.contains(&format!(r#"ebox_build_info{{version="{VERSION}"}} 1"#)));
+        #[cfg(target_os = "linux")]
+        for metric in ["process_cpu_seconds_total", "process_resident_memory_bytes"] {
+            assert!(rendered.contains(metric), "no {metric}");
+        }
+    }
 }

@@ -93,6 +93,10 @@ pub struct Options {
     /// (`ebox_rt_<id>`, owning nothing), as production does; the migrations run as the admin,
     /// who owns the tables. Otherwise everything connects as the admin (development).
     pub runtime_role: bool,
+    /// Connect each worker and the API as a broker user of its own (`ebox-<component>-<id>`)
+    /// with only the rights `queues::permissions` gives it, as production does. Otherwise
+    /// everything connects as the broker's administrator (development).
+    pub broker_users: bool,
 }
 
 impl Default for Options {
@@ -104,6 +108,7 @@ impl Default for Options {
             vars: Vec::new(),
             api: false,
             runtime_role: false,
+            broker_users: false,
         }
     }
 }
@@ -235,11 +240,35 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         .await
         .expect("apply the test registry");
 
+    let mut users = vec![sender_id.clone()];
+    let as_component = |component: &str| {
+        let mut settings = settings.clone();
+        if options.broker_users {
+            let user = component_user(&id, component);
+            settings.amqp_url = format!("amqp://{user}:{PASSWORD}@{}/{vhost}", broker_host());
+        }
+        settings
+    };
+    if options.broker_users {
+        for component in queues::permissions::BROKER_USERS {
+            let user = component_user(&id, component.component);
+            create_user(&vhost, &user, &component.write(), &component.read()).await;
+            set_tags(&user, component.tags).await;
+            users.push(user);
+        }
+    }
     let shutdown = CancellationToken::new();
-    let (mut tasks, readiness) =
-        workers::spawn(&settings, &pool, &options.workers, &shutdown).expect("workers start");
+    let mut tasks = JoinSet::new();
+    let mut readiness = Vec::new();
+    for worker in &options.workers {
+        let settings = as_component(worker.component());
+        let (mut spawned, ready) =
+            workers::spawn(&settings, &pool, &[*worker], &shutdown).expect("workers start");
+        readiness.extend(ready);
+        tasks.spawn(async move { while spawned.join_next().await.is_some() {} });
+    }
     let api = if options.api {
-        let addr = workers::start_api(&settings, &pool, &mut tasks, &shutdown)
+        let addr = workers::start_api(&as_component("api"), &pool, &mut tasks, &shutdown)
             .await
             .expect("the API starts");
         Some(format!("http://{addr}"))
@@ -252,7 +281,6 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
             .expect("the workers start consuming");
     }
     let hasher = SsinHasher::new(&settings.ssin_hash_key);
-    let sender_user = sender_id.clone();
     TestApp {
         id,
         vhost,
@@ -262,7 +290,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         mails,
         hasher,
         api,
-        users: std::sync::Mutex::new(vec![sender_user]),
+        users: std::sync::Mutex::new(users),
         runtime_role,
         shutdown,
         tasks,
@@ -276,9 +304,32 @@ pub async fn create_sender_user(vhost: &str, user: &str) {
     create_user(vhost, user, "^ebox\\.publish$", &read).await;
 }
 
+/// The management API as `user` (with the tests' password).
+pub fn management_api_for(user: &str) -> String {
+    let mut url = reqwest::Url::parse(&management_api()).expect("a management API URL");
+    url.set_username(user).expect("a user");
+    url.set_password(Some(PASSWORD)).expect("a password");
+    url.as_str().trim_end_matches('/').to_owned()
+}
+
+/// The broker user of `component` in the test `id`.
+pub fn component_user(id: &str, component: &str) -> String {
+    format!("ebox-{component}-{id}")
+}
+
+async fn set_tags(user: &str, tags: &str) {
+    let response = reqwest::Client::new()
+        .put(format!("{}/users/{user}", management_api()))
+        .json(&serde_json::json!({"password": PASSWORD, "tags": tags}))
+        .send()
+        .await
+        .expect("RabbitMQ management API reachable");
+    assert!(response.status().is_success(), "tags of {user}");
+}
+
 /// A broker user that may write to the exchanges matching `write` and read the queues
 /// matching `read`, and configure nothing.
-async fn create_user(vhost: &str, user: &str, write: &str, read: &str) {
+pub async fn create_user(vhost: &str, user: &str, write: &str, read: &str) {
     let api = reqwest::Client::new();
     for (path, body) in [
         (
@@ -617,4 +668,23 @@ where
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Publishes an update as the eBox portal does (to `ebox.portal`), and waits for the broker's
+/// confirm.
+pub async fn portal_update(portal: &lapin::Channel, kind: &str, body: &serde_json::Value) {
+    portal
+        .basic_publish(
+            queues::topology::PORTAL_EXCHANGE.into(),
+            queues::topology::PORTAL_ROUTING_KEY.into(),
+            lapin::options::BasicPublishOptions::default(),
+            &serde_json::to_vec(body).expect("JSON"),
+            lapin::BasicProperties::default()
+                .with_type(lapin::types::ShortString::from(kind))
+                .with_delivery_mode(2),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirm");
 }

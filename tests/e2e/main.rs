@@ -4,10 +4,12 @@
 
 mod api_audit;
 mod audit;
+mod broker_users;
 mod citizen_api;
 mod forgery;
 mod helpers;
 mod intake;
+mod metrics;
 mod notifications;
 mod pipeline;
 mod privileges;

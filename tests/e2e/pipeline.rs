@@ -16,8 +16,8 @@ use lapin::BasicProperties;
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions,
 };
-use lapin::types::{FieldTable, ShortString};
-use queues::topology::{CONSENT_CHECK_QUEUE, CONSENT_UPDATES_QUEUE, EVENTS_EXCHANGE, STORE_QUEUE};
+use lapin::types::FieldTable;
+use queues::topology::{CONSENT_CHECK_QUEUE, EVENTS_EXCHANGE, STORE_QUEUE};
 use records::citizens::{record_consent, record_preferences};
 use serde_json::json;
 
@@ -291,22 +291,6 @@ async fn a_withdrawn_consent_means_paper_and_a_new_grant_means_the_ebox_again() 
     let statuses = journey(&mut sender, "ref-granted-again", SAMPLE_SSIN).await;
     assert_eq!(kinds(&statuses), [Status::Accepted, Status::Published]);
     assert_eq!(documents(&app).await, 1);
-}
-
-/// Publishes an update as the eBox portal does, and waits for the broker's confirm.
-async fn portal_update(portal: &lapin::Channel, kind: &str, body: &serde_json::Value) {
-    portal
-        .basic_publish(
-            "".into(),
-            CONSENT_UPDATES_QUEUE.into(),
-            BasicPublishOptions::default(),
-            &serde_json::to_vec(body).expect("JSON"),
-            BasicProperties::default().with_type(ShortString::from(kind)),
-        )
-        .await
-        .expect("publish")
-        .await
-        .expect("confirm");
 }
 
 #[tokio::test]

@@ -17,11 +17,11 @@ use crate::outbox::{self, Claimed, Settlement, WAKE_CHANNEL};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use domain::audit::Action;
 use records::audit::AuditEvent;
-use runtime::internal_events::{NotificationResult, NotificationSettled};
+use runtime::internal_events::{NotificationResult, NotificationSettled, OutboxBacklog};
 use runtime::jobs::{Job, Pass};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing::warn;
 
 /// Rows claimed at once: one, so that no claimed row waits behind others' sends while its
@@ -42,6 +42,9 @@ pub struct Dispatcher {
     /// `LISTEN`ing for the handler's wake-ups; polling only when that failed.
     listener: Option<PgListener>,
     listen_tried: bool,
+    /// When the outbox's backlog was last measured: at most once every [`POLL`], however
+    /// busy the dispatcher is.
+    measured_at: Option<Instant>,
 }
 
 impl Dispatcher {
@@ -52,7 +55,23 @@ impl Dispatcher {
             retry_for,
             listener: None,
             listen_tried: false,
+            measured_at: None,
         }
+    }
+
+    /// Exports the outbox's backlog (`ebox_notification_outbox_pending`,
+    /// `ebox_notification_outbox_oldest_seconds`), when it was not measured within [`POLL`].
+    async fn measure_backlog(&mut self) -> anyhow::Result<()> {
+        if self.measured_at.is_some_and(|at| at.elapsed() < POLL) {
+            return Ok(());
+        }
+        let (pending, oldest) = outbox::backlog(&mut *self.pool.acquire().await?).await?;
+        let oldest = oldest
+            .and_then(|since| (chrono::Utc::now() - since).to_std().ok())
+            .unwrap_or_default();
+        OutboxBacklog { pending, oldest }.emit();
+        self.measured_at = Some(Instant::now());
+        Ok(())
     }
 
     /// Claims and sends what is due; returns how many rows it claimed.
@@ -150,6 +169,7 @@ impl Job for Dispatcher {
 
     async fn pass(&mut self) -> anyhow::Result<Pass> {
         let claimed = self.dispatch_due().await?;
+        self.measure_backlog().await?;
         Ok(if claimed as i64 == CLAIM {
             Pass::More
         } else {

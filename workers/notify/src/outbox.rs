@@ -61,6 +61,14 @@ pub async fn wake(conn: &mut PgConnection) -> sqlx::Result<()> {
     Ok(())
 }
 
+/// The outbox's backlog: how many notifications are pending (not yet sent nor abandoned), and
+/// since when the oldest of them waits (when it was queued, or last re-queued).
+pub async fn backlog(conn: &mut PgConnection) -> sqlx::Result<(i64, Option<DateTime<Utc>>)> {
+    sqlx::query_as("SELECT count(*), min(retry_from) FROM notifications WHERE state = 'pending'")
+        .fetch_one(conn)
+        .await
+}
+
 /// The lease a claim takes: a dispatcher that dies mid-send leaves the row to be retried when
 /// it ends. A send times out after 30 s, well within it.
 const LEASE: &str = "2 minutes";

@@ -33,6 +33,7 @@ use records::audit::AuditEvent;
 use records::documents::{self, Document};
 use records::messages::MessageRecord;
 use records::{decisions, messages};
+use runtime::internal_events::DocumentPublished;
 use sqlx::PgConnection;
 use std::sync::Arc;
 use tracing::info;
@@ -180,6 +181,14 @@ impl Store {
         let details = serde_json::to_value(announcement).permanent()?;
         decisions::record(conn, message_id, STAGE, StoreDecision::Stored, &details).await?;
         info!(%message_id, sequence, "stored");
+        let since_accepted = (receipt_date - record.accepted_at)
+            .to_std()
+            .unwrap_or_default();
+        DocumentPublished {
+            message_id,
+            since_accepted,
+        }
+        .emit();
         Ok(announcement)
     }
 

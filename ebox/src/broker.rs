@@ -1,0 +1,30 @@
+//! `ebox broker`: the broker users of a deployment (see `queues::permissions`).
+
+use clap::Subcommand;
+
+#[derive(Debug, Subcommand)]
+pub enum BrokerCommand {
+    /// Print the `rabbitmqctl` commands that give each component's broker user
+    /// (`<prefix><component>`) only the rights it needs. Create the users first
+    /// (`rabbitmqctl add_user`, with their passwords); run these as the broker's administrator.
+    Permissions {
+        /// The virtual host of the deployment.
+        #[arg(long, default_value = "/")]
+        vhost: String,
+        /// The users' name prefix.
+        #[arg(long, default_value = "ebox-")]
+        prefix: String,
+    },
+}
+
+/// Offline: needs no settings and connects to nothing.
+pub fn run(command: BrokerCommand) {
+    match command {
+        BrokerCommand::Permissions { vhost, prefix } => {
+            println!("# one broker user per component: docs/operations.md, \"Broker users\"");
+            for line in queues::permissions::rabbitmqctl_commands(&vhost, &prefix) {
+                println!("{line}");
+            }
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! Who may do what on the broker: one broker user per component, each with only the rights it
+//! needs (docs/operations.md, "Broker users").
+//!
+//! RabbitMQ grants per virtual host three regular expressions over resource names: *configure*
+//! (declare, delete), *write* (publish to an exchange, bind a queue) and *read* (consume a
+//! queue). No component may configure: the topology is declared by `ebox registry load`, as the
+//! broker's administrator. Nobody writes to the default exchange (`amq.default`): hand-offs go
+//! through `ebox.internal`, the portal's changes through `ebox.portal`. Senders are not here:
+//! each writes `ebox.publish` and reads `ebox.status.<sender>` (see the sender contract).
+//!
+//! `ebox broker permissions` prints these rights as `rabbitmqctl` commands;
+//! `tests/e2e/broker_users.rs` runs the pipeline with them and shows each user refused what it
+//! does not need.
+
+use crate::topology::{
+    CONSENT_CHECK_QUEUE, CONSENT_UPDATES_QUEUE, DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE,
+    INTAKE_QUEUE, INTERNAL_EXCHANGE, NOTIFY_QUEUE, PORTAL_EXCHANGE, READ_RECEIPT_QUEUE,
+    STATUS_EXCHANGE, STORE_QUEUE,
+};
+
+/// One component's broker rights.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUser {
+    /// The component, and the suggested user name's suffix (`ebox-<component>`).
+    pub component: &'static str,
+    /// Exchanges it publishes to.
+    pub writes: &'static [&'static str],
+    /// Queues it consumes.
+    pub reads: &'static [&'static str],
+    /// RabbitMQ user tags (`monitoring` lets KEDA read queue depths).
+    pub tags: &'static str,
+}
+
+impl BrokerUser {
+    /// The `configure` expression: nothing.
+    pub fn configure(&self) -> String {
+        NOTHING.to_owned()
+    }
+
+    /// The `write` expression: exactly the exchanges it publishes to.
+    pub fn write(&self) -> String {
+        exactly(self.writes)
+    }
+
+    /// The `read` expression: exactly the queues it consumes.
+    pub fn read(&self) -> String {
+        exactly(self.reads)
+    }
+}
+
+/// Matches no resource name.
+const NOTHING: &str = "^$";
+
+/// An expression that matches exactly `names`.
+fn exactly(names: &[&str]) -> String {
+    if names.is_empty() {
+        return NOTHING.to_owned();
+    }
+    let escaped: Vec<String> = names.iter().map(|name| name.replace('.', "\\.")).collect();
+    format!("^({})$", escaped.join("|"))
+}
+
+/// Every component that uses the broker, with what it needs. A worker process also
+/// republishes what its own stages parked (same exchanges) and parks copies of what it gives
+/// up on (`ebox.dead-letter`).
+pub const BROKER_USERS: &[BrokerUser] = &[
+    BrokerUser {
+        component: "intake",
+        writes: &[INTERNAL_EXCHANGE, STATUS_EXCHANGE, DEAD_LETTER_EXCHANGE],
+        reads: &[INTAKE_QUEUE],
+        tags: "",
+    },
+    BrokerUser {
+        component: "consent-check",
+        writes: &[INTERNAL_EXCHANGE, STATUS_EXCHANGE, DEAD_LETTER_EXCHANGE],
+        reads: &[CONSENT_CHECK_QUEUE],
+        tags: "",
+    },
+    BrokerUser {
+        component: "consent-updates",
+        writes: &[DEAD_LETTER_EXCHANGE],
+        reads: &[CONSENT_UPDATES_QUEUE],
+        tags: "",
+    },
+    BrokerUser {
+        component: "store",
+        writes: &[EVENTS_EXCHANGE, STATUS_EXCHANGE, DEAD_LETTER_EXCHANGE],
+        reads: &[STORE_QUEUE],
+        tags: "",
+    },
+    BrokerUser {
+        component: "notify",
+        writes: &[DEAD_LETTER_EXCHANGE],
+        reads: &[NOTIFY_QUEUE],
+        tags: "",
+    },
+    BrokerUser {
+        component: "read-receipt",
+        writes: &[STATUS_EXCHANGE, DEAD_LETTER_EXCHANGE],
+        reads: &[READ_RECEIPT_QUEUE],
+        tags: "",
+    },
+    BrokerUser {
+        component: "api",
+        writes: &[EVENTS_EXCHANGE],
+        reads: &[],
+        tags: "",
+    },
+    BrokerUser {
+        component: "portal",
+        writes: &[PORTAL_EXCHANGE],
+        reads: &[],
+        tags: "",
+    },
+    BrokerUser {
+        component: "keda",
+        writes: &[],
+        reads: &[],
+        tags: "monitoring",
+    },
+];
+
+/// The rights of `component`, if it is one.
+pub fn of(component: &str) -> Option<&'static BrokerUser> {
+    BROKER_USERS.iter().find(|user| user.component == component)
+}
+
+/// The `rabbitmqctl` commands that give each component's user (`<prefix><component>`) its
+/// rights on `vhost`. Creating the users, with their passwords, is the operator's.
+pub fn rabbitmqctl_commands(vhost: &str, prefix: &str) -> Vec<String> {
+    let mut commands = Vec::new();
+    for user in BROKER_USERS {
+        let name = format!("{prefix}{}", user.component);
+        commands.push(format!(
+            "rabbitmqctl set_permissions -p '{vhost}' '{name}' '{}' '{}' '{}'",
+            user.configure(),
+            user.write(),
+            user.read()
+        ));
+        commands.push(format!("rabbitmqctl set_user_tags '{name}' {}", user.tags));
+    }
+    commands
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_expression_matches_exactly_its_names() {
+        assert_eq!(exactly(&[]), "^$");
+        assert_eq!(
+            exactly(&["ebox.internal", "ebox.status"]),
+            "^(ebox\\.internal|ebox\\.status)$"
+        );
+    }
+
+    #[test]
+    fn nobody_configures_and_nobody_writes_the_default_exchange() {
+        for user in BROKER_USERS {
+            assert_eq!(user.configure(), "^$", "{}", user.component);
+            assert!(
+                !user
+                    .writes
+                    .iter()
+                    .any(|w| w.is_empty() || *w == "amq.default"),
+                "{}",
+                user.component
+            );
+        }
+    }
+
+    #[test]
+    fn only_the_stages_that_hand_on_may_write_the_internal_exchange() {
+        let writers: Vec<&str> = BROKER_USERS
+            .iter()
+            .filter(|user| user.writes.contains(&INTERNAL_EXCHANGE))
+            .map(|user| user.component)
+            .collect();
+        assert_eq!(writers, ["intake", "consent-check"]);
+    }
+}
