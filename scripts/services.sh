@@ -222,9 +222,34 @@ ensure_postgres_tls() {
   fi
 }
 
+# The largest message RabbitMQ takes: twice EBOX_MAX_MESSAGE_BYTES's default (16 MiB), so
+# that intake still answers TOO_LARGE to a body somewhat over the limit, while a body of
+# hundreds of MiB is refused by the broker (the publisher's channel is closed) before any worker
+# buffers it (docs/operations.md, "Memory"). Kept in rabbitmq.conf for restarts and applied to
+# the running broker at once (new channels read it); no restart.
+max_message_size=33554432
+ensure_rabbitmq_max_message_size() {
+  local conf=/etc/rabbitmq/rabbitmq.conf wanted
+  wanted=$(
+    { as_root cat "$conf" 2>/dev/null || true; } |
+      sed '/^# ebox-max-message-size begin/,/^# ebox-max-message-size end/d'
+    cat <<EOF
+# ebox-max-message-size begin: written by scripts/services.sh
+max_message_size = $max_message_size
+# ebox-max-message-size end
+EOF
+  )
+  if [ "$wanted" != "$(as_root cat "$conf" 2>/dev/null || true)" ]; then
+    log "limiting RabbitMQ's messages to $max_message_size bytes"
+    printf '%s\n' "$wanted" | as_root tee "$conf" >/dev/null
+  fi
+  as_root rabbitmqctl eval "application:set_env(rabbit, max_message_size, $max_message_size)." >/dev/null
+}
+
 ensure_postgres
 ensure_rabbitmq
 ensure_tools
 ensure_test_ca
 ensure_rabbitmq_tls
+ensure_rabbitmq_max_message_size
 ensure_postgres_tls

@@ -51,6 +51,7 @@ else
   echo "$advisories_skipped"
 fi
 
+scripts/validate-k8s.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log=$(mktemp)

@@ -471,13 +471,12 @@ pub async fn content(
     let document = own_document(&state, citizen.as_str(), &message_id).await?;
     let row = own_attachment(&state, &document, &attachment_id).await?;
     attachment_details(&slot, &row);
-    let bytes: Vec<u8> = sqlx::query_scalar(
-        "SELECT content FROM document_attachments WHERE message_id = $1 AND attachment_id = $2",
-    )
-    .bind(row.message_id)
-    .bind(row.attachment_id)
-    .fetch_one(&state.pool)
-    .await?;
+    let bytes = crate::download::attachment_body(
+        state.pool.clone(),
+        row.message_id,
+        row.attachment_id,
+        row.size,
+    );
     let response = (
         [
             (header::CONTENT_TYPE, row.media_type.clone()),
@@ -485,6 +484,7 @@ pub async fn content(
                 header::CONTENT_DISPOSITION,
                 content_disposition(&row.file_name),
             ),
+            (header::CONTENT_LENGTH, row.size.to_string()),
         ],
         bytes,
     )

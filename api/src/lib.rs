@@ -6,7 +6,8 @@
 //!   URL, `typ`, issuer, audience, validity and lifetime; scope and assurance level per
 //!   endpoint family);
 //! - [`citizen`]: `/ebox` and `/ebox/messages/**`; opening a main content marks the message
-//!   read and announces `readDocument` ([`read`]);
+//!   read and announces `readDocument` ([`read`]); an attachment's bytes are streamed
+//!   ([`download`]);
 //! - [`headers`]: what every `/ebox/**` response carries (no caching, no sniffing) and an
 //!   attachment's content besides (a sandbox);
 //! - [`reference`]: `/referenceData/**`, cacheable;
@@ -19,6 +20,7 @@
 pub mod audit;
 pub mod auth;
 pub mod citizen;
+pub mod download;
 pub mod error;
 pub mod headers;
 pub mod metrics;

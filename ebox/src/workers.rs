@@ -98,7 +98,14 @@ pub fn spawn(
             Worker::Intake => {
                 let intake = intake::Intake::new(hasher(), settings.max_message_bytes)
                     .trusting_replays_from(replay_user(settings));
-                tasks.consume(intake)
+                // The one stage that receives whole documents: its prefetch fits the budget.
+                let prefetch = settings.intake_prefetch();
+                let driver = DriverSettings {
+                    prefetch,
+                    batch_size: settings.batch_size.min(usize::from(prefetch)),
+                    ..tasks.driver.clone()
+                };
+                tasks.consume_with(intake, driver)
             }
             Worker::ConsentCheck => tasks.consume(consent_check::ConsentCheck::new(hasher())),
             Worker::ConsentUpdates => {
@@ -224,12 +231,18 @@ impl Tasks {
 
     /// A handler, run by the consumer driver.
     fn consume<H: Handler>(&mut self, handler: H) {
+        let driver = self.driver.clone();
+        self.consume_with(handler, driver);
+    }
+
+    /// A handler, run by the consumer driver with `driver`'s prefetch and batch size.
+    fn consume_with<H: Handler>(&mut self, handler: H, driver: DriverSettings) {
         let ready = self.ready();
         self.queues.push(handler.queue().to_owned());
         self.set.spawn(queues::driver::run(
             Arc::new(handler),
             self.pool.clone(),
-            self.driver.clone(),
+            driver,
             ready,
             self.shutdown.clone(),
         ));

@@ -422,6 +422,7 @@ async fn process_batch<H: Handler>(
         requeue_all(queue, &batch).await;
         return Ok(());
     };
+    runtime::failpoint::hit("driver.after-commit");
     let outgoing: Vec<Outgoing> = outcomes
         .iter()
         .flat_map(|outcome| outcome.publish.iter().cloned())
@@ -431,6 +432,7 @@ async fn process_batch<H: Handler>(
         requeue_all(queue, &batch).await;
         return Ok(());
     }
+    runtime::failpoint::hit("driver.after-publish");
     settle(queue, H::STAGE, &broker, &batch, &outcomes).await?;
     BatchHandled {
         queue,
@@ -799,6 +801,7 @@ async fn handle_batch<H: Handler>(
         match handled {
             Ok(outcome) => {
                 savepoint.commit().await?;
+                runtime::failpoint::hit("driver.handle");
                 outcomes.push(outcome);
             }
             Err(HandlerError::Permanent(error)) => {

@@ -62,7 +62,7 @@ pub const STAGE_QUEUES: [(Stage, &str, &str); 6] = [
     (
         Stage::ConsentUpdates,
         CONSENT_UPDATES_QUEUE,
-        CONSENT_UPDATES_QUEUE,
+        PORTAL_ROUTING_KEY,
     ),
 ];
 

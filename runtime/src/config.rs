@@ -33,6 +33,10 @@ pub struct Settings {
     pub max_message_bytes: usize,
     /// Unacknowledged deliveries the broker may push to one consumer.
     pub prefetch: u16,
+    /// Bytes of prefetched deliveries intake may hold (`EBOX_DELIVERY_BUDGET_BYTES`): its
+    /// prefetch is lowered to this over `max_message_bytes`, so that maximum-size messages at
+    /// full prefetch fit in memory. Later stages receive hand-offs of a few hundred bytes.
+    pub delivery_budget_bytes: usize,
     /// Deliveries a stage processes in one database transaction, at most.
     pub batch_size: usize,
     /// Where `/metrics`, `/livez` and `/readyz` are served.
@@ -117,6 +121,15 @@ pub enum LogFormat {
     Text,
 }
 
+impl Settings {
+    /// Intake's prefetch: [`Settings::prefetch`], lowered so that that many maximum-size
+    /// messages fit in [`Settings::delivery_budget_bytes`]; at least 1.
+    pub fn intake_prefetch(&self) -> u16 {
+        let fits = (self.delivery_budget_bytes / self.max_message_bytes.max(1)).max(1);
+        self.prefetch.min(u16::try_from(fits).unwrap_or(u16::MAX))
+    }
+}
+
 impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Settings")
@@ -131,6 +144,7 @@ impl fmt::Debug for Settings {
             .field("database_max_connections", &self.database_max_connections)
             .field("ssin_hash_key", &"<redacted>")
             .field("max_message_bytes", &self.max_message_bytes)
+            .field("delivery_budget_bytes", &self.delivery_budget_bytes)
             .field("prefetch", &self.prefetch)
             .field("batch_size", &self.batch_size)
             .field("metrics_addr", &self.metrics_addr)
@@ -228,6 +242,7 @@ impl Settings {
                 database_max_connections: connections.database_max_connections?,
                 ssin_hash_key: connections.ssin_hash_key?,
                 max_message_bytes: limits.max_message_bytes?,
+                delivery_budget_bytes: limits.delivery_budget_bytes?,
                 prefetch: limits.prefetch?,
                 batch_size: limits.batch_size?,
                 metrics_addr: telemetry.metrics_addr?,
@@ -415,6 +430,7 @@ fn pem_file(
 /// How much the pipeline takes in at once: a message body, the broker's prefetch, a batch.
 struct PipelineLimits {
     max_message_bytes: Option<usize>,
+    delivery_budget_bytes: Option<usize>,
     prefetch: Option<u16>,
     batch_size: Option<usize>,
 }
@@ -423,6 +439,9 @@ fn read_pipeline_limits(env: &mut Env) -> PipelineLimits {
     PipelineLimits {
         max_message_bytes: env.optional("EBOX_MAX_MESSAGE_BYTES", 16 * 1024 * 1024, |v| {
             parse_in(v, 1024..=128 * 1024 * 1024)
+        }),
+        delivery_budget_bytes: env.optional("EBOX_DELIVERY_BUDGET_BYTES", 64 * 1024 * 1024, |v| {
+            parse_in(v, 1024 * 1024..=4 * 1024 * 1024 * 1024)
         }),
         prefetch: env.optional("EBOX_PREFETCH", 64, |v| parse_in(v, 1..=1000)),
         batch_size: env.optional("EBOX_BATCH_SIZE", 32, |v| parse_in(v, 1..=1000)),
@@ -1590,5 +1609,36 @@ mod tests {
             "amqp://onem:***@host:5672/%2f"
         );
         assert_eq!(redact_url("postgres://host/db"), "postgres://host/db");
+    }
+    #[test]
+    fn intakes_prefetch_fits_the_delivery_budget() {
+        let cases = [
+            // (prefetch, max message bytes, budget, intake's prefetch)
+            (64, 16 * 1024 * 1024, 64 * 1024 * 1024, 4),
+            (64, 1024 * 1024, 64 * 1024 * 1024, 64),
+            (8, 1024 * 1024, 64 * 1024 * 1024, 8),
+            (64, 128 * 1024 * 1024, 64 * 1024 * 1024, 1),
+        ];
+        for (prefetch, max, budget, expected) in cases {
+            let settings = Settings::from_vars(
+                vec![
+                    ("EBOX_AMQP_URL", "amqp://localhost".to_owned()),
+                    ("EBOX_DATABASE_URL", "postgres://localhost/ebox".to_owned()),
+                    ("EBOX_SSIN_HASH_KEY", "k".repeat(32)),
+                    ("EBOX_PREFETCH", prefetch.to_string()),
+                    ("EBOX_BATCH_SIZE", "1".to_owned()),
+                    ("EBOX_MAX_MESSAGE_BYTES", max.to_string()),
+                    ("EBOX_DELIVERY_BUDGET_BYTES", budget.to_string()),
+                ]
+                .into_iter()
+                .map(|(key, value)| (key.to_owned(), value)),
+            )
+            .expect("valid settings");
+            assert_eq!(
+                settings.intake_prefetch(),
+                expected,
+                "{prefetch} {max} {budget}"
+            );
+        }
     }
 }

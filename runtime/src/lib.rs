@@ -4,12 +4,14 @@
 //! - [`telemetry`]: logs (JSON lines by default);
 //! - [`metrics`]: every Prometheus metric, named in one place, and the probe server;
 //! - [`db`]: the PostgreSQL pool and the schema migrations;
+//! - [`failpoint`]: `EBOX_FAILPOINT`, the fault matrix's crash points (a no-op when unset);
 //! - [`internal_events`]: one struct per thing that happens, which logs it and counts it;
 //! - [`jobs`]: background jobs (sweepers, dispatchers) with the same shutdown, health and
 //!   metrics as the queue consumers.
 
 pub mod config;
 pub mod db;
+pub mod failpoint;
 pub mod internal_events;
 pub mod jobs;
 pub mod metrics;

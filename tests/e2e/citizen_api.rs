@@ -969,3 +969,29 @@ async fn the_published_and_read_statuses_carry_proofs_anyone_can_verify_with_the
     .expect("JSON");
     assert_eq!(jwks, published_keys);
 }
+
+#[tokio::test]
+async fn a_document_larger_than_one_read_is_streamed_whole() {
+    use base64::Engine as _;
+    let app = spawn_app_with(Options::with_api()).await;
+    app.grant_consent(SAMPLE_SSIN).await;
+    let mut sender = app.sender().await;
+    // Several of the API's reads (api::download::CHUNK), and not a multiple of one.
+    let mut pdf = b"%PDF-1.7\n".to_vec();
+    pdf.extend((0..(3 * api::download::CHUNK as usize + 12_345)).map(|i| (i % 251) as u8));
+    let mut body = sample_v2(SAMPLE_SSIN, MESSAGE_TYPE);
+    body["attachments"][0]["content"] = base64::engine::general_purpose::STANDARD
+        .encode(&pdf)
+        .into();
+    body["attachments"][0]["digest"]["digestValue"] =
+        domain::digest::Sha256Digest::of(&pdf).to_base64url().into();
+    let id = deliver(&mut sender, "ref-large", body).await;
+    let response = open_main_content(&app, id, &citizen_token(SAMPLE_SSIN)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-length"],
+        pdf.len().to_string().as_str()
+    );
+    let received = response.bytes().await.expect("the whole body");
+    assert!(received.as_ref() == pdf.as_slice(), "the same bytes");
+}
