@@ -29,11 +29,12 @@ use tracing::error;
 use uuid::Uuid;
 
 /// The answers that count as a refusal.
-const REFUSALS: [StatusCode; 4] = [
+const REFUSALS: [StatusCode; 5] = [
     StatusCode::BAD_REQUEST,
     StatusCode::UNAUTHORIZED,
     StatusCode::FORBIDDEN,
     StatusCode::NOT_FOUND,
+    StatusCode::TOO_MANY_REQUESTS,
 ];
 
 /// The most of an `X-Forwarded-For` header a record keeps: it is the client's to write.
@@ -80,9 +81,18 @@ impl Default for Call {
 pub struct AuditSlot {
     call: Arc<Call>,
     info: Arc<Mutex<AuditInfo>>,
+    /// What the call holds until it is over (its place under the per-citizen limits).
+    held: Arc<Mutex<Option<crate::limits::Permit>>>,
 }
 
 impl AuditSlot {
+    /// Keeps `permit` until the call is over (its audit record written).
+    pub fn hold(&self, permit: crate::limits::Permit) {
+        if let Ok(mut held) = self.held.lock() {
+            *held = Some(permit);
+        }
+    }
+
     pub fn with(&self, fill: impl FnOnce(&mut AuditInfo)) {
         if let Ok(mut info) = self.info.lock() {
             fill(&mut info);
@@ -188,6 +198,7 @@ pub async fn record(
     let slot = AuditSlot {
         call: Arc::new(call),
         info: Arc::default(),
+        held: Arc::default(),
     };
     request.extensions_mut().insert(slot.clone());
     let response = next.run(request).await;
@@ -250,6 +261,7 @@ mod tests {
                 forwarded_for: Some("203.0.113.9".into()),
             }),
             info: Arc::default(),
+            held: Arc::default(),
         };
         let event = slot.event(StatusCode::FORBIDDEN).expect("a refusal");
         assert_eq!(event.action, Action::Refused);

@@ -24,7 +24,8 @@ use uuid::Uuid;
 
 /// Verifies the token for `scope` and records who called in the audit slot: once the token is
 /// valid, its client and (when its subject is a national number) the citizen's hash, so that
-/// a call refused for its scope or assurance level is on the trail under their name too.
+/// a call refused for its scope or assurance level is on the trail under their name too. Then
+/// the citizen's limits ([`crate::limits`]) admit the call, for as long as it lasts.
 pub fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
@@ -44,6 +45,8 @@ pub fn authenticate(
     });
     let ssin = state.verifier.citizen(&principal, scope)?;
     let citizen = state.hasher.hash(&ssin);
+    let permit = state.limits.admit(&citizen, std::time::Instant::now())?;
+    slot.hold(permit);
     Ok((ssin, citizen))
 }
 

@@ -11,6 +11,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds before trying again (`Retry-After`), for a call over a limit.
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -26,6 +28,7 @@ impl ApiError {
             status: StatusCode::UNAUTHORIZED,
             code: "UNAUTHORIZED",
             message: "a valid bearer token is required".into(),
+            retry_after: None,
         }
     }
 
@@ -34,6 +37,7 @@ impl ApiError {
             status: StatusCode::FORBIDDEN,
             code: "FORBIDDEN",
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -43,6 +47,7 @@ impl ApiError {
             status: StatusCode::NOT_FOUND,
             code: "NOT_FOUND",
             message: "no such resource in this eBox".into(),
+            retry_after: None,
         }
     }
 
@@ -51,6 +56,17 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             code: "INVALID_INPUT",
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// Over a per-citizen limit (`crate::limits`): try again after `retry_after` seconds.
+    pub fn too_many_requests(message: impl Into<String>, retry_after: u64) -> Self {
+        Self {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "TOO_MANY_REQUESTS",
+            message: message.into(),
+            retry_after: Some(retry_after),
         }
     }
 
@@ -60,6 +76,7 @@ impl ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             code: "INTERNAL_ERROR",
             message: "the request could not be completed; try again later".into(),
+            retry_after: None,
         }
     }
 }
@@ -78,6 +95,12 @@ impl IntoResponse for ApiError {
             message: &self.message,
         };
         let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(seconds),
+            );
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,

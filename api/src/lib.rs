@@ -14,6 +14,7 @@
 //! - [`sender`]: `POST /searchMessageStatus`;
 //! - [`audit`]: every call's audit record (writes always, in the transaction of a change;
 //!   reads when they succeed; refused calls, with the token's digest and the client address);
+//! - [`limits`]: each citizen's calls, limited in rate and in number at once (`429`);
 //! - [`error`]: errors as the contract's `StatusMessage`;
 //! - [`metrics`]: every request counted and timed by route template and status.
 
@@ -23,6 +24,7 @@ pub mod citizen;
 pub mod download;
 pub mod error;
 pub mod headers;
+pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod read;
@@ -51,6 +53,8 @@ pub struct AppState {
     pub public_url: String,
     /// The proof keys, current and previous, as a JWKS (served at `/.well-known/jwks.json`).
     pub proof_jwks: serde_json::Value,
+    /// Each citizen's calls: rate and calls in progress.
+    pub limits: limits::CitizenLimits,
 }
 
 /// The routes, under `base_path` (`/` or e.g. `/ebox-api`).

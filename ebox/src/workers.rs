@@ -304,6 +304,11 @@ pub async fn start_api(
             settings.api_base_path.trim_end_matches('/')
         ),
         proof_jwks: proof_keyring(settings)?.jwks(),
+        limits: api::limits::CitizenLimits::new(api::limits::Limits {
+            rate: settings.api_rate_per_citizen,
+            burst: settings.api_burst_per_citizen,
+            concurrency: settings.api_concurrency_per_citizen,
+        }),
     });
     let listener = tokio::net::TcpListener::bind(settings.api_addr)
         .await

@@ -73,6 +73,12 @@ pub struct Settings {
     /// The API's public root URL (what clients reach, base path excluded), for the links in
     /// responses (`contentHref`). Defaults to `http://localhost:<port of EBOX_API_ADDR>`.
     pub api_public_url: String,
+    /// Calls per second a citizen may make to one API replica, sustained
+    /// (`EBOX_API_RATE_PER_CITIZEN`), with a burst (`EBOX_API_BURST_PER_CITIZEN`), and at most
+    /// so many in progress at once (`EBOX_API_CONCURRENCY_PER_CITIZEN`).
+    pub api_rate_per_citizen: f64,
+    pub api_burst_per_citizen: u32,
+    pub api_concurrency_per_citizen: u32,
     /// The identity provider's verification keys: a JWKS (JSON) or PEM public key file.
     /// The API requires it or `jwt_jwks_url` (exactly one), and the issuer and audience.
     pub jwt_keys_file: Option<std::path::PathBuf>,
@@ -260,6 +266,9 @@ impl Settings {
                 api_addr: api.addr?,
                 api_public_url: api.public_url?,
                 api_base_path: api.base_path?,
+                api_rate_per_citizen: api.rate_per_citizen?,
+                api_burst_per_citizen: api.burst_per_citizen?,
+                api_concurrency_per_citizen: api.concurrency_per_citizen?,
                 jwt_keys_file: identity_provider.keys_file?,
                 jwt_issuer: identity_provider.issuer?,
                 jwt_audience: identity_provider.audience?,
@@ -556,6 +565,9 @@ fn read_proof_keys(env: &mut Env) -> ProofKeys {
 struct Api {
     addr: Option<SocketAddr>,
     base_path: Option<String>,
+    rate_per_citizen: Option<f64>,
+    burst_per_citizen: Option<u32>,
+    concurrency_per_citizen: Option<u32>,
     /// Already defaulted to `http://localhost:<port of addr>` when the variable is unset.
     public_url: Option<String>,
 }
@@ -580,9 +592,24 @@ fn read_api(env: &mut Env) -> Api {
             Err("must be an http(s) URL".into())
         }
     });
+    let rate_per_citizen = env.optional("EBOX_API_RATE_PER_CITIZEN", 20.0, |v| {
+        v.parse::<f64>()
+            .ok()
+            .filter(|rate| (0.1..=10_000.0).contains(rate))
+            .ok_or_else(|| "must be a number of calls per second from 0.1 to 10000".into())
+    });
+    let burst_per_citizen = env.optional("EBOX_API_BURST_PER_CITIZEN", 100, |v| {
+        parse_in(v, 1..=100_000)
+    });
+    let concurrency_per_citizen = env.optional("EBOX_API_CONCURRENCY_PER_CITIZEN", 8, |v| {
+        parse_in(v, 1..=10_000)
+    });
     Api {
         addr,
         base_path,
+        rate_per_citizen,
+        burst_per_citizen,
+        concurrency_per_citizen,
         public_url: match public_url {
             Some(Some(url)) => Some(url),
             Some(None) => addr.map(|addr| format!("http://localhost:{}", addr.port())),

@@ -995,3 +995,42 @@ async fn a_document_larger_than_one_read_is_streamed_whole() {
     let received = response.bytes().await.expect("the whole body");
     assert!(received.as_ref() == pdf.as_slice(), "the same bytes");
 }
+
+#[tokio::test]
+async fn a_citizen_over_their_limit_is_told_to_wait_and_others_are_not() {
+    let app = spawn_app_with(Options {
+        vars: vec![
+            ("EBOX_API_RATE_PER_CITIZEN".into(), "0.1".into()),
+            ("EBOX_API_BURST_PER_CITIZEN".into(), "3".into()),
+        ],
+        ..Options::with_api()
+    })
+    .await;
+    let api = Api::of(&app);
+    let token = citizen_token(SAMPLE_SSIN);
+    for _ in 0..3 {
+        let (status, _) = api.get("/ebox", Some(&token)).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let over = api.get_raw("/ebox", &token).await;
+    assert_eq!(over.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = over.headers()["retry-after"]
+        .to_str()
+        .expect("ASCII")
+        .parse()
+        .expect("seconds");
+    assert!((1..=10).contains(&wait), "{wait}");
+    let body: Value = over.json().await.expect("a StatusMessage");
+    assert_eq!(body["code"], "TOO_MANY_REQUESTS");
+    // Another citizen has a budget of their own.
+    let (status, _) = api.get("/ebox", Some(&citizen_token(OTHER_SSIN))).await;
+    assert_eq!(status, StatusCode::OK);
+    // The refusal is on the trail, under the citizen's name.
+    let refused: Vec<Option<String>> = sqlx::query_scalar(
+        "SELECT code FROM audit_events WHERE stage = 'api' AND action = 'refused'",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .expect("read the audit trail");
+    assert_eq!(refused, [Some("429".to_owned())]);
+}
