@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
-# The throughput benchmark: the pipeline against a bare chain of durable queues on the same
-# broker (its ceiling). Prints figures; asserts nothing. Uses a database (ebox_bench) and a
-# vhost (ebox-bench) of its own, both made afresh, and a sender `bench`.
+# The benchmark: the pipeline against a bare chain of durable queues on the same broker (its
+# ceiling), with latency, memory, fairness and replicas of the slowest stage (`ebox bench
+# --help`). Prints figures; asserts nothing. Uses a database (ebox_bench) and a vhost
+# (ebox-bench) of its own, made afresh and removed at the end (EBOX_BENCH_KEEP=1 keeps them),
+# and two senders, bench-a and bench-b.
 #
-#   scripts/bench.sh [MESSAGES]        (default 2000; EBOX_BATCH_SIZE, EBOX_PREFETCH apply)
+#   scripts/bench.sh [MESSAGES] [ebox bench options…]      (default 20000 messages)
+#   scripts/bench.sh 5000 --json
+#   scripts/bench.sh 200 --replicas 1 --paced-messages 100 --fairness-batch 100   (a quick look)
+#
+# EBOX_BATCH_SIZE, EBOX_PREFETCH and the other EBOX_* settings apply to the worker processes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/services.sh
 
-messages=${1:-2000}
-export EBOX_AMQP_URL=${EBOX_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/ebox-bench}
-export EBOX_BENCH_SENDER_URL=${EBOX_BENCH_SENDER_URL:-amqp://bench:bench@127.0.0.1:5672/ebox-bench}
+messages=${1:-20000}
+shift || true
+vhost=ebox-bench
+export EBOX_AMQP_URL=${EBOX_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/$vhost}
+export EBOX_BENCH_SENDER_URLS=${EBOX_BENCH_SENDER_URLS:-amqp://bench-a:bench-a@127.0.0.1:5672/$vhost,amqp://bench-b:bench-b@127.0.0.1:5672/$vhost}
 export EBOX_DATABASE_URL=${EBOX_DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/ebox_bench}
 export EBOX_SSIN_HASH_KEY=${EBOX_SSIN_HASH_KEY:-bench-only-secret-never-use-it-in-production}
 # Store signs proofs of deposit: the test-only key of tests/fixtures.
@@ -20,22 +28,58 @@ export EBOX_LOG=${EBOX_LOG:-warn}
 export EBOX_LOG_FORMAT=${EBOX_LOG_FORMAT:-text}
 
 cargo build --locked --release -p ebox
-ebox="${CARGO_TARGET_DIR:-target}/release/ebox"
+# A copy, so that a build running meanwhile cannot change what the worker processes run.
+workdir=$(mktemp -d)
+ebox="$workdir/ebox"
+cp "${CARGO_TARGET_DIR:-target}/release/ebox" "$ebox"
 
 admin_url="${EBOX_DATABASE_URL%/*}/postgres"
-psql "$admin_url" -qc "DROP DATABASE IF EXISTS ebox_bench WITH (FORCE)"
-psql "$admin_url" -qc "CREATE DATABASE ebox_bench"
+database="${EBOX_DATABASE_URL##*/}"
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-as_root rabbitmqctl -q delete_vhost ebox-bench >/dev/null 2>&1 || true
-as_root rabbitmqctl -q add_vhost ebox-bench
-as_root rabbitmqctl -q set_permissions -p ebox-bench guest '.*' '.*' '.*'
-users=$(as_root rabbitmqctl -q list_users)
-grep -q '^bench[[:space:]]' <<<"$users" || as_root rabbitmqctl -q add_user bench bench
-as_root rabbitmqctl -q set_permissions -p ebox-bench bench '^$' '^ebox\.publish$' '^ebox\.status\.bench$'
+registry="$workdir/registry.yaml"
+clean_up() {
+  rm -rf "$workdir"
+  if [ "${EBOX_BENCH_KEEP:-}" != 1 ]; then
+    psql "$admin_url" -qc "DROP DATABASE IF EXISTS $database WITH (FORCE)" || true
+    as_root rabbitmqctl -q delete_vhost "$vhost" >/dev/null 2>&1 || true
+    for sender in bench-a bench-b; do as_root rabbitmqctl -q delete_user "$sender" >/dev/null 2>&1 || true; done
+  fi
+}
+trap clean_up EXIT
 
-registry=$(mktemp)
-trap 'rm -f "$registry"' EXIT
-sed 's/^  - id: demo /  - id: bench /' demo/registry.yaml >"$registry"
+psql "$admin_url" -qc "DROP DATABASE IF EXISTS $database WITH (FORCE)"
+psql "$admin_url" -qc "CREATE DATABASE $database"
+as_root rabbitmqctl -q delete_vhost "$vhost" >/dev/null 2>&1 || true
+as_root rabbitmqctl -q add_vhost "$vhost"
+as_root rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*'
+users=$(as_root rabbitmqctl -q list_users)
+# Each sender with a sender's rights only: publish to ebox.publish, read its own status queue.
+for sender in bench-a bench-b; do
+  grep -q "^$sender[[:space:]]" <<<"$users" || as_root rabbitmqctl -q add_user "$sender" "$sender" >/dev/null
+  as_root rabbitmqctl -q set_permissions -p "$vhost" "$sender" '^$' '^ebox\.publish$' "^ebox\\.status\\.$sender\$"
+done
+
+# Two senders that may publish the demo's message type.
+cat >"$registry" <<'YAML'
+senders:
+  - id: bench-a
+    organizationId: "0406798006"
+    name: {nl: RVA, fr: ONEM, de: LfA}
+    applications: [{id: unemployment, name: {nl: Werkloosheid, fr: Chômage, de: Arbeitslosigkeit}}]
+    messageTypes: [unemployment-certificate]
+  - id: bench-b
+    organizationId: "0206731645"
+    name: {nl: RIZIV, fr: INAMI, de: LIKIV}
+    applications: [{id: benefits, name: {nl: Uitkeringen, fr: Indemnités, de: Leistungen}}]
+    messageTypes: [unemployment-certificate]
+messageTypes:
+  - id: unemployment-certificate
+    name: {nl: Attest, fr: Attestation, de: Bescheinigung}
+    validityPeriod: {validityPeriodNumber: 1, validityPeriodUnit: year}
+YAML
 "$ebox" migrate
 "$ebox" registry load "$registry"
-"$ebox" bench --messages "$messages"
+
+echo "machine: $(nproc) cores; $(uptime)" >&2
+"$ebox" bench --messages "$messages" "$@"
+echo "machine after: $(uptime)" >&2

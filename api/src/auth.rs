@@ -6,6 +6,8 @@
 //! A citizen is the token's `sub` (their national number). A sender is the `client_id` of a
 //! token with the `ebox:sender` scope that is not a citizen's: no national number as `sub`, no
 //! citizen scope; `azp` never names a sender (in a citizen's token it is the portal that asked).
+//! The reader of the event feed is, the same way, the `client_id` of a token with the
+//! `ebox:events` scope that is not a citizen's ([`Verifier::client`]).
 //!
 //! Keys from a URL are cached: refreshed in the background ([`Verifier::keep_keys_fresh`]), and
 //! on demand when a token names a key the cache does not hold ([`Verifier::refresh_for`]), at
@@ -28,6 +30,9 @@ pub const SCOPE_SUMMARY: &str = "ebox:summary";
 pub const SCOPE_MESSAGES: &str = "ebox:messages";
 pub const SCOPE_REFERENCE_DATA: &str = "ebox:referencedata";
 pub const SCOPE_SENDER: &str = "ebox:sender";
+/// The federation's event feed (`GET /ebox/citizen/document/events`): every citizen's events,
+/// for the event engine's client only.
+pub const SCOPE_EVENTS: &str = "ebox:events";
 
 /// The scopes only a citizen's token carries: a token with one of them never acts for a sender.
 const CITIZEN_SCOPES: [&str; 2] = [SCOPE_SUMMARY, SCOPE_MESSAGES];
@@ -299,9 +304,15 @@ impl Verifier {
     /// The sender behind a token: its `client_id` (never `azp`), when it has the sender scope
     /// and is not a citizen's (no national number as `sub`, no citizen scope).
     pub fn sender(&self, principal: &Principal) -> Result<String, ApiError> {
-        if !principal.scopes.contains(SCOPE_SENDER) {
+        self.client(principal, SCOPE_SENDER)
+    }
+
+    /// The application behind a token that carries `scope` and is not a citizen's (no
+    /// national number as `sub`, no citizen scope): its `client_id`, never `azp`.
+    pub fn client(&self, principal: &Principal, scope: &str) -> Result<String, ApiError> {
+        if !principal.scopes.contains(scope) {
             return Err(ApiError::forbidden(format!(
-                "the token lacks the scope {SCOPE_SENDER}"
+                "the token lacks the scope {scope}"
             )));
         }
         let citizen_subject = principal
@@ -311,7 +322,7 @@ impl Verifier {
         let citizen_scope = CITIZEN_SCOPES.iter().any(|s| principal.scopes.contains(*s));
         if citizen_subject || citizen_scope {
             return Err(ApiError::forbidden(
-                "a citizen's token cannot act for a sender",
+                "a citizen's token cannot act for an application",
             ));
         }
         principal

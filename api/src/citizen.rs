@@ -14,7 +14,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
-use domain::citizen::CitizenKey;
+use domain::citizen::CitizenKeys;
 use domain::ssin::Ssin;
 use serde::Deserialize;
 use sqlx::{Postgres, QueryBuilder};
@@ -31,7 +31,7 @@ pub fn authenticate(
     headers: &HeaderMap,
     slot: &AuditSlot,
     scope: &str,
-) -> Result<(Ssin, CitizenKey), ApiError> {
+) -> Result<(Ssin, CitizenKeys), ApiError> {
     let token = bearer(headers).ok_or_else(ApiError::unauthorized)?;
     let principal = state.verifier.verify(token)?;
     let subject = principal
@@ -44,8 +44,10 @@ pub fn authenticate(
         info.ssin_hash = subject;
     });
     let ssin = state.verifier.citizen(&principal, scope)?;
-    let citizen = state.hasher.hash(&ssin);
-    let permit = state.limits.admit(&citizen, std::time::Instant::now())?;
+    let citizen = state.hasher.keys(&ssin);
+    let permit = state
+        .limits
+        .admit(citizen.current(), std::time::Instant::now())?;
     slot.hold(permit);
     Ok((ssin, citizen))
 }
@@ -82,9 +84,9 @@ pub async fn summary(
                 coalesce(sum((SELECT sum(a.size) FROM document_attachments a
                               WHERE a.message_id = d.message_id)), 0)::bigint
            FROM documents d
-          WHERE d.citizen = $1 AND d.published AND d.expiration_date > now() AND d.visible",
+          WHERE d.citizen = ANY($1) AND d.published AND d.expiration_date > now() AND d.visible",
     )
-    .bind(citizen.as_str())
+    .bind(citizen.all())
     .fetch_one(&state.pool)
     .await?;
     Ok(Json(Summary {
@@ -135,8 +137,10 @@ impl Filters {
     }
 
     /// Appends the WHERE clause (the citizen, not expired, and every filter given).
-    fn push_where(&self, sql: &mut QueryBuilder<Postgres>, citizen: &str) {
-        sql.push(" WHERE d.citizen = ").push_bind(citizen);
+    fn push_where(&self, sql: &mut QueryBuilder<Postgres>, citizen: &[String]) {
+        sql.push(" WHERE d.citizen = ANY(")
+            .push_bind(citizen.to_vec())
+            .push(")");
         sql.push(" AND d.published AND d.expiration_date > now() AND d.visible = ")
             .push_bind(self.visible);
         self.push_dates(sql);
@@ -312,11 +316,11 @@ pub async fn list(
     let (_, citizen) = authenticate(&state, &headers, &slot, SCOPE_MESSAGES)?;
     let filters = Filters::parse(&query)?;
     let mut count = QueryBuilder::new("SELECT count(*) FROM documents d");
-    filters.push_where(&mut count, citizen.as_str());
+    filters.push_where(&mut count, &citizen.all());
     let total_items: i64 = count.build_query_scalar().fetch_one(&state.pool).await?;
 
     let mut select = QueryBuilder::new(format!("SELECT {DOCUMENT_COLUMNS} FROM documents d"));
-    filters.push_where(&mut select, citizen.as_str());
+    filters.push_where(&mut select, &citizen.all());
     select
         .push(" ORDER BY d.receipt_date DESC, d.message_id LIMIT ")
         .push_bind(filters.page_size)
@@ -370,7 +374,7 @@ async fn attachments_of_document(
 /// The citizen's live message with this id, or the one 404.
 pub async fn own_document(
     state: &AppState,
-    citizen: &str,
+    citizen: &CitizenKeys,
     raw_id: &str,
 ) -> Result<DocumentRow, ApiError> {
     let Ok(id) = Uuid::parse_str(raw_id) else {
@@ -378,11 +382,11 @@ pub async fn own_document(
     };
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {DOCUMENT_COLUMNS} FROM documents d
-          WHERE d.message_id = $1 AND d.citizen = $2 AND d.published
+          WHERE d.message_id = $1 AND d.citizen = ANY($2) AND d.published
             AND d.expiration_date > now()"
     )))
     .bind(id)
-    .bind(citizen)
+    .bind(citizen.all())
     .fetch_optional(&state.pool)
     .await?
     .ok_or_else(ApiError::not_found)
@@ -395,7 +399,7 @@ pub async fn message(
     Path(message_id): Path<String>,
 ) -> Result<Json<crate::model::Message>, ApiError> {
     let (_, citizen) = authenticate(&state, &headers, &slot, SCOPE_MESSAGES)?;
-    let document = own_document(&state, citizen.as_str(), &message_id).await?;
+    let document = own_document(&state, &citizen, &message_id).await?;
     slot.with(|info| info.message_id = Some(document.message_id));
     let attachments = attachments_of_document(&state, &document).await?;
     Ok(Json(document.to_message(attachments)))
@@ -408,7 +412,7 @@ pub async fn attachments(
     Path(message_id): Path<String>,
 ) -> Result<Json<Page<crate::model::Attachment>>, ApiError> {
     let (_, citizen) = authenticate(&state, &headers, &slot, SCOPE_MESSAGES)?;
-    let document = own_document(&state, citizen.as_str(), &message_id).await?;
+    let document = own_document(&state, &citizen, &message_id).await?;
     slot.with(|info| info.message_id = Some(document.message_id));
     let items = attachments_of_document(&state, &document).await?;
     let total_items = items.len() as i64;
@@ -457,7 +461,7 @@ pub async fn attachment(
     Path((message_id, attachment_id)): Path<(String, String)>,
 ) -> Result<Json<crate::model::Attachment>, ApiError> {
     let (_, citizen) = authenticate(&state, &headers, &slot, SCOPE_MESSAGES)?;
-    let document = own_document(&state, citizen.as_str(), &message_id).await?;
+    let document = own_document(&state, &citizen, &message_id).await?;
     let row = own_attachment(&state, &document, &attachment_id).await?;
     attachment_details(&slot, &row);
     Ok(Json(row.to_attachment(&href_base(&state))))
@@ -471,7 +475,7 @@ pub async fn content(
     Path((message_id, attachment_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let (ssin, citizen) = authenticate(&state, &headers, &slot, SCOPE_MESSAGES)?;
-    let document = own_document(&state, citizen.as_str(), &message_id).await?;
+    let document = own_document(&state, &citizen, &message_id).await?;
     let row = own_attachment(&state, &document, &attachment_id).await?;
     attachment_details(&slot, &row);
     let bytes = crate::download::attachment_body(
@@ -507,7 +511,7 @@ pub async fn body(
     Path(message_id): Path<String>,
 ) -> Result<Json<domain::translated::TranslatedString>, ApiError> {
     let (ssin, citizen) = authenticate(&state, &headers, &slot, SCOPE_MESSAGES)?;
-    let document = own_document(&state, citizen.as_str(), &message_id).await?;
+    let document = own_document(&state, &citizen, &message_id).await?;
     slot.with(|info| info.message_id = Some(document.message_id));
     let body = document
         .body_content
@@ -598,10 +602,11 @@ pub async fn update(
         };
         let updated = sqlx::query(
             "UPDATE documents SET visible = $3
-              WHERE message_id = $1 AND citizen = $2 AND expiration_date > now()",
+              WHERE message_id = $1 AND citizen = ANY($2) AND published
+                AND expiration_date > now()",
         )
         .bind(id)
-        .bind(citizen.as_str())
+        .bind(citizen.all())
         .bind(item.visible)
         .execute(&mut *tx)
         .await?;
@@ -651,7 +656,7 @@ mod tests {
     fn where_clause(pairs: &[(&str, &str)]) -> Result<String, String> {
         let filters = Filters::parse(&query(pairs)).map_err(|e| e.message)?;
         let mut sql = QueryBuilder::<Postgres>::new("");
-        filters.push_where(&mut sql, "citizen");
+        filters.push_where(&mut sql, &["citizen".to_owned()]);
         Ok(sql.sql().as_ref().to_owned())
     }
 
@@ -662,8 +667,7 @@ mod tests {
         &'static str,
     );
 
-    const OWN_LIVE: &str =
-        " WHERE d.citizen = $1 AND d.published AND d.expiration_date > now() AND d.visible = $2";
+    const OWN_LIVE: &str = " WHERE d.citizen = ANY($1) AND d.published AND d.expiration_date > now() AND d.visible = $2";
 
     #[test]
     fn a_file_name_cannot_break_the_header() {

@@ -12,6 +12,8 @@
 //!   attachment's content besides (a sandbox);
 //! - [`reference`]: `/referenceData/**`, cacheable;
 //! - [`sender`]: `POST /searchMessageStatus`;
+//! - [`events`]: `GET /ebox/citizen/document/events`, the federation's events as a feed, for
+//!   the event engine's client (scope `ebox:events`);
 //! - [`audit`]: every call's audit record (writes always, in the transaction of a change;
 //!   reads when they succeed; refused calls, with the token's digest and the client address);
 //! - [`limits`]: each citizen's calls, limited in rate and in number at once (`429`);
@@ -23,6 +25,7 @@ pub mod auth;
 pub mod citizen;
 pub mod download;
 pub mod error;
+pub mod events;
 pub mod headers;
 pub mod limits;
 pub mod metrics;
@@ -63,6 +66,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(citizen_routes())
         .merge(reference_data_routes())
         .merge(sender_routes())
+        .merge(event_routes())
         .fallback(|| async { error::ApiError::not_found() })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -151,6 +155,13 @@ fn reference_data_routes() -> Router<Arc<AppState>> {
 /// `POST /searchMessageStatus`.
 fn sender_routes() -> Router<Arc<AppState>> {
     Router::new().route("/searchMessageStatus", post(sender::search_status))
+}
+
+/// `GET /ebox/citizen/document/events`: every citizen's events, so never cached either.
+fn event_routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/ebox/citizen/document/events", get(events::feed))
+        .layer(map_response(headers::private))
 }
 
 /// `/openapi.yaml`: [`OPENAPI`].

@@ -1,4 +1,4 @@
-//! The API's own metrics: every request counted by route template and status
+//! The API's own metrics and access log: every request counted by route template and status
 //! (`ebox_http_requests_total`) and timed (`ebox_http_request_seconds`), as a middleware around
 //! every route ([`crate::router`]). The process serves them with the others on
 //! `EBOX_METRICS_ADDR`, not on the API's port.
@@ -23,8 +23,10 @@ pub async fn track(request: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map(|path| path.as_str().to_owned());
+    let method = request.method().clone();
     let response = next.run(request).await;
     HttpRequestAnswered {
+        method: method.as_str(),
         route: route.as_deref().unwrap_or(UNMATCHED),
         status: response.status().as_u16(),
         elapsed: started.elapsed(),

@@ -1,9 +1,11 @@
 //! Read status: the first consultation of a main content (an attachment with `mainContent`,
-//! or the body when `bodyMainContent`) marks the message read and announces `readDocument` on
-//! `ebox.events`, which the read-receipt worker turns into the sender's `read` status.
+//! or the body when `bodyMainContent`) marks the message read, records the federation's
+//! `readDocument` in the events outbox with the mark ([`records::events`]), and announces
+//! `readDocument` on `ebox.events`, which the read-receipt worker turns into the sender's
+//! `read` status.
 //!
-//! The mark commits first, and the event is published (with confirms) after: read-receipt
-//! confirms only a committed mark, so an event can never run ahead of it. If the event is lost
+//! The mark commits first, and the announcement is published (with confirms) after:
+//! read-receipt confirms only a committed mark, so an event can never run ahead of it. If the event is lost
 //! (a crash or a broker fault in between), read-receipt's recovery job confirms the mark
 //! without it.
 
@@ -99,10 +101,18 @@ async fn try_mark_read(
     let sequence: i64 = sqlx::query_scalar("SELECT nextval('event_sequence_nbr')")
         .fetch_one(&mut *tx)
         .await?;
-    let event_data = documents::find(&mut tx, message_id)
+    let recorded = documents::find(&mut tx, message_id)
         .await?
-        .and_then(|recorded| recorded.event_data(EventType::ReadDocument, ssin))
-        .context("a document being read is published")?;
+        .context("a document being read exists")?;
+    let (Some(event_data), Some(federation_event)) = (
+        recorded.event_data(EventType::ReadDocument, ssin),
+        recorded.citizen_event(EventType::ReadDocument, ssin),
+    ) else {
+        anyhow::bail!("a document being read is published");
+    };
+    // The federation's readDocument, in the transaction of the mark: it exists exactly when
+    // the mark committed.
+    records::events::record(&mut tx, &federation_event, read_at, &state.provider_id).await?;
     let event = EventEnvelope {
         event_sequence_nbr: sequence,
         event_time: read_at,

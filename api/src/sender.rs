@@ -80,11 +80,12 @@ pub async fn search_status(
         let row: Option<Row> = sqlx::query_as(
             "SELECT d.expiration_date, d.read_at, d.visible, m.proof_of_deposit, m.proof_of_reading
                FROM documents d JOIN messages m ON m.id = d.message_id
-              WHERE d.message_id = $1 AND d.sender_id = $2 AND d.citizen = $3 AND d.published",
+              WHERE d.message_id = $1 AND d.sender_id = $2 AND d.citizen = ANY($3)
+                AND d.published",
         )
         .bind(id)
         .bind(&sender)
-        .bind(state.hasher.hash(&ssin).as_str().to_owned())
+        .bind(state.hasher.keys(&ssin).all())
         .fetch_optional(&state.pool)
         .await?;
         if let Some((expiration_date, read_at, visible, proof_of_deposit, proof_of_reading)) = row {

@@ -27,24 +27,69 @@ impl CitizenKey {
     }
 }
 
-/// Turns national numbers into [`CitizenKey`]s with the service's secret.
+/// Turns national numbers into [`CitizenKey`]s with the service's secret. The key can rotate:
+/// new records use the current key ([`SsinHasher::hash`]); the previous keys are kept so that
+/// records written under them are still found ([`SsinHasher::keys`]).
 #[derive(Clone)]
 pub struct SsinHasher {
     key: Vec<u8>,
+    previous: Vec<Vec<u8>>,
 }
 
 impl SsinHasher {
     pub fn new(key: &[u8]) -> Self {
-        Self { key: key.to_vec() }
+        Self {
+            key: key.to_vec(),
+            previous: Vec::new(),
+        }
     }
 
-    /// Hex HMAC-SHA256 of the 11 digits.
+    /// Also finds records written under `previous` keys (newest first).
+    pub fn with_previous(mut self, previous: Vec<Vec<u8>>) -> Self {
+        self.previous = previous;
+        self
+    }
+
+    /// Hex HMAC-SHA256 of the 11 digits, with the current key: what new records carry.
     pub fn hash(&self, ssin: &Ssin) -> CitizenKey {
-        // HMAC accepts keys of any length, so this cannot fail.
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        mac.update(ssin.expose().as_bytes());
-        CitizenKey(hex::encode(mac.finalize().into_bytes()))
+        hmac_hex(&self.key, ssin)
+    }
+
+    /// Every key the citizen may be recorded under: the current one first.
+    pub fn keys(&self, ssin: &Ssin) -> CitizenKeys {
+        let mut keys = vec![self.hash(ssin)];
+        keys.extend(self.previous.iter().map(|key| hmac_hex(key, ssin)));
+        CitizenKeys(keys)
+    }
+}
+
+fn hmac_hex(key: &[u8], ssin: &Ssin) -> CitizenKey {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(ssin.expose().as_bytes());
+    CitizenKey(hex::encode(mac.finalize().into_bytes()))
+}
+
+/// One citizen under every hash key in use: the current key's first (what new records carry),
+/// then the previous keys'. Look-ups match any of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CitizenKeys(Vec<CitizenKey>);
+
+impl CitizenKeys {
+    /// The key new records carry.
+    pub fn current(&self) -> &CitizenKey {
+        &self.0[0]
+    }
+
+    /// Every key, for a look-up (`citizen = ANY($1)`).
+    pub fn all(&self) -> Vec<String> {
+        self.0.iter().map(|key| key.0.clone()).collect()
+    }
+
+    /// True when `stored` is this citizen's under one of the keys.
+    pub fn matches(&self, stored: &str) -> bool {
+        self.0.iter().any(|key| key.0 == stored)
     }
 }
 
@@ -138,6 +183,24 @@ mod tests {
         assert_eq!(a, SsinHasher::new(b"key-a").hash(&ssin));
         assert!(!a.as_str().contains("85073003328"));
         assert_eq!(a.as_str().len(), 64);
+    }
+
+    #[test]
+    fn after_a_rotation_new_records_use_the_new_key_and_old_ones_are_still_found() {
+        let ssin = Ssin::parse("85073003328").expect("valid");
+        let before = SsinHasher::new(b"key-a").hash(&ssin);
+        let rotated = SsinHasher::new(b"key-b").with_previous(vec![b"key-a".to_vec()]);
+        let keys = rotated.keys(&ssin);
+        assert_eq!(keys.current(), &SsinHasher::new(b"key-b").hash(&ssin));
+        assert_eq!(rotated.hash(&ssin), *keys.current());
+        assert!(
+            keys.matches(before.as_str()),
+            "a record from before the rotation"
+        );
+        assert!(keys.matches(keys.current().as_str()));
+        assert_eq!(keys.all().len(), 2);
+        let other = Ssin::parse("01010100126").expect("valid");
+        assert!(!keys.matches(SsinHasher::new(b"key-a").hash(&other).as_str()));
     }
 
     #[test]

@@ -1,11 +1,10 @@
 //! The subcommands. Configuration comes from `EBOX_*` environment variables (see `docs/operations.md`),
 //! validated before anything starts.
 
-use crate::workers::{self, Worker};
+use crate::workers::{self, Worker, WorkerName};
 use anyhow::Context;
 use chrono::Utc;
 use clap::{Parser, Subcommand};
-use domain::citizen::SsinHasher;
 use domain::citizen::{Channel, Consent, Preferences};
 use domain::registry::RegistryFile;
 use domain::ssin::Ssin;
@@ -37,13 +36,13 @@ enum Command {
         #[command(subcommand)]
         command: RegistryCommand,
     },
-    /// Run one worker (one stage of the pipeline).
+    /// Run one worker: a stage of the pipeline, or the event relay.
     Worker {
         #[arg(value_enum)]
-        name: Worker,
+        name: WorkerName,
     },
-    /// Run every worker and the citizen API in one process (development and the demo);
-    /// migrates first.
+    /// Run every worker, the event relay (when EBOX_EVENT_ENGINE_URL is set) and the citizen
+    /// API in one process (development and the demo); migrates first.
     Run,
     /// Run the citizen API (the Message Registry contract) alone.
     Api,
@@ -64,6 +63,12 @@ enum Command {
     Notifications {
         #[command(subcommand)]
         command: crate::notifications::NotificationsCommand,
+    },
+    /// The federation's events outbox: where the push to the event engine stands, parked
+    /// events, and putting them back in line.
+    Events {
+        #[command(subcommand)]
+        command: crate::events::EventsCommand,
     },
     /// What the stages set aside (per stage): list, show, replay or purge it.
     Dlq {
@@ -221,9 +226,20 @@ impl Command {
             Command::Registry {
                 command: RegistryCommand::Load { file },
             } => load_registry(&settings, &file).await,
-            Command::Worker { name } => run_workers(&settings, &[name], false, false).await,
-            Command::Run => run_workers(&settings, &Worker::ALL, true, true).await,
-            Command::Api => run_workers(&settings, &[], false, true).await,
+            Command::Worker {
+                name: WorkerName::Stage(name),
+            } => run_workers(&settings, &[name], Runs::Stages).await,
+            Command::Worker {
+                name: WorkerName::EventRelay,
+            } => {
+                anyhow::ensure!(
+                    settings.event_engine.url.is_some(),
+                    "the event-relay worker needs EBOX_EVENT_ENGINE_URL (the event engine's events endpoint)"
+                );
+                run_workers(&settings, &[], Runs::EventRelay).await
+            }
+            Command::Run => run_workers(&settings, &Worker::ALL, Runs::Everything).await,
+            Command::Api => run_workers(&settings, &[], Runs::Api).await,
             Command::Consent { command } => record_consent(&settings, command).await,
             Command::Citizen {
                 command:
@@ -251,6 +267,7 @@ impl Command {
             Command::Notifications { command } => {
                 crate::notifications::run(&settings, command).await
             }
+            Command::Events { command } => crate::events::run(&settings, command).await,
             Command::Demo(_)
             | Command::SmtpSink { .. }
             | Command::Token(_)
@@ -271,7 +288,7 @@ async fn record_consent(settings: &Settings, command: ConsentCommand) -> anyhow:
     let ssin = Ssin::parse(&ssin).context("SSIN is not a valid national number")?;
     let pool = runtime::db::connect(settings).await?;
     let mut tx = pool.begin().await?;
-    let hasher = SsinHasher::new(&settings.ssin_hash_key);
+    let hasher = settings.ssin_hasher();
     records::citizens::record_consent(&mut tx, &hasher, &ssin, consent, Utc::now(), "cli").await?;
     tx.commit().await?;
     println!("consent {} recorded", consent.as_str());
@@ -292,7 +309,7 @@ async fn set_preferences(
         .context("--language must be nl, fr or de")?;
     let pool = runtime::db::connect(settings).await?;
     let mut tx = pool.begin().await?;
-    let hasher = SsinHasher::new(&settings.ssin_hash_key);
+    let hasher = settings.ssin_hasher();
     let preferences = Preferences { language, channel };
     records::citizens::record_preferences(&mut tx, &hasher, &ssin, &preferences, Utc::now())
         .await?;
@@ -321,18 +338,38 @@ async fn load_registry(settings: &Settings, file: &PathBuf) -> anyhow::Result<()
     Ok(())
 }
 
-async fn run_workers(
-    settings: &Settings,
-    names: &[Worker],
-    migrate: bool,
-    with_api: bool,
-) -> anyhow::Result<()> {
+/// What a process runs besides the stages it is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Runs {
+    /// The stages alone (`ebox worker <stage>`).
+    Stages,
+    /// The event relay alone (`ebox worker event-relay`).
+    EventRelay,
+    /// The citizen API alone (`ebox api`).
+    Api,
+    /// Migrations first, then the stages, the event relay (when its URL is set) and the API
+    /// (`ebox run`).
+    Everything,
+}
+
+async fn run_workers(settings: &Settings, names: &[Worker], runs: Runs) -> anyhow::Result<()> {
+    let (migrate, with_api, with_relay) = match runs {
+        Runs::Stages => (false, false, false),
+        Runs::EventRelay => (false, false, true),
+        Runs::Api => (false, true, false),
+        Runs::Everything => (true, true, true),
+    };
     if migrate {
         runtime::db::migrate_as_owner(settings).await?;
     }
     let pool = runtime::db::connect(settings).await?;
     let shutdown = CancellationToken::new();
-    let (mut tasks, readiness) = workers::spawn(settings, &pool, names, &shutdown)?;
+    let (mut tasks, mut readiness) = workers::spawn(settings, &pool, names, &shutdown)?;
+    if with_relay
+        && let Some(ready) = workers::spawn_event_relay(settings, &pool, &mut tasks, &shutdown)?
+    {
+        readiness.push(ready);
+    }
     if with_api {
         let addr = workers::start_api(settings, &pool, &mut tasks, &shutdown).await?;
         info!(api = %addr, base_path = settings.api_base_path, "API listening");
@@ -346,7 +383,7 @@ async fn run_workers(
             }
         }
     });
-    info!(workers = ?names, metrics = %settings.metrics_addr, "running");
+    info!(workers = ?names, ?runs, metrics = %settings.metrics_addr, "running");
     // Every task runs until shutdown: one that ends before (a panic, a server that could not
     // listen) leaves the process without a part of its work, so the process exits non-zero
     // and the orchestrator restarts it.

@@ -7,6 +7,7 @@
 //! - [`bench`]: the throughput benchmark (pipeline against a bare chain of queues);
 //! - [`workers`]: which stages exist and how a process runs them;
 //! - [`notifications`]: notifications held up by an outage, sent now or queued again;
+//! - [`events`]: the federation's events outbox — status, parked events, retries;
 //! - [`proof`]: proof keys and offline verification of proofs;
 //! - [`dlq`]: what the stages set aside, listed, shown, replayed or purged;
 //! - [`demo`]: a sender publishing v1 and v2 messages and reading its status queue;
@@ -21,6 +22,7 @@ pub mod broker;
 pub mod cli;
 pub mod demo;
 pub mod dlq;
+pub mod events;
 pub mod notifications;
 pub mod proof;
 pub mod smtp_sink;

@@ -1,7 +1,6 @@
 //! The stages this binary can run, and how one process runs several of them.
 
 use anyhow::Context;
-use domain::citizen::SsinHasher;
 use queues::{DriverSettings, Handler};
 use runtime::config::Settings;
 use runtime::jobs::{self, Job};
@@ -51,6 +50,39 @@ impl Worker {
     ];
 }
 
+/// What `ebox worker NAME` runs: a stage, or the event relay — a background job that consumes
+/// no queue and needs no broker user, so not a [`Worker`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerName {
+    Stage(Worker),
+    EventRelay,
+}
+
+impl clap::ValueEnum for WorkerName {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[
+            WorkerName::Stage(Worker::Intake),
+            WorkerName::Stage(Worker::ConsentCheck),
+            WorkerName::Stage(Worker::ConsentUpdates),
+            WorkerName::Stage(Worker::Store),
+            WorkerName::Stage(Worker::Notify),
+            WorkerName::Stage(Worker::ReadReceipt),
+            WorkerName::EventRelay,
+        ]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        match self {
+            WorkerName::Stage(worker) => worker.to_possible_value(),
+            WorkerName::EventRelay => {
+                Some(clap::builder::PossibleValue::new("event-relay").help(
+                    "Push the federation's events to the event engine (EBOX_EVENT_ENGINE_URL)",
+                ))
+            }
+        }
+    }
+}
+
 /// Runs `workers` until `shutdown`; each consumer and background job gets its own readiness
 /// flag, returned for the probes. Fails before starting anything when a worker's own settings
 /// are missing.
@@ -92,7 +124,7 @@ pub fn spawn(
             .clone()
             .context("the proof signer is loaded for these workers")
     };
-    let hasher = || SsinHasher::new(&settings.ssin_hash_key);
+    let hasher = || settings.ssin_hasher();
     for worker in workers {
         match worker {
             Worker::Intake => {
@@ -191,6 +223,38 @@ pub fn proof_keyring(settings: &Settings) -> anyhow::Result<evidence::keys::Keyr
 
 /// How often parked messages are looked at (each message also waits its own back-off).
 const REPUBLISH_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs the event relay in `tasks` until `shutdown`, and returns its readiness flag, when
+/// `EBOX_EVENT_ENGINE_URL` is set; when it is not, runs nothing (logged) and returns `None`.
+/// With the URL, the client id and the token file are required: a missing one starts nothing.
+pub fn spawn_event_relay(
+    settings: &Settings,
+    pool: &PgPool,
+    tasks: &mut JoinSet<()>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<Readiness>> {
+    let engine = &settings.event_engine;
+    let Some(url) = &engine.url else {
+        tracing::info!("EBOX_EVENT_ENGINE_URL is unset: the event relay does not run");
+        return Ok(None);
+    };
+    let (Some(client_id), Some(token_file)) = (&engine.client_id, &engine.token_file) else {
+        anyhow::bail!(
+            "the event relay needs EBOX_EVENT_ENGINE_CLIENT_ID and EBOX_EVENT_ENGINE_TOKEN_FILE with EBOX_EVENT_ENGINE_URL"
+        )
+    };
+    let client =
+        event_relay::engine::Engine::new(url.clone(), client_id.clone(), token_file.clone())?;
+    let relay = event_relay::Relay::new(pool.clone(), client, engine.batch_size);
+    let ready = Readiness::default();
+    tasks.spawn(jobs::run(
+        relay,
+        event_relay::EVERY,
+        ready.clone(),
+        shutdown.clone(),
+    ));
+    Ok(Some(ready))
+}
 
 /// The notification dispatcher with its two channels.
 fn dispatcher(
@@ -294,7 +358,7 @@ pub async fn start_api(
     let state = Arc::new(api::AppState {
         pool: pool.clone(),
         verifier,
-        hasher: SsinHasher::new(&settings.ssin_hash_key),
+        hasher: settings.ssin_hasher(),
         events: api::read::EventPublisher::new(settings.amqp_url.clone()),
         provider_id: settings.provider_id.clone(),
         base_path: settings.api_base_path.clone(),

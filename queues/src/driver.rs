@@ -763,17 +763,7 @@ async fn handle_batch<H: Handler>(
             body: &delivery.data,
             redelivered: delivery.redelivered,
         };
-        let span = info_span!(
-            "delivery",
-            queue,
-            delivery_tag = delivery.delivery_tag,
-            message_id = delivery
-                .properties
-                .message_id()
-                .as_ref()
-                .map(|id| id.as_str()),
-            redelivered = delivery.redelivered,
-        );
+        let span = delivery_span(H::STAGE, queue, delivery);
         let mut savepoint = tx.begin().await?;
         let handled = match last_chance(&incoming) {
             Some(count) => Err(HandlerError::Permanent(anyhow::anyhow!(
@@ -905,6 +895,34 @@ async fn requeue_all(queue: &'static str, batch: &[Delivery]) {
 
 fn settled(queue: &'static str, outcome: DeliveryOutcome) {
     DeliverySettled { queue, outcome }.emit();
+}
+
+/// The log span of one delivery, with the same field names in every stage: `message_id` is
+/// always the eBox message id (an internal hand-off's AMQP `message_id`), `sender_reference`
+/// and `sender` a sender's publication's (at intake), `event_id` an event's correlation id
+/// (notify, read-receipt), `correlation_id` the sender's, echoed along the pipeline. Never a
+/// national number.
+fn delivery_span(stage: Stage, queue: &str, delivery: &Delivery) -> tracing::Span {
+    let properties = &delivery.properties;
+    let amqp_id = properties.message_id().as_ref().map(|id| id.as_str());
+    let (message_id, sender_reference, event_id) = match stage {
+        Stage::Intake => (None, amqp_id, None),
+        Stage::ConsentCheck | Stage::Store => (amqp_id, None, None),
+        Stage::Notify | Stage::ReadReceipt => (None, None, amqp_id),
+        _ => (None, None, None),
+    };
+    info_span!(
+        "delivery",
+        stage = stage.as_str(),
+        queue,
+        delivery_tag = delivery.delivery_tag,
+        message_id,
+        sender_reference,
+        sender = sender_reference.and(properties.user_id().as_ref().map(|id| id.as_str())),
+        event_id,
+        correlation_id = properties.correlation_id().as_ref().map(|id| id.as_str()),
+        redelivered = delivery.redelivered,
+    )
 }
 
 /// Counts how long each delivery of a batch waited in its queue, once, when the stage takes

@@ -13,7 +13,7 @@ use crate::driver::HandlerError;
 use crate::publisher::Outgoing;
 use crate::topology::INTERNAL_EXCHANGE;
 use domain::audit::{Action, Stage};
-use domain::citizen::{CitizenKey, SsinHasher};
+use domain::citizen::{CitizenKey, CitizenKeys, SsinHasher};
 use domain::handoff::{HANDOFF_TYPE, Handoff};
 use domain::ids::MessageId;
 use records::audit::AuditEvent;
@@ -38,10 +38,10 @@ pub fn forward(
     .permanent()
 }
 
-/// A hand-off found genuine: the message as recorded, and its recipient's keyed hash.
+/// A hand-off found genuine: the message as recorded, and its recipient's keys.
 pub struct Verified {
     pub record: MessageRecord,
-    pub citizen: CitizenKey,
+    pub citizen: CitizenKeys,
 }
 
 /// The message `handoff` names, when intake recorded it for that recipient; otherwise the
@@ -53,7 +53,7 @@ pub async fn verify(
     handoff: &Handoff,
 ) -> Result<Option<Verified>, HandlerError> {
     let message_id = handoff.message_id;
-    let citizen = hasher.hash(&handoff.recipient);
+    let citizen = hasher.keys(&handoff.recipient);
     let Some(record) = messages::find(conn, message_id).await? else {
         refuse(
             conn,
@@ -65,7 +65,11 @@ pub async fn verify(
         .await?;
         return Ok(None);
     };
-    if record.citizen.as_deref() != Some(citizen.as_str()) {
+    if !record
+        .citizen
+        .as_deref()
+        .is_some_and(|stored| citizen.matches(stored))
+    {
         let reason = "the recipient is not the one intake recorded for this message";
         refuse(conn, stage, message_id, Some(&record), reason).await?;
         return Ok(None);

@@ -10,7 +10,7 @@ use crate::vocabulary;
 use chrono::{DateTime, Utc};
 use domain::audit::{Action, Stage};
 use domain::citizen::{
-    Channel, ChannelKind, CitizenKey, Consent, ConsentState, Preferences, SsinHasher,
+    Channel, ChannelKind, CitizenKey, CitizenKeys, Consent, ConsentState, Preferences, SsinHasher,
 };
 use domain::ssin::Ssin;
 use domain::translated::Language;
@@ -144,12 +144,13 @@ async fn insert_consent(
 /// The consent in force now; `None` when the citizen never consented nor withdrew.
 pub async fn current_consent(
     conn: &mut PgConnection,
-    citizen: &CitizenKey,
+    citizen: &CitizenKeys,
 ) -> sqlx::Result<Option<ConsentState>> {
     let row: Option<(String, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT consent, at FROM consent_changes WHERE citizen = $1 ORDER BY at DESC, id DESC LIMIT 1",
+        "SELECT consent, at FROM consent_changes WHERE citizen = ANY($1)
+          ORDER BY at DESC, id DESC LIMIT 1",
     )
-    .bind(citizen.as_str())
+    .bind(citizen.all())
     .fetch_optional(conn)
     .await?;
     row.map(|(consent, since)| {
@@ -192,14 +193,16 @@ async fn upsert_preferences(
     Ok(applied.rows_affected() == 1)
 }
 
+/// The preferences in force: the latest recorded under any of the citizen's keys.
 pub async fn preferences(
     conn: &mut PgConnection,
-    citizen: &CitizenKey,
+    citizen: &CitizenKeys,
 ) -> sqlx::Result<Option<Preferences>> {
     let row: Option<(String, String, Option<String>, Option<String>)> = sqlx::query_as(
-        "SELECT language, channel, email, partner_id FROM citizen_preferences WHERE citizen = $1",
+        "SELECT language, channel, email, partner_id FROM citizen_preferences
+          WHERE citizen = ANY($1) ORDER BY at DESC LIMIT 1",
     )
-    .bind(citizen.as_str())
+    .bind(citizen.all())
     .fetch_optional(conn)
     .await?;
     row.map(|(language, channel, email, partner_id)| {

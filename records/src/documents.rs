@@ -7,13 +7,13 @@
 //! ([`discard_unpublished`]). Retention deletes published documents when they expire.
 //!
 //! The later stages read what they act on from here ([`find`], [`digests`]) and build the
-//! federation's events from it ([`Document::event_data`]), never from what arrives on their
-//! queue.
+//! federation's events from it ([`Document::event_data`], [`Document::citizen_event`]), never
+//! from what arrives on their queue.
 
 use chrono::{DateTime, Utc};
-use domain::citizen::CitizenKey;
+use domain::citizen::{CitizenKey, CitizenKeys};
 use domain::digest::Sha256Digest;
-use domain::events::{self, DocumentEvent, EboxId, EventType};
+use domain::events::{self, CitizenDocumentEvent, DocumentEvent, EboxId, EventType};
 use domain::ids::MessageId;
 use domain::publication::Publication;
 use domain::ssin::Ssin;
@@ -74,9 +74,33 @@ impl Document {
         })
     }
 
-    /// True when `citizen` is the recipient intake recorded.
-    pub fn is_for(&self, citizen: &CitizenKey) -> bool {
-        self.citizen == citizen.as_str()
+    /// The same event in the shape the federation's event engine receives
+    /// ([`CitizenDocumentEvent`], `ssin` in place of `enterpriseId`), for the events outbox
+    /// ([`crate::events`]); `None` before the document is published.
+    pub fn citizen_event(
+        &self,
+        event_type: EventType,
+        recipient: &Ssin,
+    ) -> Option<CitizenDocumentEvent> {
+        let event = self.event_data(event_type, recipient)?;
+        Some(CitizenDocumentEvent {
+            event_type: event.event_type,
+            event_correlation_id: event.event_correlation_id,
+            ssin: recipient.clone(),
+            message_id: event.message_id,
+            receipt_date: event.receipt_date,
+            expiration_date: event.expiration_date,
+            registered_mail: event.registered_mail,
+            message_type_id: event.message_type_id,
+            sender_organization_id: event.sender_organization_id,
+            sender_application_id: event.sender_application_id,
+            subject: event.subject,
+        })
+    }
+
+    /// True when `citizen` is the recipient intake recorded (under any of the hash keys).
+    pub fn is_for(&self, citizen: &CitizenKeys) -> bool {
+        citizen.matches(&self.citizen)
     }
 }
 

@@ -4,6 +4,8 @@
 //! - [`messages`]: accepted messages and the status their sender last heard;
 //! - [`documents`]: the documents, written once by intake and published by store;
 //! - [`decisions`]: what each stage decided, replayed on redelivery;
+//! - [`events`]: the federation's events outbox — recorded with their cause, numbered in
+//!   commit order, served as a feed and pushed by the event relay;
 //! - [`citizens`]: consent (with its history) and notification preferences;
 //! - [`registry`]: the operator's registry file applied, and the stages' look-ups;
 //! - [`audit`]: the audit writer;
@@ -16,6 +18,7 @@ pub mod audit;
 pub mod citizens;
 pub mod decisions;
 pub mod documents;
+pub mod events;
 pub mod messages;
 pub mod registry;
 pub mod seals;

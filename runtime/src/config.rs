@@ -27,8 +27,12 @@ pub struct Settings {
     /// Largest database pool per process.
     pub database_max_connections: u32,
     /// Secret key of the keyed hash (HMAC-SHA256) that stands for a national number in the
-    /// audit trail and in searchable metadata. Changing it breaks searches over older records.
+    /// audit trail and in searchable metadata. Rotate it by moving the old key to
+    /// `ssin_hash_previous_keys`: new records use this one, older ones are still found.
     pub ssin_hash_key: Vec<u8>,
+    /// Earlier hash keys, newest first (`EBOX_SSIN_HASH_PREVIOUS_KEYS`, one per line), kept so
+    /// that records written under them are still found.
+    pub ssin_hash_previous_keys: Vec<Vec<u8>>,
     /// Largest message body intake accepts; larger ones are rejected with `TOO_LARGE`.
     pub max_message_bytes: usize,
     /// Unacknowledged deliveries the broker may push to one consumer.
@@ -62,6 +66,8 @@ pub struct Settings {
     /// How long a message may stay `accepted` before it counts as stuck
     /// (`ebox_stuck_messages`).
     pub stuck_after: std::time::Duration,
+    /// The federation's event engine, to which the event relay pushes the events outbox.
+    pub event_engine: EventEngine,
     /// The platform's Ed25519 signing key for proofs (PKCS#8 PEM). Required by store,
     /// read-receipt and the API.
     pub proof_signing_key_file: Option<std::path::PathBuf>,
@@ -128,6 +134,12 @@ pub enum LogFormat {
 }
 
 impl Settings {
+    /// The hasher of national numbers: the current key, and the previous ones for look-ups.
+    pub fn ssin_hasher(&self) -> domain::citizen::SsinHasher {
+        domain::citizen::SsinHasher::new(&self.ssin_hash_key)
+            .with_previous(self.ssin_hash_previous_keys.clone())
+    }
+
     /// Intake's prefetch: [`Settings::prefetch`], lowered so that that many maximum-size
     /// messages fit in [`Settings::delivery_budget_bytes`]; at least 1.
     pub fn intake_prefetch(&self) -> u16 {
@@ -149,6 +161,10 @@ impl fmt::Debug for Settings {
             )
             .field("database_max_connections", &self.database_max_connections)
             .field("ssin_hash_key", &"<redacted>")
+            .field(
+                "ssin_hash_previous_keys",
+                &format!("<{} redacted>", self.ssin_hash_previous_keys.len()),
+            )
             .field("max_message_bytes", &self.max_message_bytes)
             .field("delivery_budget_bytes", &self.delivery_budget_bytes)
             .field("prefetch", &self.prefetch)
@@ -161,6 +177,7 @@ impl fmt::Debug for Settings {
             .field("portal_url", &self.portal_url)
             .field("notify_retry_for", &self.notify_retry_for)
             .field("provider_id", &self.provider_id)
+            .field("event_engine", &self.event_engine)
             .field(
                 "partner_secrets",
                 &self.partner_secrets.keys().collect::<Vec<_>>(),
@@ -229,6 +246,7 @@ impl Settings {
         let provider_id = read_provider_id(&mut env);
         let retention_interval = read_retention_interval(&mut env);
         let stuck_after = read_stuck_after(&mut env);
+        let event_engine = read_event_engine(&mut env);
         let proof_keys = read_proof_keys(&mut env);
         let api = read_api(&mut env);
         let identity_provider = read_identity_provider(&mut env);
@@ -247,6 +265,7 @@ impl Settings {
                 database_url: connections.database_url?,
                 database_max_connections: connections.database_max_connections?,
                 ssin_hash_key: connections.ssin_hash_key?,
+                ssin_hash_previous_keys: connections.ssin_hash_previous_keys?,
                 max_message_bytes: limits.max_message_bytes?,
                 delivery_budget_bytes: limits.delivery_budget_bytes?,
                 prefetch: limits.prefetch?,
@@ -261,6 +280,7 @@ impl Settings {
                 provider_id: provider_id?,
                 retention_interval: retention_interval?,
                 stuck_after: stuck_after?,
+                event_engine: event_engine?,
                 proof_signing_key_file: proof_keys.signing_key_file?,
                 proof_previous_keys_file: proof_keys.previous_keys_file?,
                 api_addr: api.addr?,
@@ -297,6 +317,7 @@ struct Connections {
     /// `Some(None)` when unset: the migrations then use `database_url`.
     migration_database_url: Option<Option<String>>,
     ssin_hash_key: Option<Vec<u8>>,
+    ssin_hash_previous_keys: Option<Vec<Vec<u8>>>,
     database_max_connections: Option<u32>,
 }
 
@@ -326,6 +347,19 @@ fn read_connections(env: &mut Env) -> Connections {
             Err("must be a secret of at least 32 characters".into())
         }
     });
+    let ssin_hash_previous_keys = env.optional("EBOX_SSIN_HASH_PREVIOUS_KEYS", Vec::new(), |v| {
+        let keys: Vec<Vec<u8>> = v
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .map(|line| line.as_bytes().to_vec())
+            .collect();
+        if keys.iter().all(|key| key.len() >= 32) {
+            Ok(keys)
+        } else {
+            Err("must hold one secret of at least 32 characters per line".into())
+        }
+    });
     let database_max_connections = env.optional("EBOX_DATABASE_MAX_CONNECTIONS", 10, |v| {
         parse_in(v, 1..=1000)
     });
@@ -335,6 +369,7 @@ fn read_connections(env: &mut Env) -> Connections {
         database_url,
         migration_database_url,
         ssin_hash_key,
+        ssin_hash_previous_keys,
         database_max_connections,
     }
 }
@@ -547,6 +582,64 @@ fn read_stuck_after(env: &mut Env) -> Option<std::time::Duration> {
     )
 }
 
+/// The event engine the event relay pushes to. The relay runs only when `url` is set
+/// (`EBOX_EVENT_ENGINE_URL`), and then needs the client id and the token file: the relay
+/// checks that when it starts, so that the other processes, which share the settings but not
+/// the token, need neither.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EventEngine {
+    /// The event API's events endpoint (`…/ebox/citizen/document/events`): https, or http to
+    /// this machine.
+    pub url: Option<String>,
+    /// The `clientId` query parameter of each push (`EBOX_EVENT_ENGINE_CLIENT_ID`).
+    pub client_id: Option<String>,
+    /// A file holding the bearer token (`EBOX_EVENT_ENGINE_TOKEN_FILE`), read again whenever it
+    /// changes, so a token can be renewed without a restart.
+    pub token_file: Option<std::path::PathBuf>,
+    /// Events per push, at most (`EBOX_EVENT_ENGINE_BATCH_SIZE`).
+    pub batch_size: usize,
+}
+
+impl fmt::Debug for EventEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventEngine")
+            .field("url", &self.url.as_deref().map(redact_url))
+            .field("client_id", &self.client_id)
+            .field("token_file", &self.token_file)
+            .field("batch_size", &self.batch_size)
+            .finish()
+    }
+}
+
+fn read_event_engine(env: &mut Env) -> Option<EventEngine> {
+    let url = env.optional("EBOX_EVENT_ENGINE_URL", None, |v| {
+        if domain::registry::webhook_url_allowed(v) {
+            Ok(Some(v.to_owned()))
+        } else {
+            Err("must be an https URL (or http to this machine)".into())
+        }
+    });
+    let client_id = env.optional("EBOX_EVENT_ENGINE_CLIENT_ID", None, |v| {
+        if v.chars().all(|c| c.is_ascii_graphic()) {
+            Ok(Some(v.to_owned()))
+        } else {
+            Err("must be a client id without spaces".into())
+        }
+    });
+    let token_file = env.optional("EBOX_EVENT_ENGINE_TOKEN_FILE", None, |v| {
+        read_secret_file(v).map(|_| Some(std::path::PathBuf::from(v)))
+    });
+    let batch_size = env.optional("EBOX_EVENT_ENGINE_BATCH_SIZE", 100, |v| {
+        parse_in(v, 1..=1000)
+    });
+    Some(EventEngine {
+        url: url?,
+        client_id: client_id?,
+        token_file: token_file?,
+        batch_size: batch_size?,
+    })
+}
+
 /// The keys of signed proofs: paths, checked when the key is loaded.
 struct ProofKeys {
     signing_key_file: Option<Option<std::path::PathBuf>>,
@@ -720,11 +813,12 @@ struct Env<'a> {
 /// The variables that hold secrets. Each may instead be read from the file its `<NAME>_FILE`
 /// variable names (a Kubernetes Secret mounted as files, kept out of the environment), as may
 /// every `EBOX_PARTNER_<NAME>_SECRET`. A new secret variable belongs here.
-const SECRET_VARIABLES: [&str; 5] = [
+const SECRET_VARIABLES: [&str; 6] = [
     "EBOX_AMQP_URL",
     "EBOX_DATABASE_URL",
     "EBOX_MIGRATION_DATABASE_URL",
     "EBOX_SSIN_HASH_KEY",
+    "EBOX_SSIN_HASH_PREVIOUS_KEYS",
     "EBOX_SMTP_URL",
 ];
 
@@ -1667,5 +1761,81 @@ mod tests {
                 "{prefetch} {max} {budget}"
             );
         }
+    }
+
+    #[test]
+    fn the_event_engine_is_optional_and_each_of_its_problems_is_named() {
+        let settings = Settings::from_vars(with(&[])).expect("valid");
+        assert_eq!(
+            settings.event_engine,
+            EventEngine {
+                url: None,
+                client_id: None,
+                token_file: None,
+                batch_size: 100,
+            },
+            "unset: no relay runs"
+        );
+        let token = SecretFile::with("a-token\n");
+        let empty = SecretFile::with("");
+        let rows = [
+            (
+                "EBOX_EVENT_ENGINE_URL",
+                "http://events.example/ebox/citizen/document/events",
+                "must be an https URL (or http to this machine)",
+            ),
+            (
+                "EBOX_EVENT_ENGINE_URL",
+                "events.example",
+                "must be an https URL (or http to this machine)",
+            ),
+            (
+                "EBOX_EVENT_ENGINE_CLIENT_ID",
+                "ebox provider",
+                "must be a client id without spaces",
+            ),
+            (
+                "EBOX_EVENT_ENGINE_TOKEN_FILE",
+                "/nonexistent/ebox-token",
+                "names a file that cannot be read (/nonexistent/ebox-token)",
+            ),
+            (
+                "EBOX_EVENT_ENGINE_TOKEN_FILE",
+                empty.path(),
+                "names an empty file",
+            ),
+            (
+                "EBOX_EVENT_ENGINE_BATCH_SIZE",
+                "1001",
+                "must be a whole number from 1 to 1000",
+            ),
+        ];
+        for (key, value, problem) in rows {
+            let errors = Settings::from_vars(with(&[(key, value)])).expect_err(key);
+            assert_eq!(errors.0.len(), 1, "{key}={value:?}: {errors}");
+            assert!(
+                errors.0[0].starts_with(&format!("{key} {problem}")),
+                "{key}={value:?}: {errors}"
+            );
+        }
+        let settings = Settings::from_vars(with(&[
+            (
+                "EBOX_EVENT_ENGINE_URL",
+                "https://events.example/ebox/citizen/document/events",
+            ),
+            ("EBOX_EVENT_ENGINE_CLIENT_ID", "ebox-provider"),
+            ("EBOX_EVENT_ENGINE_TOKEN_FILE", token.path()),
+            ("EBOX_EVENT_ENGINE_BATCH_SIZE", "20"),
+        ]))
+        .expect("valid");
+        assert_eq!(
+            settings.event_engine,
+            EventEngine {
+                url: Some("https://events.example/ebox/citizen/document/events".into()),
+                client_id: Some("ebox-provider".into()),
+                token_file: Some(token.path().into()),
+                batch_size: 20,
+            }
+        );
     }
 }

@@ -217,7 +217,11 @@ impl OutboxBacklog {
 
 /// The API answered a request. `route` is the route template (`/ebox/messages/{message_id}`),
 /// never the path a client sent: the label stays bounded and carries no identifier.
+/// The API answered a request: counted, timed, and written to the access log (target
+/// `ebox::access`: method, route template, status, duration; never a token, a national number
+/// or a message id — the audit trail has who saw what).
 pub struct HttpRequestAnswered<'a> {
+    pub method: &'a str,
     pub route: &'a str,
     pub status: u16,
     pub elapsed: Duration,
@@ -225,6 +229,14 @@ pub struct HttpRequestAnswered<'a> {
 
 impl HttpRequestAnswered<'_> {
     pub fn emit(self) {
+        info!(
+            target: "ebox::access",
+            method = self.method,
+            route = self.route,
+            status = self.status,
+            duration_ms = self.elapsed.as_secs_f64() * 1000.0,
+            "request answered"
+        );
         METRICS
             .http_requests_total
             .with_label_values(&[self.route, &self.status.to_string()])
@@ -494,5 +506,126 @@ impl StuckMessagesFound {
         METRICS
             .stuck_message_oldest_seconds
             .set(self.oldest.as_secs_f64());
+    }
+}
+
+domain::vocabulary! {
+    /// How the event relay settled an event with the event engine.
+    pub enum RelayResult {
+        /// Taken (2xx).
+        Delivered => "delivered",
+        /// The event engine had it already (409): taken earlier, its answer lost.
+        AlreadyDelivered => "already_delivered",
+        /// Refused for good (400), or waiting behind an event of the same message that was:
+        /// kept for the operators.
+        Parked => "parked",
+    }
+}
+
+domain::vocabulary! {
+    /// Why a push to the event engine failed (it is made again after a back-off).
+    pub enum RelayFault {
+        /// No answer: refused connection, DNS, TLS, time-out.
+        Unreachable => "unreachable",
+        /// 5xx or 429.
+        ServerError => "server_error",
+        /// 401 or 403, or the token file could not be read.
+        Unauthorized => "unauthorized",
+        /// Any other answer.
+        Unexpected => "unexpected",
+    }
+}
+
+/// The event relay settled events with the event engine.
+pub struct EventsRelayed {
+    pub result: RelayResult,
+    pub count: usize,
+    /// The first and last sequence numbers of the events.
+    pub first: i64,
+    pub last: i64,
+}
+
+impl EventsRelayed {
+    pub fn emit(self) {
+        info!(
+            result = self.result.as_str(),
+            count = self.count,
+            first_sequence_nbr = self.first,
+            last_sequence_nbr = self.last,
+            "events relayed to the event engine"
+        );
+        METRICS
+            .event_relay_events_total
+            .with_label_values(&[self.result.as_str()])
+            .inc_by(self.count as u64);
+    }
+}
+
+/// The event relay set an event aside for the operators.
+pub struct EventParked<'a> {
+    pub sequence_nbr: i64,
+    pub message_id: MessageId,
+    pub reason: &'a str,
+}
+
+impl EventParked<'_> {
+    pub fn emit(self) {
+        tracing::error!(
+            sequence_nbr = self.sequence_nbr,
+            message_id = %self.message_id,
+            reason = self.reason,
+            "event parked: see `ebox events parked`, then `ebox events retry`"
+        );
+        METRICS
+            .event_relay_events_total
+            .with_label_values(&[RelayResult::Parked.as_str()])
+            .inc();
+    }
+}
+
+/// A push to the event engine failed; the relay tries again after `retry_in`.
+pub struct EventRelayFailed<'a> {
+    pub reason: RelayFault,
+    pub error: &'a str,
+    pub events: usize,
+    pub retry_in: Duration,
+}
+
+impl EventRelayFailed<'_> {
+    pub fn emit(self) {
+        warn!(
+            reason = self.reason.as_str(),
+            error = self.error,
+            events = self.events,
+            retry_in_ms = self.retry_in.as_millis() as u64,
+            "the event engine did not take the events; retrying"
+        );
+        METRICS
+            .event_relay_failures_total
+            .with_label_values(&[self.reason.as_str()])
+            .inc();
+    }
+}
+
+/// The events outbox, as the event relay found it.
+pub struct EventRelayBacklog {
+    pub pending: i64,
+    pub oldest: Duration,
+    pub parked: i64,
+}
+
+impl EventRelayBacklog {
+    pub fn emit(self) {
+        debug!(
+            pending = self.pending,
+            oldest_s = self.oldest.as_secs(),
+            parked = self.parked,
+            "events outbox"
+        );
+        METRICS.event_relay_pending.set(self.pending);
+        METRICS
+            .event_relay_oldest_pending_seconds
+            .set(self.oldest.as_secs_f64());
+        METRICS.event_relay_parked.set(self.parked);
     }
 }

@@ -3,7 +3,8 @@
 //! and the small HTTP server that exposes them with the health probes.
 
 use crate::internal_events::{
-    DeliveryOutcome, IntakeOutcome, NotificationResult, PassResult, PublishResult,
+    DeliveryOutcome, IntakeOutcome, NotificationResult, PassResult, PublishResult, RelayFault,
+    RelayResult,
 };
 use axum::Router;
 use axum::http::StatusCode;
@@ -72,6 +73,18 @@ pub struct Metrics {
     pub notification_outbox_pending: IntGauge,
     /// How long the oldest of them has waited since it was queued or re-queued (0 when none).
     pub notification_outbox_oldest_seconds: Gauge,
+    /// Events the event relay settled with the event engine. Label: `result` (`delivered`,
+    /// `already_delivered`: a 409, `parked`: refused for good, or behind one that was).
+    pub event_relay_events_total: IntCounterVec,
+    /// Pushes to the event engine that failed and will be retried. Label: `reason`
+    /// (`unreachable`, `server_error`, `unauthorized`, `unexpected`).
+    pub event_relay_failures_total: IntCounterVec,
+    /// Events recorded and not yet taken by the event engine (parked ones excepted).
+    pub event_relay_pending: IntGauge,
+    /// How long the oldest of them has waited since it was recorded (0 when none).
+    pub event_relay_oldest_pending_seconds: Gauge,
+    /// Events parked for the operators (`ebox events parked`): alert on any.
+    pub event_relay_parked: IntGauge,
     /// API requests answered. Labels: `route` (the route template, never the raw path;
     /// `unmatched` for none), `status`.
     pub http_requests_total: IntCounterVec,
@@ -201,6 +214,31 @@ impl Metrics {
                 "ebox_notification_outbox_oldest_seconds",
                 "How long the oldest pending notification has waited since it was queued",
             ),
+            event_relay_events_total: counter(
+                "ebox_event_relay_events_total",
+                "Events the event relay settled with the event engine, by result",
+                &["result"],
+            ),
+            event_relay_failures_total: counter(
+                "ebox_event_relay_failures_total",
+                "Pushes to the event engine that failed and will be retried, by reason",
+                &["reason"],
+            ),
+            event_relay_pending: gauge(
+                &registry,
+                "ebox_event_relay_pending",
+                "Events recorded and not yet taken by the event engine, parked ones excepted",
+            ),
+            event_relay_oldest_pending_seconds: float_gauge(
+                &registry,
+                "ebox_event_relay_oldest_pending_seconds",
+                "How long the oldest event not yet taken by the event engine has waited",
+            ),
+            event_relay_parked: gauge(
+                &registry,
+                "ebox_event_relay_parked",
+                "Events parked for the operators: refused by the event engine, or behind one",
+            ),
             http_requests_total: counter(
                 "ebox_http_requests_total",
                 "API requests answered, by route template and status",
@@ -250,6 +288,18 @@ impl Metrics {
                         .with_label_values(&[channel.as_str(), result.as_str()]);
                 }
             }
+        }
+    }
+
+    /// The event relay started: its series exist from now on, at zero.
+    pub fn event_relay_started(&self) {
+        for result in RelayResult::ALL {
+            self.event_relay_events_total
+                .with_label_values(&[result.as_str()]);
+        }
+        for reason in RelayFault::ALL {
+            self.event_relay_failures_total
+                .with_label_values(&[reason.as_str()]);
         }
     }
 

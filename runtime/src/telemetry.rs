@@ -1,5 +1,7 @@
-//! Logging: JSON lines by default (one span per delivery, carrying the message id and never a
-//! national number), human-readable text for development.
+//! Logging: JSON lines by default — the event's fields at the top level, the delivery's under
+//! `span` (`stage`, `message_id` = the eBox message id, `sender_reference`, `sender`,
+//! `event_id`, `correlation_id`; see `queues::driver`), never a national number — and
+//! human-readable text for development. The API's access log is target `ebox::access`.
 
 use crate::config::LogFormat;
 use tracing_subscriber::EnvFilter;
@@ -14,6 +16,7 @@ pub fn init(filter: &str, format: LogFormat) {
     let _ = match format {
         LogFormat::Json => builder
             .json()
+            .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
             .try_init(),

@@ -195,6 +195,19 @@ def mgmt(method: str, path: str, body=None) -> bytes:
         return response.read()
 
 
+def wait_for_management(timeout: float = 120) -> None:
+    """The management API answers again (it starts last when the broker restarts)."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            mgmt("GET", "/overview")
+            return
+        except Exception:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def rabbitmqctl(*args: str, node: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
     command = ([] if os.geteuid() == 0 else ["sudo"]) + ["rabbitmqctl", "-q"]
     command += (["-n", node] if node else []) + list(args)
@@ -284,6 +297,11 @@ class Worker:
         self.expect_exit = True
         if self.alive():
             self.sample()
+            # A process signalled before it installed its handler dies of the signal: let a
+            # freshly restarted one come up first.
+            deadline = time.time() + 10
+            while not signalled and not self.ready() and self.alive() and time.time() < deadline:
+                time.sleep(0.1)
             if not signalled:
                 self.signal(signal.SIGTERM)
             try:
@@ -301,7 +319,7 @@ class StatusReader(threading.Thread):
 
     def __init__(self, run: "Run", sender: str):
         super().__init__(daemon=True, name=f"statuses-{sender}")
-        self.run, self.sender = run, sender
+        self.owner, self.sender = run, sender
         self.stop_flag = threading.Event()
 
     def run(self) -> None:  # noqa: D401 (thread body)
@@ -309,7 +327,7 @@ class StatusReader(threading.Thread):
         while not self.stop_flag.is_set():
             connection = None
             try:
-                connection = pika.BlockingConnection(self.run.sender_params(self.sender))
+                connection = pika.BlockingConnection(self.owner.sender_params(self.sender))
                 channel = connection.channel()
                 channel.basic_qos(prefetch_count=200)
                 for method, _props, body in channel.consume(queue, inactivity_timeout=0.3):
@@ -317,7 +335,7 @@ class StatusReader(threading.Thread):
                         break
                     if method is None:
                         continue
-                    self.run.record_status(self.sender, body)
+                    self.owner.record_status(self.sender, body)
                     channel.basic_ack(method.delivery_tag)
             except Exception:  # the broker went away, or the queue is gone: try again
                 time.sleep(0.5)
@@ -333,20 +351,27 @@ class Publisher(threading.Thread):
     """A sender publishing its messages with confirms; what was not confirmed (the broker went
     away) is published again: same reference, same body, which the contract makes idempotent."""
 
-    def __init__(self, run: "Run", sender: str, messages: list[Message], name: str):
+    def __init__(self, run: "Run", sender: str, messages: list[Message], name: str, seconds: float):
         super().__init__(daemon=True, name=name)
-        self.run, self.sender, self.messages = run, sender, messages
+        self.owner, self.sender, self.messages = run, sender, messages
+        # Spread over `seconds`, so that the faults land while senders publish and the stages
+        # work, not after a backlog was drained.
+        self.interval = seconds / max(1, len(messages))
         self.published = 0
         self.retries = 0
 
     def run(self) -> None:  # noqa: D401
         connection = channel = None
         i = 0
-        while i < len(self.messages) and not self.run.stopping:
+        started = time.time()
+        while i < len(self.messages) and not self.owner.stopping:
             message = self.messages[i]
+            delay = started + i * self.interval - time.time()
+            if delay > 0:
+                time.sleep(delay)
             try:
                 if channel is None:
-                    connection = pika.BlockingConnection(self.run.sender_params(self.sender))
+                    connection = pika.BlockingConnection(self.owner.sender_params(self.sender))
                     channel = connection.channel()
                     channel.confirm_delivery()
                 channel.basic_publish(
@@ -399,7 +424,9 @@ class Run:
         self.notes: list[str] = []
         self.injected = False
         self.fault_cleared: float | None = None
+        self.at_fault: list[float] = []  # progress when each fault struck
         self.supervise = True
+        self.supervising = threading.Lock()  # held while the monitor restarts a worker
         self.monitor = threading.Thread(target=self._monitor, daemon=True, name="monitor")
         self.amqp_url = f"amqp://guest:guest@{AMQP_HOST}:{AMQP_PORT}/" + urllib.parse.quote(self.vhost, safe="")
         self.env = dict(
@@ -502,7 +529,8 @@ class Run:
                 order = list(mine)
                 if copy:
                     random.Random(f"{self.slug}-{sender}-{copy}").shuffle(order)
-                publisher = Publisher(self, sender, order, f"publish-{sender}-{copy}")
+                publisher = Publisher(self, sender, order, f"publish-{sender}-{copy}",
+                                      self.ctx.publish_seconds)
                 self.publishers.append(publisher)
                 publisher.start()
 
@@ -513,8 +541,10 @@ class Run:
             blocked_connection_timeout=60, connection_attempts=1, socket_timeout=5)
 
     def teardown(self) -> None:
-        self.supervise = False
+        with self.supervising:
+            self.supervise = False
         self.stopping = True
+        self.monitor.join(5) if self.monitor.is_alive() else None
         for worker in self.workers.values():
             code = worker.stop()
             if code not in (None, 0):
@@ -548,6 +578,10 @@ class Run:
             if status in FINAL:
                 self.final_heard.add(ref)
 
+    def struck(self) -> None:
+        """A fault strikes now: remember how far the run was."""
+        self.at_fault.append(self.progress())
+
     def progress(self) -> float:
         with self.lock:
             return len(self.final_heard) / max(1, self.n)
@@ -569,13 +603,17 @@ class Run:
                 now = time.time()
                 if worker.armed and code == -signal.SIGABRT:
                     worker.fired_at = now
+                    self.struck()
                     log(f"{worker.name}: failpoint {worker.failpoint} fired (SIGABRT); restarting it")
                 else:
                     worker.exits.append(f"{worker.name} exited unexpectedly ({code}); restarted")
                     log(worker.exits[-1])
                 time.sleep(0.5)  # the orchestrator's restart delay
-                worker.start()
-                worker.restarted_at = time.time()
+                with self.supervising:
+                    if not self.supervise:
+                        continue
+                    worker.start()
+                    worker.restarted_at = time.time()
             time.sleep(0.1)
 
     def emails(self) -> collections.Counter:
@@ -684,6 +722,7 @@ def expected_deliveries(run: Run, worker: str) -> int:
 def scenario_baseline(run: Run, quick: bool) -> None:
     run.start_workers()
     run.start_readers()
+    run.struck()
     run.fault_cleared = time.time()
     run.injected = True
     run.publish()
@@ -701,15 +740,19 @@ def scenario_failpoint(workers: tuple[str, ...], failpoint: str):
         run.start_workers(failpoints=armed)
         run.start_readers()
         run.publish()
-        # Wait for every armed worker to abort and be restarted.
+        # Wait for every armed worker to abort and be restarted; a failpoint that has not fired
+        # 15 s after the senders heard every final status never will.
         deadline = time.time() + 120
+        done_at = None
         while time.time() < deadline:
             if all(run.workers[w].restarted_at for w in workers):
                 break
-            if run.progress() >= 1:
+            if done_at is None and run.progress() >= 1:
+                done_at = time.time()
+            if done_at and time.time() - done_at > 15:
                 break
             time.sleep(0.1)
-        missing = [w for w in workers if not run.workers[w].fired_at]
+        missing = [w for w in workers if not run.workers[w].restarted_at]
         if missing:
             raise NotInjected(f"failpoint {failpoint} never fired in {', '.join(missing)}")
         run.injected = True
@@ -717,22 +760,29 @@ def scenario_failpoint(workers: tuple[str, ...], failpoint: str):
     return scenario
 
 
-def scenario_kill9(run: Run, quick: bool) -> None:
+def scenario_kill9(names: tuple[str, ...]):
+    def scenario(run: Run, quick: bool) -> None:
+        kill9(run, [run.workers[name] for name in names])
+    return scenario
+
+
+def kill9(run: Run, victims: list) -> None:
     run.start_workers()
     run.start_readers()
     run.publish()
     run.wait_progress(0.4)
-    log("kill -9 of every worker")
-    for worker in run.workers.values():
+    log("kill -9 of " + ", ".join(w.name for w in victims))
+    run.struck()
+    for worker in victims:
         worker.expect_exit = True
         worker.signal(signal.SIGKILL)
-    for worker in run.workers.values():
+    for worker in victims:
         worker.proc.wait()
         if worker.proc.returncode != -signal.SIGKILL:
             raise NotInjected(f"{worker.name} ended {worker.proc.returncode}, not by SIGKILL")
     run.injected = True
     time.sleep(1)
-    run.start_workers(wait_ready=False)
+    run.start_workers([w.name for w in victims], wait_ready=False)
     run.fault_cleared = time.time()
 
 
@@ -742,13 +792,24 @@ def scenario_broker(run: Run, quick: bool) -> None:
     run.publish()
     run.wait_progress(0.3)
     log("rabbitmqctl stop_app")
+    run.struck()
     rabbitmqctl("stop_app")
     run.injected = True
     time.sleep(5)
     log("rabbitmqctl start_app")
-    rabbitmqctl("start_app")
-    rabbitmqctl("await_startup", check=False)
+    starting = subprocess.Popen((["rabbitmqctl"] if os.geteuid() == 0 else ["sudo", "rabbitmqctl"]) + ["-q", "start_app"])
+    # The fault ends when the broker takes connections again (start_app returns later, once
+    # every plugin has started).
+    while True:
+        with socket.socket() as s:
+            if s.connect_ex((AMQP_HOST, AMQP_PORT)) == 0:
+                break
+        if starting.poll() not in (None, 0):
+            raise RuntimeError("rabbitmqctl start_app failed")
+        time.sleep(0.05)
     run.fault_cleared = time.time()
+    starting.wait(120)
+    wait_for_management()
 
 
 def scenario_postgres(run: Run, quick: bool) -> None:
@@ -761,6 +822,7 @@ def scenario_postgres(run: Run, quick: bool) -> None:
         rows = psql(PG_ADMIN, f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                               f"WHERE datname = '{run.db}' AND pid <> pg_backend_pid()")
         killed += int(rows[0][0])
+        run.struck()
         log(f"terminated {rows[0][0]} PostgreSQL connections at {fraction:.0%}")
         run.fault_cleared = time.time()
     if killed == 0:
@@ -775,6 +837,7 @@ def scenario_sigterm(run: Run, quick: bool) -> None:
     run.publish()
     run.wait_progress(0.3)
     log("SIGTERM to every worker")
+    run.struck()
     started = time.time()
     for worker in run.workers.values():
         worker.expect_exit = True
@@ -792,6 +855,7 @@ def scenario_sigterm(run: Run, quick: bool) -> None:
 def scenario_duplicates(run: Run, quick: bool) -> None:
     run.start_workers()
     run.start_readers()
+    run.struck()
     run.fault_cleared = time.time()
     run.injected = True
     run.publish(copies=3)
@@ -813,6 +877,7 @@ def scenario_status_queue(run: Run, quick: bool) -> None:
     if frame.method.message_count:
         raise NotInjected(f"the queue held {frame.method.message_count} statuses")
     log("deleted ebox.status.faults-b; faults-b publishes")
+    run.struck()
     run.injected = True
     run.publish(["faults-b"])
     deadline = time.time() + 120
@@ -837,6 +902,7 @@ def scenario_smtp(run: Run, quick: bool) -> None:
     run.publish()
     run.wait_progress(0.2)
     run.stop_smtp()
+    run.struck()
     run.injected = True
     down = 10 if quick else 20
     log(f"SMTP sink down for {down}s")
@@ -854,8 +920,11 @@ def scenario_big(run: Run, quick: bool) -> None:
     run.publish()
     for publisher in run.publishers:
         publisher.join()
-    depth = json.loads(mgmt("GET", f"/queues/{urllib.parse.quote(run.vhost, safe='')}/ebox.intake"))
-    run.notes.append(f"{depth.get('messages', '?')} messages waiting in ebox.intake when intake started")
+    connection = pika.BlockingConnection(pika.URLParameters(run.amqp_url))
+    depth = connection.channel().queue_declare("ebox.intake", passive=True).method.message_count
+    connection.close()
+    run.notes.append(f"{depth} messages waiting in ebox.intake when intake started")
+    run.struck()
     run.injected = True
     run.start_workers(["intake"], wait_ready=False)
     run.fault_cleared = time.time()
@@ -865,8 +934,9 @@ def scenario_big(run: Run, quick: bool) -> None:
 
 
 class Context:
-    def __init__(self, keep: bool):
+    def __init__(self, keep: bool, publish_seconds: float):
         self.keep = keep
+        self.publish_seconds = publish_seconds
         self.dir = tempfile.mkdtemp(prefix="ebox-faults-")
 
 
@@ -879,6 +949,8 @@ def run_scenario(ctx: Context, slug: str, title: str, n: int, scenario, quick: b
     try:
         run.prepare()
         scenario(run, quick)
+        if run.at_fault and min(run.at_fault) >= 1:
+            raise NotInjected("the senders had heard every final status before the fault struck")
         recovery = run.converge(timeout)
         if recovery is not None:
             time.sleep(3)  # late duplicates
@@ -886,10 +958,12 @@ def run_scenario(ctx: Context, slug: str, title: str, n: int, scenario, quick: b
         kib, who = run.peak()
         row.update(result)
         row.update(recovery=recovery, peak_mib=kib / 1024, peak_worker=who, injected=run.injected)
+        row["notes"] = []
         if recovery is None:
-            row["notes"] = [f"did not settle within {timeout:.0f}s of the fault's end"]
-        else:
-            row["notes"] = []
+            row["notes"].append(f"did not settle within {timeout:.0f}s of the fault's end")
+        if run.at_fault and slug != "baseline":
+            row["notes"].append("struck at " + ", ".join(f"{p:.0%}" for p in run.at_fault)
+                                + " of the final statuses heard")
     except NotInjected as e:
         row.update(injected=False, notes=[f"NOT INJECTED: {e}"])
     except Exception as e:  # a harness failure is reported as such, never as a result
@@ -929,7 +1003,7 @@ def table(rows: list[dict]) -> str:
                           f"{row['peak_mib']:.0f} ({row['peak_worker']})"])
         else:
             lines.append([row["scenario"], str(row["messages"]), "-", "-", "-", "-", "-", "-", "-"])
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(head)]
+    widths = [max([len(h)] + [len(line[i]) for line in lines]) for i, h in enumerate(head)]
     fmt = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
     out = [fmt(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
     out += [fmt(line) for line in lines]
@@ -940,27 +1014,37 @@ def table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+# How long a scenario may take to settle after its fault ended: more than the notification
+# outbox's two-minute lease.
+TIMEOUT = 200
+
+
 def scenarios(quick: bool, n: int, big: int) -> list[tuple]:
     """(slug, title, messages, function, timeout, big_bytes), in priority order."""
-    out = [("baseline", "baseline (no fault)", n, scenario_baseline, 120, 0)]
+    out = [("baseline", "baseline (no fault)", n, scenario_baseline, TIMEOUT, 0)]
     short = {"driver.handle": "handle", "driver.after-commit": "after-commit", "driver.after-publish": "after-publish"}
+    # A notify process that dies leaves the notifications its dispatcher had claimed to wait out
+    # their two-minute lease: each row that kills notify takes over two minutes, so the quick
+    # run leaves notify to the full one.
     if quick:
+        stages = ("intake", "consent-check", "store")
         for failpoint in FAILPOINTS:
-            out.append((f"fp-{short[failpoint]}", f"abort at {failpoint}, every worker", n,
-                        scenario_failpoint(WORKERS, failpoint), 120, 0))
+            out.append((f"fp-{short[failpoint]}", f"abort at {failpoint}: intake, consent-check, store", n,
+                        scenario_failpoint(stages, failpoint), TIMEOUT, 0))
+        out.append(("kill9", "kill -9 intake, consent-check, store mid-run", n, scenario_kill9(stages), TIMEOUT, 0))
     else:
         for worker in WORKERS:
             for failpoint in FAILPOINTS:
                 out.append((f"fp-{worker}-{short[failpoint]}", f"abort {worker} at {failpoint}", n,
-                            scenario_failpoint((worker,), failpoint), 120, 0))
+                            scenario_failpoint((worker,), failpoint), TIMEOUT, 0))
+        out.append(("kill9", "kill -9 every worker mid-run", n, scenario_kill9(WORKERS), TIMEOUT, 0))
     out += [
-        ("kill9", "kill -9 every worker mid-run", n, scenario_kill9, 120, 0),
-        ("broker", "broker stop_app/start_app", n, scenario_broker, 180, 0),
-        ("postgres", "PostgreSQL connections terminated x3", n, scenario_postgres, 120, 0),
-        ("sigterm", "SIGTERM every worker mid-batch, restart", n, scenario_sigterm, 120, 0),
-        ("dup", "duplicate storm (x3)", n, scenario_duplicates, 180, 0),
-        ("statusq", "status queue of one sender deleted", n, scenario_status_queue, 240, 0),
-        ("smtp", "SMTP down then up", n, scenario_smtp, 240, 0),
+        ("broker", "broker stop_app/start_app", n, scenario_broker, TIMEOUT, 0),
+        ("postgres", "PostgreSQL connections terminated x3", n, scenario_postgres, TIMEOUT, 0),
+        ("sigterm", "SIGTERM every worker mid-batch, restart", n, scenario_sigterm, TIMEOUT, 0),
+        ("dup", "duplicate storm (x3)", n, scenario_duplicates, TIMEOUT, 0),
+        ("statusq", "status queue of one sender deleted", n, scenario_status_queue, 300, 0),
+        ("smtp", "SMTP down then up", n, scenario_smtp, 300, 0),
         ("big", "16 MiB messages at full prefetch", big, scenario_big, 300, 12_580_000),
     ]
     return out
@@ -977,7 +1061,7 @@ def main() -> int:
     args = parser.parse_args()
     n = args.messages or (200 if args.quick else 2000)
     big = args.big or (8 if args.quick else 40)
-    ctx = Context(args.keep)
+    ctx = Context(args.keep, 5 if args.quick else 10)
     sweep_leftovers()
     for sender in SENDERS:  # each sender's broker user; its password is its name
         mgmt("PUT", f"/users/{sender}", {"password": sender, "tags": ""})

@@ -1034,3 +1034,65 @@ async fn a_citizen_over_their_limit_is_told_to_wait_and_others_are_not() {
     .expect("read the audit trail");
     assert_eq!(refused, [Some("429".to_owned())]);
 }
+
+#[tokio::test]
+async fn after_the_national_number_key_rotates_old_records_are_still_found() {
+    let mut app = spawn_app_with(Options::with_api()).await;
+    app.grant_consent(SAMPLE_SSIN).await;
+    let mut sender = app.sender().await;
+    let before = deliver(
+        &mut sender,
+        "ref-before",
+        sample_v2(SAMPLE_SSIN, MESSAGE_TYPE),
+    )
+    .await;
+
+    // The operator rotates: a new key, the old one kept for look-ups.
+    let old_key = app.settings.ssin_hash_key.clone();
+    app.stop_workers().await;
+    app.settings.ssin_hash_key = b"the-rotated-national-number-key-0123456789".to_vec();
+    app.settings.ssin_hash_previous_keys = vec![old_key];
+    app.start_workers(&ebox::workers::Worker::ALL).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let addr = ebox::workers::start_api(&app.settings, &app.pool, &mut tasks, &shutdown)
+        .await
+        .expect("the API starts with the rotated key");
+    let api = Api {
+        base: format!("http://{addr}"),
+        http: reqwest::Client::new(),
+    };
+
+    // The consent recorded under the old key still counts, and the new document is kept
+    // under the new one.
+    let after = deliver(
+        &mut sender,
+        "ref-after",
+        sample_v2(SAMPLE_SSIN, MESSAGE_TYPE),
+    )
+    .await;
+    let ssin = domain::ssin::Ssin::parse(SAMPLE_SSIN).expect("a national number");
+    let keys = app.settings.ssin_hasher().keys(&ssin);
+    let stored: String = sqlx::query_scalar("SELECT citizen FROM documents WHERE message_id = $1")
+        .bind(after)
+        .fetch_one(&app.pool)
+        .await
+        .expect("the new document");
+    assert_eq!(&stored, keys.current().as_str());
+    // The citizen sees both, the one from before the rotation included.
+    let (status, page) = api
+        .get("/ebox/messages", Some(&citizen_token(SAMPLE_SSIN)))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let mut ids: Vec<String> = page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|item| item["messageId"].as_str().expect("an id").to_owned())
+        .collect();
+    ids.sort();
+    let mut expected = vec![before.to_string(), after.to_string()];
+    expected.sort();
+    assert_eq!(ids, expected);
+    shutdown.cancel();
+}

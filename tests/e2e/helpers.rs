@@ -280,7 +280,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
             .await
             .expect("the workers start consuming");
     }
-    let hasher = SsinHasher::new(&settings.ssin_hash_key);
+    let hasher = settings.ssin_hasher();
     TestApp {
         id,
         vhost,

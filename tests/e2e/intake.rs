@@ -198,10 +198,7 @@ async fn a_message_still_accepted_is_forwarded_again_when_it_comes_again() {
     publish_and_wait(&mut sender, "ref-crash", TYPE_V2, &body).await;
     assert_eq!(app.drain(CONSENT_CHECK_QUEUE).await.len(), 1);
 
-    let handler = intake::Intake::new(
-        domain::citizen::SsinHasher::new(&app.settings.ssin_hash_key),
-        app.settings.max_message_bytes,
-    );
+    let handler = intake::Intake::new(app.settings.ssin_hasher(), app.settings.max_message_bytes);
     let properties = sender.properties("ref-crash", TYPE_V2);
     let mut conn = app.pool.acquire().await.expect("connection");
     for redelivered in [true, false] {

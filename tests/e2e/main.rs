@@ -6,6 +6,7 @@ mod api_audit;
 mod audit;
 mod broker_users;
 mod citizen_api;
+mod event_engine;
 mod forgery;
 mod helpers;
 mod intake;

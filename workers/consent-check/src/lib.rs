@@ -16,7 +16,7 @@ pub mod updates;
 
 use chrono::{SubsecRound as _, Utc};
 use domain::audit::{Action, Stage};
-use domain::citizen::{CitizenKey, Consent, SsinHasher};
+use domain::citizen::{CitizenKeys, Consent, SsinHasher};
 use domain::decision::ConsentDecision;
 use domain::handoff::Handoff;
 use domain::ids::MessageId;
@@ -106,7 +106,7 @@ impl ConsentCheck {
         &self,
         conn: &mut PgConnection,
         record: &MessageRecord,
-        citizen: CitizenKey,
+        citizen: CitizenKeys,
     ) -> Result<ConsentDecision, HandlerError> {
         let message_id = record.id;
         let state = citizens::current_consent(conn, &citizen).await?;
@@ -141,7 +141,7 @@ impl ConsentCheck {
         audit.sender_id = Some(record.sender_id.clone());
         audit.message_id = Some(message_id);
         audit.sender_reference = Some(record.sender_reference.clone());
-        audit.ssin_hash = Some(citizen);
+        audit.ssin_hash = Some(citizen.current().clone());
         audit.details = details;
         audit.record(conn).await?;
         ConsentDecided {

@@ -26,7 +26,7 @@ pub mod outbox;
 pub mod webhook;
 
 use domain::audit::{Action, Stage};
-use domain::citizen::{Channel, ChannelKind, CitizenKey, Preferences, SsinHasher};
+use domain::citizen::{Channel, ChannelKind, CitizenKey, CitizenKeys, Preferences, SsinHasher};
 use domain::decision::NotifyDecision;
 use domain::events::{EventEnvelope, EventType};
 use domain::ids::MessageId;
@@ -102,7 +102,7 @@ impl Handler for Notify {
                 let new = outbox::NewNotification {
                     message_id,
                     channel,
-                    citizen: &citizen,
+                    citizen: citizen.current(),
                     idempotency_key,
                     target,
                     language,
@@ -115,7 +115,8 @@ impl Handler for Notify {
         };
         let reason = skip_reason(preferences.as_ref());
         let key = (decision == NotifyDecision::Queued).then_some(idempotency_key);
-        record_decision(conn, message_id, citizen, channel, decision, reason, key).await?;
+        let current = citizen.current().clone();
+        record_decision(conn, message_id, current, channel, decision, reason, key).await?;
         NotificationDecided {
             message_id,
             channel,
@@ -137,19 +138,19 @@ impl Handler for Notify {
 }
 
 impl Notify {
-    /// The citizen's keyed hash when `envelope` is exactly the `newDocument` event the record
+    /// The citizen's keys when `envelope` is exactly the `newDocument` event the record
     /// gives for a published document of theirs; otherwise the event is refused (audited, and
     /// nothing is sent): a forged event must not notify anyone.
     async fn verify(
         &self,
         conn: &mut PgConnection,
         envelope: &EventEnvelope,
-    ) -> Result<Option<CitizenKey>, HandlerError> {
+    ) -> Result<Option<CitizenKeys>, HandlerError> {
         let message_id = envelope.event_data.message_id;
         let ssin = Ssin::parse(&envelope.event_data.recipient.ebox_id_value).ok();
         let document = documents::find(conn, message_id).await?;
         let genuine = match (&ssin, &document) {
-            (Some(ssin), Some(document)) if document.is_for(&self.hasher.hash(ssin)) => {
+            (Some(ssin), Some(document)) if document.is_for(&self.hasher.keys(ssin)) => {
                 let recorded =
                     document
                         .event_data(EventType::NewDocument, ssin)
@@ -164,7 +165,7 @@ impl Notify {
             _ => false,
         };
         match ssin {
-            Some(ssin) if genuine => Ok(Some(self.hasher.hash(&ssin))),
+            Some(ssin) if genuine => Ok(Some(self.hasher.keys(&ssin))),
             _ => {
                 let record = messages::find(conn, message_id).await?;
                 let reason =

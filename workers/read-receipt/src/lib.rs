@@ -100,7 +100,7 @@ impl ReadReceipt {
         let message_id = envelope.event_data.message_id;
         let citizen = Ssin::parse(&envelope.event_data.recipient.ebox_id_value)
             .ok()
-            .map(|ssin| self.hasher.hash(&ssin));
+            .map(|ssin| self.hasher.keys(&ssin));
         let document = documents::find(conn, message_id).await?;
         let reason = match (citizen, document) {
             (Some(citizen), Some(document)) if document.is_for(&citizen) => {

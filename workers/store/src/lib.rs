@@ -3,9 +3,11 @@
 //! Consumes `ebox.store`. The document (metadata, and every attachment's bytes with its
 //! SHA-256 digest) was written once by intake, unpublished; store publishes it — the citizen
 //! sees it from then until the expiration date the sender chose — gives it the next
-//! `eventSequenceNbr`, signs the proof of deposit, and then publishes `newDocument` on
-//! `ebox.events` and `published` to the sender. A redelivery of a stored message publishes the
-//! same event again (same sequence number and correlation id) and re-sends the status.
+//! `eventSequenceNbr`, records the federation's `newDocument` in the events outbox (in the same
+//! transaction: [`records::events`]), signs the proof of deposit, and then publishes
+//! `newDocument` on `ebox.events` (for notify) and `published` to the sender. A redelivery of
+//! a stored message publishes the same event again (same sequence number and correlation id)
+//! and re-sends the status.
 //!
 //! Store acts only on recorded state: the hand-off must name the recipient intake recorded
 //! and consent-check must have recorded consent; anything else is refused and audited
@@ -18,7 +20,7 @@ pub mod retention;
 
 use chrono::{DateTime, SubsecRound as _, Utc};
 use domain::audit::{Action, Stage};
-use domain::citizen::{CitizenKey, SsinHasher};
+use domain::citizen::{CitizenKey, CitizenKeys, SsinHasher};
 use domain::decision::{ConsentDecision, StoreDecision};
 use domain::events::{EVENT_TYPE, EventEnvelope, EventType};
 use domain::handoff::Handoff;
@@ -136,7 +138,7 @@ impl Store {
         &self,
         conn: &mut PgConnection,
         record: &MessageRecord,
-        citizen: CitizenKey,
+        citizen: CitizenKeys,
         handoff: &Handoff,
     ) -> Result<Announcement, HandlerError> {
         let message_id = record.id;
@@ -164,9 +166,16 @@ impl Store {
         let document = documents::find(conn, message_id).await?.ok_or_else(|| {
             HandlerError::Permanent(anyhow::anyhow!("message {message_id} has no document"))
         })?;
+        record_new_document(conn, &document, handoff, receipt_date, &self.provider_id).await?;
         let attachments = documents::digests(conn, message_id).await?;
-        let audit_record =
-            audit_stored(conn, &document, &attachments, citizen, announcement).await?;
+        let audit_record = audit_stored(
+            conn,
+            &document,
+            &attachments,
+            citizen.current().clone(),
+            announcement,
+        )
+        .await?;
         let proof = proof::proof_of_deposit(
             &self.signer,
             &self.provider_id,
@@ -223,6 +232,26 @@ impl Store {
         )
         .permanent()
     }
+}
+
+/// Records the federation's `newDocument` in the events outbox, in the transaction that
+/// publishes the document: the event exists exactly when the publication committed, and the
+/// event relay and the feed take it from there ([`records::events`]).
+async fn record_new_document(
+    conn: &mut PgConnection,
+    document: &Document,
+    handoff: &Handoff,
+    receipt_date: DateTime<Utc>,
+    provider_id: &str,
+) -> Result<(), HandlerError> {
+    let message_id = document.message_id;
+    let event = document
+        .citizen_event(EventType::NewDocument, &handoff.recipient)
+        .ok_or_else(|| {
+            HandlerError::Permanent(anyhow::anyhow!("message {message_id} is not published"))
+        })?;
+    records::events::record(conn, &event, receipt_date, provider_id).await?;
+    Ok(())
 }
 
 /// True when consent-check recorded that the citizen consented to this message.
