@@ -307,10 +307,19 @@ def check_budget(overlay: str, docs: list) -> list[str]:
         # A pod being replaced may hold its connections until it exits, beside its successor.
         workers += (scaled["spec"]["maxReplicaCount"] + 1) * pool
         maxima.append(scaled["spec"]["maxReplicaCount"])
-    total = fixed + api_pods * api_pool + workers
+    # Deployments with a fixed size besides the API (the event relay): their pool, plus the
+    # relay's leader-lock connection.
+    scaled_names = {d["spec"]["scaleTargetRef"]["name"] for d in docs if d["kind"] == "ScaledObject"}
+    fixed_size = 0
+    for name, deployment in deployments.items():
+        if name == "ebox-api" or name in scaled_names:
+            continue
+        env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+        fixed_size += deployment["spec"].get("replicas", 1) * (int(env.get("EBOX_DATABASE_MAX_CONNECTIONS") or pool) + 1)
+    total = fixed + api_pods * api_pool + workers + fixed_size
     line = (f"{overlay}: connections {SUPERUSER_RESERVED} superuser + {pool} migrate Job + "
             f"{OPERATOR_COMMANDS}x{pool} commands + {KEDA_CONNECTIONS} KEDA + {api_pods}x{api_pool} API + "
-            f"({sum(maxima)} max + {len(maxima)} replacing)x{pool} workers = {total} of {MAX_CONNECTIONS}")
+            f"({sum(maxima)} max + {len(maxima)} replacing)x{pool} workers + {fixed_size} event relay = {total} of {MAX_CONNECTIONS}")
     if total > MAX_CONNECTIONS:
         problem(overlay, f"the connection budget is exceeded: {line}")
     return [line]
