@@ -6,6 +6,10 @@
 //! - `X-Ebox-Timestamp`: Unix seconds of this attempt;
 //! - `X-Ebox-Signature`: `sha256=` + hex HMAC-SHA256, keyed with the partner's secret, of
 //!   `<timestamp>.<body>`. A partner recomputes it and rejects stale timestamps.
+//!
+//! The secret can rotate without a flag day: its variable may hold several secrets, one per
+//! line, newest first, and the request then carries one signature per secret, comma-separated
+//! (`sha256=<new>,sha256=<old>`); a partner accepts the request when one of them is its own.
 
 use crate::notifier::{Notification, Notifier};
 use domain::citizen::ChannelKind;
@@ -19,6 +23,17 @@ use std::time::Duration;
 pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 pub const TIMESTAMP: &str = "X-Ebox-Timestamp";
 pub const SIGNATURE: &str = "X-Ebox-Signature";
+
+/// One `sha256=<hex>` per secret (one per line of `secrets`, newest first), comma-separated.
+pub fn signatures(secrets: &str, timestamp: i64, body: &[u8]) -> String {
+    secrets
+        .lines()
+        .map(str::trim)
+        .filter(|secret| !secret.is_empty())
+        .map(|secret| signature(secret.as_bytes(), timestamp, body))
+        .collect::<Vec<_>>()
+        .join(",")
+}
 
 /// `sha256=<hex>` over `<timestamp>.<body>`.
 pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
@@ -41,7 +56,7 @@ pub fn client() -> anyhow::Result<reqwest::Client> {
 pub async fn deliver(
     client: &reqwest::Client,
     url: &str,
-    secret: &[u8],
+    secrets: &str,
     idempotency_key: &str,
     body: Vec<u8>,
 ) -> anyhow::Result<()> {
@@ -51,7 +66,7 @@ pub async fn deliver(
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header(IDEMPOTENCY_KEY, idempotency_key)
         .header(TIMESTAMP, timestamp.to_string())
-        .header(SIGNATURE, signature(secret, timestamp, &body))
+        .header(SIGNATURE, signatures(secrets, timestamp, &body))
         .body(body)
         .send()
         .await?;
@@ -98,7 +113,7 @@ impl PartnerWebhooks {
         deliver(
             &self.http,
             &partner.webhook_url,
-            secret.as_bytes(),
+            secret,
             &notification.idempotency_key.to_string(),
             body,
         )
@@ -113,5 +128,21 @@ impl Notifier for PartnerWebhooks {
 
     fn send<'a>(&'a self, notification: &'a Notification) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(self.send_to_partner(notification))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rotating_secret_signs_with_each_newest_first() {
+        let body = b"{}";
+        assert_eq!(signatures("new\n", 7, body), signature(b"new", 7, body));
+        assert_eq!(
+            signatures("new\nold", 7, body),
+            format!("{},{}", signature(b"new", 7, body), signature(b"old", 7, body))
+        );
+        assert_ne!(signature(b"new", 7, body), signature(b"old", 7, body));
     }
 }
