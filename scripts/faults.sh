@@ -20,7 +20,22 @@ scripts/services.sh
 if ! python3 -c 'import pika' 2>/dev/null; then
   python3 -m pip install --quiet pika
 fi
-cargo build --locked --release -p ebox
-EBOX_BIN=$(realpath "${CARGO_TARGET_DIR:-target}/release/ebox")
+# The full run measures a release build (as scripts/bench.sh does); --quick, for the test
+# command, uses the debug build the demo and the tests already made (a release build would take
+# longer than the quick run itself). EBOX_FAULTS_PROFILE=release|debug chooses.
+profile=${EBOX_FAULTS_PROFILE:-release}
+for arg in "$@"; do
+  if [ "$arg" = --quick ]; then profile=${EBOX_FAULTS_PROFILE:-debug}; fi
+done
+if [ "$profile" = release ]; then
+  cargo build --locked --release -p ebox
+else
+  cargo build --locked -p ebox
+fi
+EBOX_BIN=$(realpath "${CARGO_TARGET_DIR:-target}/$profile/ebox")
 export EBOX_BIN
+# One run at a time on a machine: a run sweeps the ebox-faults-* vhosts and ebox_faults_*
+# databases an interrupted one left, and shares the broker users faults-a and faults-b.
+exec 9>/tmp/ebox-faults.lock
+flock 9
 exec python3 scripts/faults/matrix.py "$@"

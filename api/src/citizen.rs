@@ -8,7 +8,10 @@ use crate::AppState;
 use crate::audit::{AuditSlot, bearer};
 use crate::auth::{SCOPE_MESSAGES, SCOPE_SUMMARY};
 use crate::error::ApiError;
-use crate::model::{ATTACHMENT_COLUMNS, AttachmentRow, DOCUMENT_COLUMNS, DocumentRow, Page};
+use crate::model::{
+    ATTACHMENT_COLUMNS, AttachmentRow, ContractDate, DOCUMENT_COLUMNS, DocumentRow, Page,
+    PaymentData,
+};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, header};
@@ -64,8 +67,28 @@ pub struct Summary {
     number_of_messages: i64,
     number_of_unread_messages: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    last_receipt_date: Option<DateTime<Utc>>,
+    last_receipt_date: Option<ContractDate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_consultation_date: Option<ContractDate>,
     ebox_size: f64,
+}
+
+/// When the citizen last used their eBox before this call: their latest call that succeeded
+/// (a `consultation` or an `update`), as the audit trail records it. The trail already holds
+/// every such call, written once the call is answered, so this one is not counted and nothing
+/// is written twice; refused calls are not an access. A partial index on (citizen, time) makes
+/// it one index probe (migration `20261207000005_contract.sql`).
+async fn last_consultation(
+    state: &AppState,
+    citizen: &CitizenKeys,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
+    Ok(sqlx::query_scalar(
+        "SELECT max(at) FROM audit_events
+          WHERE ssin_hash = ANY($1) AND stage = 'api' AND action IN ('consultation', 'update')",
+    )
+    .bind(citizen.all())
+    .fetch_one(&state.pool)
+    .await?)
 }
 
 pub async fn summary(
@@ -89,10 +112,12 @@ pub async fn summary(
     .bind(citizen.all())
     .fetch_one(&state.pool)
     .await?;
+    let last_consultation_date = last_consultation(&state, &citizen).await?;
     Ok(Json(Summary {
         number_of_messages,
         number_of_unread_messages,
-        last_receipt_date,
+        last_receipt_date: last_receipt_date.map(ContractDate::from),
+        last_consultation_date: last_consultation_date.map(ContractDate::from),
         ebox_size: bytes as f64 / 1024.0,
     }))
 }
@@ -522,6 +547,20 @@ pub async fn body(
         crate::read::mark_read(&state, &document, &ssin).await;
     }
     Ok(Json(body))
+}
+
+/// `GET /ebox/messages/{id}/paymentData`: what the citizen is asked to pay, or a 404 when the
+/// message asks nothing (the contract's "PaymentData not found").
+pub async fn payment_data(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::Extension(slot): axum::Extension<AuditSlot>,
+    Path(message_id): Path<String>,
+) -> Result<Json<PaymentData>, ApiError> {
+    let (_, citizen) = authenticate(&state, &headers, &slot, SCOPE_MESSAGES)?;
+    let document = own_document(&state, &citizen, &message_id).await?;
+    slot.with(|info| info.message_id = Some(document.message_id));
+    document.payment().map(Json).ok_or_else(ApiError::not_found)
 }
 
 /// `attachment; filename="…"; filename*=UTF-8''…`: an ASCII fallback without quotes or control

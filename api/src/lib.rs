@@ -123,6 +123,10 @@ fn citizen_routes() -> Router<Arc<AppState>> {
             get(citizen::content).layer(map_response(headers::sandboxed)),
         )
         .route("/ebox/messages/{message_id}/body", get(citizen::body))
+        .route(
+            "/ebox/messages/{message_id}/paymentData",
+            get(citizen::payment_data),
+        )
         .layer(map_response(headers::private))
 }
 

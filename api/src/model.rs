@@ -1,10 +1,11 @@
 //! The contract's response shapes, built from the stored documents. Every `TranslatedString` is
-//! filled in all three languages.
+//! filled in all three languages; every date is written as the contract's pattern
+//! (`yyyy-MM-dd'T'HH:mm:ssXXX`, [`ContractDate`]).
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
 use domain::digest::{DigestObject, Sha256Digest};
 use domain::translated::TranslatedString;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 use uuid::Uuid;
 
@@ -51,6 +52,102 @@ pub struct AttachmentRow {
 pub const ATTACHMENT_COLUMNS: &str = "a.message_id, a.attachment_id, a.file_name, a.media_type,
     a.main_content, a.attachment_title, a.attachment_signed, a.size, a.sha256";
 
+/// A date-time as the contract writes it, `yyyy-MM-dd'T'HH:mm:ssXXX`: to the second (a
+/// fraction is cut off), with its offset, `Z` for UTC (`2017-07-24T09:26:00Z`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContractDate(pub DateTime<FixedOffset>);
+
+impl From<DateTime<Utc>> for ContractDate {
+    fn from(at: DateTime<Utc>) -> Self {
+        Self(at.fixed_offset())
+    }
+}
+
+impl Serialize for ContractDate {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0.to_rfc3339_opts(SecondsFormat::Secs, true))
+    }
+}
+
+/// An RFC 3339 date-time, as intake accepted it (a payment's `dueDate`), its offset kept: a
+/// due date at midnight in Brussels stays on its day.
+impl<'de> Deserialize<'de> for ContractDate {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        DateTime::parse_from_rfc3339(&raw)
+            .map(Self)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// The contract's `PaymentData`, as intake checked it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentData {
+    pub payment_data_id: String,
+    pub amount: f64,
+    pub vat_amount: f64,
+    pub currency: String,
+    pub due_date: ContractDate,
+    pub iban: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bic: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// The contract's `BusinessData`: as published (`BusinessDataToPublish`), its texts filled in
+/// every language, and named after its key when the sender gave no name (the contract requires
+/// a name here, not at publication).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BusinessData {
+    pub key: String,
+    #[serde(default)]
+    pub name: Option<TranslatedString>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<TranslatedString>,
+    pub values: Vec<TranslatedString>,
+}
+
+impl BusinessData {
+    fn shown(self) -> Self {
+        let key = TranslatedString {
+            nl: Some(self.key.clone()),
+            ..Default::default()
+        };
+        Self {
+            name: Some(
+                self.name
+                    .filter(TranslatedString::has_any)
+                    .unwrap_or(key)
+                    .filled(),
+            ),
+            description: self.description.map(|d| d.filled()),
+            values: self.values.iter().map(TranslatedString::filled).collect(),
+            key: self.key,
+        }
+    }
+}
+
+/// The contract's `ForTheAttentionOf`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForTheAttentionOf {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// `value` read as `T`; `None` when it does not fit, which only a document stored before intake
+/// checked the structured data can give: such data is left out rather than shown off-contract.
+fn structured<T: serde::de::DeserializeOwned>(value: Option<&serde_json::Value>) -> Option<T> {
+    serde_json::from_value(value?.clone()).ok()
+}
+
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Page<T> {
@@ -65,13 +162,13 @@ pub struct Message {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub original_message_id: Option<String>,
     pub subject: TranslatedString,
-    pub receipt_date: DateTime<Utc>,
-    pub expiration_date: DateTime<Utc>,
+    pub receipt_date: ContractDate,
+    pub expiration_date: ContractDate,
     pub read_status: bool,
     pub visible: bool,
     pub registered_mail: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub for_the_attention_of: Option<serde_json::Value>,
+    pub for_the_attention_of: Option<ForTheAttentionOf>,
     pub message_type_id: String,
     pub sender_organization_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -79,9 +176,9 @@ pub struct Message {
     pub attachments: Page<Attachment>,
     pub body_main_content: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub payment_data: Option<serde_json::Value>,
+    pub payment_data: Option<PaymentData>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub business_data_list: Option<Page<serde_json::Value>>,
+    pub business_data_list: Option<Page<BusinessData>>,
     pub reply_authorized: bool,
 }
 
@@ -128,18 +225,30 @@ impl AttachmentRow {
 }
 
 impl DocumentRow {
+    /// The message's payment data, if it has any (the contract's `PaymentData`).
+    pub fn payment(&self) -> Option<PaymentData> {
+        structured(self.payment_data.as_ref())
+    }
+
+    fn business_data(&self) -> Option<Page<BusinessData>> {
+        let items: Vec<BusinessData> = structured(self.business_data_list.as_ref())?;
+        let items: Vec<BusinessData> = items.into_iter().map(BusinessData::shown).collect();
+        let total_items = items.len() as i64;
+        Some(Page { items, total_items })
+    }
+
     pub fn to_message(&self, attachments: Vec<Attachment>) -> Message {
         let total = attachments.len() as i64;
         Message {
             message_id: self.message_id,
             original_message_id: self.original_message_id.clone(),
             subject: self.subject.0.filled(),
-            receipt_date: self.receipt_date,
-            expiration_date: self.expiration_date,
+            receipt_date: self.receipt_date.into(),
+            expiration_date: self.expiration_date.into(),
             read_status: self.read_at.is_some(),
             visible: self.visible,
             registered_mail: self.registered_mail,
-            for_the_attention_of: self.for_the_attention_of.clone(),
+            for_the_attention_of: structured(self.for_the_attention_of.as_ref()),
             message_type_id: self.message_type_id.clone(),
             sender_organization_id: self.sender_organization_id.clone(),
             sender_application_id: self.sender_application_id.clone(),
@@ -148,13 +257,51 @@ impl DocumentRow {
                 total_items: total,
             },
             body_main_content: self.body_main_content,
-            payment_data: self.payment_data.clone(),
-            business_data_list: self.business_data_list.as_ref().and_then(|list| {
-                let items = list.as_array()?.clone();
-                let total_items = items.len() as i64;
-                Some(Page { items, total_items })
-            }),
+            payment_data: self.payment(),
+            business_data_list: self.business_data(),
             reply_authorized: self.reply_authorized,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn written(raw: &str) -> serde_json::Value {
+        let date: ContractDate = serde_json::from_value(json!(raw)).expect("an RFC 3339 date-time");
+        serde_json::to_value(date).expect("serialisable")
+    }
+
+    #[test]
+    fn a_date_is_written_to_the_second_with_its_offset() {
+        for (raw, shown) in [
+            ("2026-12-07T10:00:00.987654Z", "2026-12-07T10:00:00Z"),
+            ("2026-12-07T10:00:00+00:00", "2026-12-07T10:00:00Z"),
+            ("2027-02-01T00:00:00+01:00", "2027-02-01T00:00:00+01:00"),
+        ] {
+            assert_eq!(written(raw), json!(shown), "{raw}");
+        }
+        let utc: ContractDate = DateTime::parse_from_rfc3339("2026-12-07T10:00:00.5+02:00")
+            .expect("valid")
+            .with_timezone(&Utc)
+            .into();
+        assert_eq!(json!(utc), json!("2026-12-07T08:00:00Z"));
+    }
+
+    #[test]
+    fn business_data_without_a_name_is_named_after_its_key_in_every_language() {
+        let stored: BusinessData =
+            serde_json::from_value(json!({"key": "dossier", "values": [{"fr": "A-12"}]}))
+                .expect("a BusinessDataToPublish");
+        assert_eq!(
+            json!(stored.shown()),
+            json!({
+                "key": "dossier",
+                "name": {"nl": "dossier", "fr": "dossier", "de": "dossier"},
+                "values": [{"nl": "A-12", "fr": "A-12", "de": "A-12"}]
+            })
+        );
     }
 }

@@ -46,6 +46,11 @@ crate::vocabulary! {
         Notified => "notified",
         NotificationFailed => "notification-failed",
         NotificationRequeued => "notification-requeued",
+        /// A document still unread got its `newDocumentReminder` (event, and notification
+        /// unless the citizen opted out).
+        ReminderRecorded => "reminder-recorded",
+        /// A document still unread near its expiration got its `documentExpirationAlert`.
+        ExpirationAlertRecorded => "expiration-alert-recorded",
         /// The sender was told the citizen read the message.
         ReadConfirmed => "read-confirmed",
         /// A citizen or sender read through the API.

@@ -25,6 +25,10 @@ crate::vocabulary! {
     pub enum EventType {
         NewDocument => "newDocument",
         ReadDocument => "readDocument",
+        /// The document is still unread some days after its receipt (the reminders job).
+        NewDocumentReminder => "newDocumentReminder",
+        /// The document is still unread and expires in a few days (the reminders job).
+        DocumentExpirationAlert => "documentExpirationAlert",
     }
 }
 

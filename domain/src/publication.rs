@@ -26,7 +26,8 @@ pub struct Publication {
     pub attachments: Vec<Attachment>,
     pub reply_authorized: bool,
     pub registered_mail: bool,
-    /// Passed through as the sender gave them; the API returns them unchanged.
+    /// Kept as the sender gave them, once intake has checked them against the contract's
+    /// definitions (`BusinessDataToPublish`, `PaymentData`, `ForTheAttentionOf`).
     pub business_data_list: Option<serde_json::Value>,
     pub payment_data: Option<serde_json::Value>,
     pub for_the_attention_of: Option<serde_json::Value>,

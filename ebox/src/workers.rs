@@ -166,7 +166,19 @@ pub fn spawn(
                 tasks.run(recovery, read_receipt::recovery::EVERY);
             }
             Worker::Notify => {
-                tasks.consume(notify::Notify::new(hasher(), settings.provider_id.clone()))
+                tasks.consume(notify::Notify::new(hasher(), settings.provider_id.clone()));
+                // Reminders and expiry alerts go through the notification outbox this process
+                // sends; replicas share the due documents (`SKIP LOCKED`).
+                let reminders = notify::reminders::Reminders::new(
+                    pool.clone(),
+                    hasher(),
+                    settings.provider_id.clone(),
+                    notify::reminders::Periods {
+                        reminder_after: settings.reminder_after,
+                        alert_before: settings.expiration_alert_before,
+                    },
+                );
+                tasks.run(reminders, notify::reminders::EVERY);
             }
         }
     }

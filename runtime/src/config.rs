@@ -66,6 +66,12 @@ pub struct Settings {
     /// How long a message may stay `accepted` before it counts as stuck
     /// (`ebox_stuck_messages`).
     pub stuck_after: std::time::Duration,
+    /// How long after its receipt a document still unread gets its `newDocumentReminder`
+    /// (`EBOX_REMINDER_AFTER_DAYS`).
+    pub reminder_after: std::time::Duration,
+    /// How long before its expiration a document still unread gets its
+    /// `documentExpirationAlert` (`EBOX_EXPIRATION_ALERT_DAYS`).
+    pub expiration_alert_before: std::time::Duration,
     /// The federation's event engine, to which the event relay pushes the events outbox.
     pub event_engine: EventEngine,
     /// The platform's Ed25519 signing key for proofs (PKCS#8 PEM). Required by store,
@@ -246,6 +252,7 @@ impl Settings {
         let provider_id = read_provider_id(&mut env);
         let retention_interval = read_retention_interval(&mut env);
         let stuck_after = read_stuck_after(&mut env);
+        let reminders = read_reminders(&mut env);
         let event_engine = read_event_engine(&mut env);
         let proof_keys = read_proof_keys(&mut env);
         let api = read_api(&mut env);
@@ -280,6 +287,8 @@ impl Settings {
                 provider_id: provider_id?,
                 retention_interval: retention_interval?,
                 stuck_after: stuck_after?,
+                reminder_after: reminders.after?,
+                expiration_alert_before: reminders.alert_before?,
                 event_engine: event_engine?,
                 proof_signing_key_file: proof_keys.signing_key_file?,
                 proof_previous_keys_file: proof_keys.previous_keys_file?,
@@ -580,6 +589,29 @@ fn read_stuck_after(env: &mut Env) -> Option<std::time::Duration> {
         std::time::Duration::from_secs(900),
         |v| parse_in::<u64>(v, 10..=604_800).map(std::time::Duration::from_secs),
     )
+}
+
+/// The periods of the reminders job: after receipt, before expiration, in whole days.
+struct Reminders {
+    after: Option<std::time::Duration>,
+    alert_before: Option<std::time::Duration>,
+}
+
+fn read_reminders(env: &mut Env) -> Reminders {
+    let days =
+        |v: &str| parse_in::<u64>(v, 1..=365).map(|d| std::time::Duration::from_secs(d * 86_400));
+    Reminders {
+        after: env.optional(
+            "EBOX_REMINDER_AFTER_DAYS",
+            std::time::Duration::from_secs(15 * 86_400),
+            days,
+        ),
+        alert_before: env.optional(
+            "EBOX_EXPIRATION_ALERT_DAYS",
+            std::time::Duration::from_secs(7 * 86_400),
+            days,
+        ),
+    }
 }
 
 /// The event engine the event relay pushes to. The relay runs only when `url` is set
@@ -1129,6 +1161,21 @@ mod tests {
                 "must be a whole number from 10 to 604800",
             ),
             (
+                "EBOX_REMINDER_AFTER_DAYS",
+                "0",
+                "must be a whole number from 1 to 365",
+            ),
+            (
+                "EBOX_REMINDER_AFTER_DAYS",
+                "15d",
+                "must be a whole number from 1 to 365",
+            ),
+            (
+                "EBOX_EXPIRATION_ALERT_DAYS",
+                "366",
+                "must be a whole number from 1 to 365",
+            ),
+            (
                 "EBOX_API_ADDR",
                 ":8080",
                 "must be an address like 0.0.0.0:8080",
@@ -1244,6 +1291,14 @@ mod tests {
             std::time::Duration::from_secs(60)
         );
         assert_eq!(settings.stuck_after, std::time::Duration::from_secs(900));
+        assert_eq!(
+            settings.reminder_after,
+            std::time::Duration::from_secs(15 * 86_400)
+        );
+        assert_eq!(
+            settings.expiration_alert_before,
+            std::time::Duration::from_secs(7 * 86_400)
+        );
         assert_eq!(settings.api_addr.to_string(), "0.0.0.0:8080");
         assert_eq!(settings.api_base_path, "/");
         assert_eq!(settings.api_public_url, "http://localhost:8080");
@@ -1333,6 +1388,34 @@ mod tests {
             let errors =
                 Settings::from_vars(with(&[("EBOX_NOTIFY_RETRY_FOR", raw)])).expect_err(raw);
             assert_eq!(errors.0.len(), 1, "{raw}: {errors}");
+        }
+    }
+
+    #[test]
+    fn the_reminder_periods_are_whole_days_from_1_to_365() {
+        let days = |d: u64| std::time::Duration::from_secs(d * 86_400);
+        for (after, alert, expected_after, expected_alert) in [
+            ("1", "1", days(1), days(1)),
+            ("30", "3", days(30), days(3)),
+            ("365", "365", days(365), days(365)),
+        ] {
+            let settings = Settings::from_vars(with(&[
+                ("EBOX_REMINDER_AFTER_DAYS", after),
+                ("EBOX_EXPIRATION_ALERT_DAYS", alert),
+            ]))
+            .expect(after);
+            assert_eq!(settings.reminder_after, expected_after, "{after}");
+            assert_eq!(settings.expiration_alert_before, expected_alert, "{alert}");
+        }
+        for raw in ["0", "366", "-1", "1.5", "15d", "x"] {
+            for key in ["EBOX_REMINDER_AFTER_DAYS", "EBOX_EXPIRATION_ALERT_DAYS"] {
+                let errors = Settings::from_vars(with(&[(key, raw)])).expect_err(raw);
+                assert_eq!(
+                    errors.0,
+                    [format!("{key} must be a whole number from 1 to 365")],
+                    "{key}={raw}"
+                );
+            }
         }
     }
 

@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 const OTHER_SSIN: &str = "01010100126";
 const ALL_SCOPES: &str = "ebox:summary ebox:messages ebox:referencedata";
 
-fn args(key: &str) -> TokenArgs {
+pub(crate) fn args(key: &str) -> TokenArgs {
     TokenArgs {
         key: fixture(key).into(),
         issuer: ISSUER.into(),
@@ -28,7 +28,7 @@ fn args(key: &str) -> TokenArgs {
     }
 }
 
-fn citizen_token(ssin: &str) -> String {
+pub(crate) fn citizen_token(ssin: &str) -> String {
     mint(&TokenArgs {
         sub: Some(ssin.into()),
         ..args("es256-private.pem")
@@ -46,7 +46,7 @@ fn contract() -> &'static Value {
     })
 }
 
-fn assert_valid(definition: &str, instance: &Value) {
+pub(crate) fn assert_valid(definition: &str, instance: &Value) {
     let mut schema = contract().clone();
     schema["$ref"] = json!(format!("#/definitions/{definition}"));
     let validator = jsonschema::draft7::options()
@@ -63,20 +63,20 @@ fn assert_valid(definition: &str, instance: &Value) {
     );
 }
 
-struct Api {
-    base: String,
-    http: reqwest::Client,
+pub(crate) struct Api {
+    pub(crate) base: String,
+    pub(crate) http: reqwest::Client,
 }
 
 impl Api {
-    fn of(app: &TestApp) -> Self {
+    pub(crate) fn of(app: &TestApp) -> Self {
         Self {
             base: app.api.clone().expect("the API runs"),
             http: reqwest::Client::new(),
         }
     }
 
-    async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+    pub(crate) async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
         let mut request = self.http.get(format!("{}{path}", self.base));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -87,7 +87,7 @@ impl Api {
         (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
     }
 
-    async fn get_raw(&self, path: &str, token: &str) -> reqwest::Response {
+    pub(crate) async fn get_raw(&self, path: &str, token: &str) -> reqwest::Response {
         self.http
             .get(format!("{}{path}", self.base))
             .bearer_auth(token)
@@ -99,7 +99,7 @@ impl Api {
 
 /// A response about a citizen's document: kept in no cache, and taken as the media type it
 /// declares.
-fn assert_private(response: &reqwest::Response, what: &str) {
+pub(crate) fn assert_private(response: &reqwest::Response, what: &str) {
     let headers = response.headers();
     assert_eq!(headers["cache-control"], "no-store", "{what}");
     assert_eq!(headers["x-content-type-options"], "nosniff", "{what}");

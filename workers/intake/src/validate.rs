@@ -4,7 +4,8 @@
 //! [`validate`] runs one check per concern, in the contract's order, and the first that fails
 //! answers: recipient, sender organisation and application, message type, subject,
 //! attachments, main content, expiration date, then the other texts kept as written (the
-//! original message id and the structured data).
+//! original message id and the structured data, each against the contract's definition:
+//! `BusinessDataToPublish`, `PaymentData`, `ForTheAttentionOf`).
 //!
 //! Every text the pipeline keeps is checked here, so that no later stage meets one it cannot
 //! store: no control character (PostgreSQL refuses NUL in `text` and `jsonb`, and the others
@@ -168,6 +169,15 @@ fn checked(
         if let Some(data) = data {
             structured_data(field, data)?;
         }
+    }
+    if let Some(list) = &draft.business_data_list {
+        business_data_list(list)?;
+    }
+    if let Some(payment) = &draft.payment_data {
+        payment_data(payment)?;
+    }
+    if let Some(attention) = &draft.for_the_attention_of {
+        for_the_attention_of(attention)?;
     }
     Ok(Publication {
         message_id: envelope.message_id,
@@ -669,6 +679,217 @@ fn structured_data(field: &str, data: &Value) -> Result<(), Rejection> {
     }))
 }
 
+/// At most this many characters in a text of the structured data (a business data name,
+/// description or value, per language; the name of the person a message is for): shown like a
+/// subject, and bounded for the same reasons.
+pub const MAX_STRUCTURED_TEXT_CHARS: usize = 512;
+
+/// `businessDataList`: the contract's `BusinessDataToPublish` items, each with its `key` and
+/// its `values`, and nothing the definition does not have.
+fn business_data_list(list: &Value) -> Result<(), Rejection> {
+    let Value::Array(items) = list else {
+        return Err(invalid("businessDataList must be an array".to_owned()));
+    };
+    for (index, item) in items.iter().enumerate() {
+        let field = format!("businessDataList[{index}]");
+        let members = object(&field, item, &["key", "name", "description", "values"])?;
+        let key = string(&format!("{field}.key"), required(&field, members, "key")?)?;
+        identifier(&format!("{field}.key"), key)?;
+        for name in ["name", "description"] {
+            if let Some(text) = members.get(name) {
+                translated(&format!("{field}.{name}"), text)?;
+            }
+        }
+        let values_field = format!("{field}.values");
+        let Value::Array(values) = required(&field, members, "values")? else {
+            return Err(invalid(format!("{values_field} must be an array")));
+        };
+        for (at, value) in values.iter().enumerate() {
+            translated(&format!("{values_field}[{at}]"), value)?;
+        }
+    }
+    Ok(())
+}
+
+/// `paymentData`: the contract's `PaymentData`, its six required members of their types, and
+/// the standards it names: ISO 4217 for the currency, ISO 13616 for the IBAN (its check
+/// digits), ISO 9362 for the BIC; the due date an RFC 3339 date-time; amounts not negative.
+fn payment_data(payment: &Value) -> Result<(), Rejection> {
+    let field = "paymentData";
+    let members = object(
+        field,
+        payment,
+        &[
+            "paymentDataId",
+            "amount",
+            "vatAmount",
+            "currency",
+            "dueDate",
+            "iban",
+            "bic",
+            "reference",
+        ],
+    )?;
+    let id = string(
+        "paymentData.paymentDataId",
+        required(field, members, "paymentDataId")?,
+    )?;
+    identifier("paymentData.paymentDataId", id)?;
+    for name in ["amount", "vatAmount"] {
+        amount(&format!("{field}.{name}"), required(field, members, name)?)?;
+    }
+    let currency = string(
+        "paymentData.currency",
+        required(field, members, "currency")?,
+    )?;
+    if !(currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase())) {
+        return Err(invalid(
+            "paymentData.currency must be an ISO 4217 code of three capital letters (EUR)"
+                .to_owned(),
+        ));
+    }
+    let due = string("paymentData.dueDate", required(field, members, "dueDate")?)?;
+    if DateTime::parse_from_rfc3339(due).is_err() {
+        return Err(invalid(
+            "paymentData.dueDate must be a date-time like 2027-01-31T23:59:59+01:00".to_owned(),
+        ));
+    }
+    let iban = string("paymentData.iban", required(field, members, "iban")?)?;
+    if !is_iban(iban) {
+        return Err(invalid(
+            "paymentData.iban is not a valid IBAN (ISO 13616, written without spaces: BE68539007547034)"
+                .to_owned(),
+        ));
+    }
+    if let Some(bic) = members.get("bic")
+        && !is_bic(string("paymentData.bic", bic)?)
+    {
+        return Err(invalid(
+            "paymentData.bic is not a valid BIC (ISO 9362: 8 or 11 letters and digits, GEBABEBB)"
+                .to_owned(),
+        ));
+    }
+    if members.get("reference").is_some_and(|r| !r.is_object()) {
+        return Err(invalid(
+            "paymentData.reference must be an object".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// `forTheAttentionOf`: the contract's `ForTheAttentionOf`, an object of at most `id`, `type`
+/// and `name`, each a string.
+fn for_the_attention_of(attention: &Value) -> Result<(), Rejection> {
+    let field = "forTheAttentionOf";
+    let members = object(field, attention, &["id", "type", "name"])?;
+    for name in ["id", "type"] {
+        if let Some(value) = members.get(name) {
+            let named = format!("{field}.{name}");
+            identifier(&named, string(&named, value)?)?;
+        }
+    }
+    if let Some(value) = members.get("name") {
+        let text = string("forTheAttentionOf.name", value)?;
+        at_most_chars("forTheAttentionOf.name", text, MAX_STRUCTURED_TEXT_CHARS)?;
+    }
+    Ok(())
+}
+
+/// The members of the object `field`, which has none but those `known`.
+fn object<'a>(
+    field: &str,
+    value: &'a Value,
+    known: &[&str],
+) -> Result<&'a serde_json::Map<String, Value>, Rejection> {
+    let Value::Object(members) = value else {
+        return Err(invalid(format!("{field} must be an object")));
+    };
+    match members.keys().find(|key| !known.contains(&key.as_str())) {
+        // Named only when it is a plain name: a key is the sender's text.
+        Some(key) if is_plain_key(key) => Err(invalid(format!(
+            "{field}.{key} is not a member of its definition in the contract"
+        ))),
+        Some(_) => Err(invalid(format!(
+            "{field} has a member that is not in its definition in the contract"
+        ))),
+        None => Ok(members),
+    }
+}
+
+/// The member `name` of the object `field`, which the contract requires.
+fn required<'a>(
+    field: &str,
+    members: &'a serde_json::Map<String, Value>,
+    name: &str,
+) -> Result<&'a Value, Rejection> {
+    members
+        .get(name)
+        .ok_or_else(|| invalid(format!("{field}.{name} is required")))
+}
+
+fn string<'a>(field: &str, value: &'a Value) -> Result<&'a str, Rejection> {
+    value
+        .as_str()
+        .ok_or_else(|| invalid(format!("{field} must be a string")))
+}
+
+/// A number, not negative: what a citizen is asked to pay.
+fn amount(field: &str, value: &Value) -> Result<(), Rejection> {
+    match value.as_f64() {
+        Some(amount) if amount >= 0.0 => Ok(()),
+        Some(_) => Err(invalid(format!("{field} must not be negative"))),
+        None => Err(invalid(format!("{field} must be a number"))),
+    }
+}
+
+/// A `TranslatedString` (nl, fr, de, each a string) whose texts are short and plain.
+fn translated(field: &str, value: &Value) -> Result<(), Rejection> {
+    let text: TranslatedString = serde_json::from_value(value.clone()).map_err(|_| {
+        invalid(format!(
+            "{field} must be a TranslatedString: an object of nl, fr and de texts"
+        ))
+    })?;
+    translated_text(field, &text, MAX_STRUCTURED_TEXT_CHARS)
+}
+
+/// ISO 13616: a country code, two check digits and up to 30 letters and digits, 15 to 34 in
+/// all, whose check digits hold (the number with its first four characters moved to the end,
+/// letters as 10 to 35, is 1 modulo 97).
+fn is_iban(iban: &str) -> bool {
+    let bytes = iban.as_bytes();
+    if !(15..=34).contains(&bytes.len())
+        || !bytes[..2].iter().all(u8::is_ascii_uppercase)
+        || !bytes[2..4].iter().all(u8::is_ascii_digit)
+        || !bytes[4..]
+            .iter()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    {
+        return false;
+    }
+    let mut remainder = 0u32;
+    for b in bytes[4..].iter().chain(&bytes[..4]) {
+        let value = if b.is_ascii_digit() {
+            u32::from(b - b'0')
+        } else {
+            u32::from(b - b'A') + 10
+        };
+        let factor = if value >= 10 { 100 } else { 10 };
+        remainder = (remainder * factor + value) % 97;
+    }
+    remainder == 1
+}
+
+/// ISO 9362: four letters (the bank), two (the country), two letters or digits (the place),
+/// and optionally three more (the branch).
+fn is_bic(bic: &str) -> bool {
+    let bytes = bic.as_bytes();
+    matches!(bytes.len(), 8 | 11)
+        && bytes[..6].iter().all(u8::is_ascii_uppercase)
+        && bytes[6..]
+            .iter()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
 /// One step into a JSON value, to name where a problem is.
 enum Step<'a> {
     Index(usize),
@@ -954,6 +1175,34 @@ mod tests {
     }
 
     use ContractVersion::{V1, V2};
+
+    /// A valid `PaymentData`, every member given.
+    fn payment() -> Value {
+        json!({
+            "paymentDataId": "pay-2026-001",
+            "amount": 12.5,
+            "vatAmount": 0,
+            "currency": "EUR",
+            "dueDate": "2027-01-31T23:59:59+01:00",
+            "iban": "BE68539007547034",
+            "bic": "GEBABEBB",
+            "reference": {"structured": "+++090/9337/55493+++"}
+        })
+    }
+
+    /// Valid payment data with `name` set to `value`.
+    fn set(data: &mut Option<Value>, name: &str, value: Value) {
+        let mut payment = payment();
+        payment[name] = value;
+        *data = Some(payment);
+    }
+
+    /// Valid payment data without `name`.
+    fn remove(data: &mut Option<Value>, name: &str) {
+        let mut payment = payment();
+        payment.as_object_mut().map(|members| members.remove(name));
+        *data = Some(payment);
+    }
 
     /// One rule: which release, how the valid case is broken, the code, and what the message
     /// must say (the field, named as the sender wrote it).
@@ -1474,6 +1723,267 @@ mod tests {
             Code::InvalidInput,
             "forTheAttentionOf[\"…\"].name contains a control character (U+0000)",
         ),
+        (
+            "business data that is not a list",
+            V2,
+            |c| {
+                c.draft.business_data_list = Some(json!({"key": "dossier"}));
+            },
+            Code::InvalidInput,
+            "businessDataList must be an array",
+        ),
+        (
+            "a business data item without a key",
+            V2,
+            |c| {
+                c.draft.business_data_list = Some(json!([{"values": []}]));
+            },
+            Code::InvalidInput,
+            "businessDataList[0].key is required",
+        ),
+        (
+            "a business data item without values",
+            V2,
+            |c| {
+                c.draft.business_data_list = Some(json!([{"key": "dossier"}]));
+            },
+            Code::InvalidInput,
+            "businessDataList[0].values is required",
+        ),
+        (
+            "a business data key that is a number",
+            V2,
+            |c| {
+                c.draft.business_data_list = Some(json!([{"key": 12, "values": []}]));
+            },
+            Code::InvalidInput,
+            "businessDataList[0].key must be a string",
+        ),
+        (
+            "a business data value that is a bare string",
+            V2,
+            |c| {
+                c.draft.business_data_list =
+                    Some(json!([{"key": "dossier", "values": [{"nl": "A"}, "A-12"]}]));
+            },
+            Code::InvalidInput,
+            "businessDataList[0].values[1] must be a TranslatedString",
+        ),
+        (
+            "a business data name in English",
+            V2,
+            |c| {
+                c.draft.business_data_list =
+                    Some(json!([{"key": "dossier", "name": {"en": "File"}, "values": []}]));
+            },
+            Code::InvalidInput,
+            "businessDataList[0].name must be a TranslatedString",
+        ),
+        (
+            "a business data member the contract does not define",
+            V2,
+            |c| {
+                c.draft.business_data_list =
+                    Some(json!([{"key": "dossier", "values": [], "unit": "EUR"}]));
+            },
+            Code::InvalidInput,
+            "businessDataList[0].unit is not a member of its definition",
+        ),
+        (
+            "a business data description of 513 characters",
+            V2,
+            |c| {
+                c.draft.business_data_list = Some(
+                    json!([{"key": "dossier", "description": {"de": "d".repeat(MAX_STRUCTURED_TEXT_CHARS + 1)}, "values": []}]),
+                );
+            },
+            Code::InvalidInput,
+            "businessDataList[0].description.de has 513 characters; at most 512 are allowed",
+        ),
+        (
+            "payment data that is not an object",
+            V2,
+            |c| {
+                c.draft.payment_data = Some(json!([payment()]));
+            },
+            Code::InvalidInput,
+            "paymentData must be an object",
+        ),
+        (
+            "payment data without an IBAN",
+            V2,
+            |c| {
+                remove(&mut c.draft.payment_data, "iban");
+            },
+            Code::InvalidInput,
+            "paymentData.iban is required",
+        ),
+        (
+            "payment data without a due date",
+            V2,
+            |c| {
+                remove(&mut c.draft.payment_data, "dueDate");
+            },
+            Code::InvalidInput,
+            "paymentData.dueDate is required",
+        ),
+        (
+            "payment data without an id",
+            V2,
+            |c| {
+                remove(&mut c.draft.payment_data, "paymentDataId");
+            },
+            Code::InvalidInput,
+            "paymentData.paymentDataId is required",
+        ),
+        (
+            "an amount written as text",
+            V2,
+            |c| {
+                set(&mut c.draft.payment_data, "amount", json!("12.50"));
+            },
+            Code::InvalidInput,
+            "paymentData.amount must be a number",
+        ),
+        (
+            "a negative VAT amount",
+            V2,
+            |c| {
+                set(&mut c.draft.payment_data, "vatAmount", json!(-1));
+            },
+            Code::InvalidInput,
+            "paymentData.vatAmount must not be negative",
+        ),
+        (
+            "a currency in lower case",
+            V2,
+            |c| {
+                set(&mut c.draft.payment_data, "currency", json!("eur"));
+            },
+            Code::InvalidInput,
+            "paymentData.currency must be an ISO 4217 code",
+        ),
+        (
+            "a due date that is not a date-time",
+            V2,
+            |c| {
+                set(&mut c.draft.payment_data, "dueDate", json!("2027-01-31"));
+            },
+            Code::InvalidInput,
+            "paymentData.dueDate must be a date-time",
+        ),
+        (
+            "an IBAN with wrong check digits",
+            V2,
+            |c| {
+                set(&mut c.draft.payment_data, "iban", json!("BE69539007547034"));
+            },
+            Code::InvalidInput,
+            "paymentData.iban is not a valid IBAN",
+        ),
+        (
+            "an IBAN written with spaces",
+            V2,
+            |c| {
+                set(
+                    &mut c.draft.payment_data,
+                    "iban",
+                    json!("BE68 5390 0754 7034"),
+                );
+            },
+            Code::InvalidInput,
+            "paymentData.iban is not a valid IBAN",
+        ),
+        (
+            "a BIC of 9 characters",
+            V2,
+            |c| {
+                set(&mut c.draft.payment_data, "bic", json!("GEBABEBB1"));
+            },
+            Code::InvalidInput,
+            "paymentData.bic is not a valid BIC",
+        ),
+        (
+            "a payment reference that is not an object",
+            V2,
+            |c| {
+                set(
+                    &mut c.draft.payment_data,
+                    "reference",
+                    json!("+++090/9337/55493+++"),
+                );
+            },
+            Code::InvalidInput,
+            "paymentData.reference must be an object",
+        ),
+        (
+            "a payment member the contract does not define",
+            V2,
+            |c| {
+                set(&mut c.draft.payment_data, "amountInclVat", json!(15));
+            },
+            Code::InvalidInput,
+            "paymentData.amountInclVat is not a member of its definition",
+        ),
+        (
+            "a payment member whose name is not a plain name",
+            V2,
+            |c| {
+                set(&mut c.draft.payment_data, "a b", json!(15));
+            },
+            Code::InvalidInput,
+            "paymentData has a member that is not in its definition",
+        ),
+        (
+            "a payment id with a control character",
+            V2,
+            |c| {
+                set(
+                    &mut c.draft.payment_data,
+                    "paymentDataId",
+                    json!("p\u{7f}1"),
+                );
+            },
+            Code::InvalidInput,
+            "paymentData.paymentDataId contains a control character (U+007F)",
+        ),
+        (
+            "an attention that is a national number alone",
+            V2,
+            |c| {
+                c.draft.for_the_attention_of = Some(json!(SSIN));
+            },
+            Code::InvalidInput,
+            "forTheAttentionOf must be an object",
+        ),
+        (
+            "an attention id that is a number",
+            V2,
+            |c| {
+                c.draft.for_the_attention_of = Some(json!({"id": 85073003328_u64}));
+            },
+            Code::InvalidInput,
+            "forTheAttentionOf.id must be a string",
+        ),
+        (
+            "an attention member the contract does not define",
+            V2,
+            |c| {
+                c.draft.for_the_attention_of = Some(json!({"ssin": SSIN}));
+            },
+            Code::InvalidInput,
+            "forTheAttentionOf.ssin is not a member of its definition",
+        ),
+        (
+            "an attention name of 513 characters",
+            V2,
+            |c| {
+                c.draft.for_the_attention_of =
+                    Some(json!({"name": "n".repeat(MAX_STRUCTURED_TEXT_CHARS + 1)}));
+            },
+            Code::InvalidInput,
+            "forTheAttentionOf.name has 513 characters; at most 512 are allowed",
+        ),
     ];
 
     #[test]
@@ -1625,6 +2135,52 @@ mod tests {
         ]));
         let publication = case.accepted();
         assert_eq!(publication.attachments[0].file_name.chars().count(), 255);
+    }
+
+    #[test]
+    fn structured_data_as_the_contract_defines_it_is_kept_as_sent() {
+        let mut case = Case::v2();
+        let business = json!([
+            {"key": "dossier", "name": {"nl": "Dossier"}, "description": {"fr": "Votre dossier"},
+             "values": [{"nl": "A-12"}, {"fr": "B-7", "de": "B-7"}]},
+            {"key": "bare", "values": []}
+        ]);
+        let attention = json!({"id": SSIN, "type": "ssin", "name": "Jan Peeters"});
+        case.draft.business_data_list = Some(business.clone());
+        case.draft.payment_data = Some(payment());
+        case.draft.for_the_attention_of = Some(attention.clone());
+        let publication = case.accepted();
+        assert_eq!(publication.business_data_list, Some(business));
+        assert_eq!(publication.payment_data, Some(payment()));
+        assert_eq!(publication.for_the_attention_of, Some(attention));
+        let mut minimal = Case::v2();
+        remove(&mut minimal.draft.payment_data, "bic");
+        if let Some(Value::Object(members)) = &mut minimal.draft.payment_data {
+            members.remove("reference");
+        }
+        minimal.draft.for_the_attention_of = Some(json!({}));
+        minimal.accepted();
+    }
+
+    #[test]
+    fn ibans_are_checked_with_their_check_digits() {
+        for iban in [
+            "BE68539007547034",
+            "NL91ABNA0417164300",
+            "DE89370400440532013000",
+            "GB82WEST12345698765432",
+        ] {
+            assert!(is_iban(iban), "{iban}");
+        }
+        for iban in [
+            "BE68539007547035",
+            "be68539007547034",
+            "BE685390075",
+            "BE6853900754703X",
+        ] {
+            assert!(!is_iban(iban), "{iban}");
+        }
+        assert!(is_bic("GEBABEBB") && is_bic("GEBABEBB36A") && !is_bic("GEBABE"));
     }
 
     #[test]

@@ -154,6 +154,7 @@ async fn audit_settled(
     audit.ssin_hash = Some(notification.citizen.clone());
     audit.details = serde_json::json!({
         "channel": notification.channel,
+        "kind": notification.kind,
         "attempts": notification.attempts,
         "idempotencyKey": notification.idempotency_key,
         "error": error,

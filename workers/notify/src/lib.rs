@@ -23,6 +23,7 @@ pub mod dispatcher;
 pub mod email;
 pub mod notifier;
 pub mod outbox;
+pub mod reminders;
 pub mod webhook;
 
 use domain::audit::{Action, Stage};
@@ -102,6 +103,7 @@ impl Handler for Notify {
                 let new = outbox::NewNotification {
                     message_id,
                     channel,
+                    kind: EventType::NewDocument,
                     citizen: citizen.current(),
                     idempotency_key,
                     target,

@@ -3,6 +3,7 @@
 //! module implementing this trait plus a variant of `domain::citizen::ChannelKind`.
 
 use domain::citizen::{ChannelKind, CitizenKey};
+use domain::events::EventType;
 use domain::ids::MessageId;
 use domain::translated::Language;
 use futures_util::future::BoxFuture;
@@ -13,6 +14,9 @@ use uuid::Uuid;
 pub struct Notification {
     pub message_id: MessageId,
     pub channel: ChannelKind,
+    /// What it tells: a new document (`newDocument`), a reminder (`newDocumentReminder`) or
+    /// an expiry alert (`documentExpirationAlert`).
+    pub kind: EventType,
     pub citizen: CitizenKey,
     /// The same on every attempt: the e-mail's `Message-ID`, the webhook's `Idempotency-Key`.
     pub idempotency_key: Uuid,

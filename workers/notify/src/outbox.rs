@@ -1,6 +1,7 @@
-//! The `notifications` outbox: at most one row per (message, channel), written by the notify
-//! handler in the batch's transaction, claimed and settled by the dispatcher, re-queued by
-//! `ebox notifications retry`.
+//! The `notifications` outbox: at most one row per (message, channel, kind), written by the
+//! notify handler in the batch's transaction (`newDocument`) or by the reminders job
+//! ([`crate::reminders`]: `newDocumentReminder`, `documentExpirationAlert`), claimed and
+//! settled by the dispatcher, re-queued by `ebox notifications retry`.
 //!
 //! A row is retried until its *retry window* closes: the window opens at `retry_from` (when the
 //! row was queued or last re-queued) and lasts the dispatcher's `retry_for`. The window is
@@ -10,6 +11,7 @@
 use crate::notifier::Notification;
 use chrono::{DateTime, Utc};
 use domain::citizen::{ChannelKind, CitizenKey};
+use domain::events::EventType;
 use domain::ids::MessageId;
 use domain::translated::Language;
 use sqlx::postgres::PgRow;
@@ -24,6 +26,7 @@ pub const WAKE_CHANNEL: &str = "ebox_notifications";
 pub struct NewNotification<'a> {
     pub message_id: MessageId,
     pub channel: ChannelKind,
+    pub kind: EventType,
     pub citizen: &'a CitizenKey,
     pub idempotency_key: Uuid,
     pub target: &'a str,
@@ -31,14 +34,14 @@ pub struct NewNotification<'a> {
     pub payload: serde_json::Value,
 }
 
-/// Queues a notification (nothing if one exists for the message and channel) and wakes the
-/// dispatchers once the transaction commits.
+/// Queues a notification (nothing if one exists for the message, channel and kind) and wakes
+/// the dispatchers once the transaction commits.
 pub async fn queue(conn: &mut PgConnection, new: NewNotification<'_>) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO notifications (message_id, channel, citizen, idempotency_key, target,
-                                    language, payload, state)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending')
-         ON CONFLICT (message_id, channel) DO NOTHING",
+                                    language, payload, state, kind)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8)
+         ON CONFLICT (message_id, channel, kind) DO NOTHING",
     )
     .bind(new.message_id.as_uuid())
     .bind(new.channel.as_str())
@@ -47,6 +50,7 @@ pub async fn queue(conn: &mut PgConnection, new: NewNotification<'_>) -> sqlx::R
     .bind(new.target)
     .bind(new.language.code())
     .bind(&new.payload)
+    .bind(new.kind.as_str())
     .execute(&mut *conn)
     .await?;
     wake(conn).await
@@ -92,12 +96,12 @@ pub async fn claim_due(
         "UPDATE notifications n
             SET attempts = n.attempts + 1, next_attempt_at = now() + interval '{LEASE}',
                 leased_until = now() + interval '{LEASE}'
-           FROM (SELECT message_id, channel FROM notifications
+           FROM (SELECT idempotency_key FROM notifications
                   WHERE state = 'pending' AND next_attempt_at <= now()
                   ORDER BY next_attempt_at LIMIT $1
                   FOR UPDATE SKIP LOCKED) due
-          WHERE n.message_id = due.message_id AND n.channel = due.channel
-      RETURNING n.message_id, n.channel, n.citizen, n.idempotency_key, n.target,
+          WHERE n.idempotency_key = due.idempotency_key
+      RETURNING n.message_id, n.channel, n.kind, n.citizen, n.idempotency_key, n.target,
                 n.language, n.payload, n.attempts, n.retry_from + $2 <= now() AS window_closed"
     )))
     .bind(limit)
@@ -115,9 +119,11 @@ pub async fn claim_due(
 fn notification(row: &PgRow) -> sqlx::Result<Notification> {
     let channel: String = row.try_get("channel")?;
     let language: String = row.try_get("language")?;
+    let kind: String = row.try_get("kind")?;
     Ok(Notification {
         message_id: MessageId::from_uuid(row.try_get("message_id")?),
         channel: records::vocabulary::decode(&channel, "notifications.channel")?,
+        kind: records::vocabulary::decode(&kind, "notifications.kind")?,
         citizen: CitizenKey::from_stored(row.try_get("citizen")?),
         idempotency_key: row.try_get("idempotency_key")?,
         target: row.try_get("target")?,
@@ -146,7 +152,9 @@ pub async fn settle(
     notification: &Notification,
     settlement: Settlement<'_>,
 ) -> sqlx::Result<bool> {
-    let claim = "WHERE message_id = $1 AND channel = $2 AND state = 'pending' AND attempts = $3";
+    // The idempotency key names one row (one message, channel and kind).
+    let claim =
+        "WHERE idempotency_key = $1 AND channel = $2 AND state = 'pending' AND attempts = $3";
     let sql = match settlement {
         Settlement::Sent => format!(
             "UPDATE notifications SET state = 'sent', sent_at = now(), last_error = NULL,
@@ -162,7 +170,7 @@ pub async fn settle(
         ),
     };
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(notification.message_id.as_uuid())
+        .bind(notification.idempotency_key)
         .bind(notification.channel.as_str())
         .bind(i32::try_from(notification.attempts).unwrap_or(i32::MAX));
     match settlement {

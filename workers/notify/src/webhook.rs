@@ -141,7 +141,11 @@ mod tests {
         assert_eq!(signatures("new\n", 7, body), signature(b"new", 7, body));
         assert_eq!(
             signatures("new\nold", 7, body),
-            format!("{},{}", signature(b"new", 7, body), signature(b"old", 7, body))
+            format!(
+                "{},{}",
+                signature(b"new", 7, body),
+                signature(b"old", 7, body)
+            )
         );
         assert_ne!(signature(b"new", 7, body), signature(b"old", 7, body));
     }
