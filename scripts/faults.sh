@@ -3,16 +3,18 @@
 # against this machine's RabbitMQ and PostgreSQL, injects one fault per scenario (failpoint
 # aborts at each step boundary of the driver, kill -9, broker stop/start, PostgreSQL
 # connections terminated, SIGTERM mid-batch, a duplicate storm, a deleted status queue, SMTP
-# down, 16 MiB messages) and checks an oracle: every reference has exactly one final status,
-# is stored and notified at most once, nothing is missing and nothing stays `accepted`.
+# down, 16 MiB messages, a 3-node cluster losing its quorum leaders) and checks an oracle:
+# every reference has exactly one final status, is stored and notified at most once, nothing is
+# missing and nothing stays `accepted`.
 # Prints a table; exits 1 when a scenario found a defect, 2 when a fault could not be injected.
 # Each scenario uses a vhost (ebox-faults-*) and a database (ebox_faults_*) of its own, removed
 # afterwards, and the broker users faults-a and faults-b, removed at the end.
 #
 #   scripts/faults.sh [--quick] [--messages N] [--big N] [--only SLUG,…] [--keep] [--table FILE]
 #
-# --quick: 200 messages per scenario and one failpoint row per step boundary (every worker
-# armed at once) instead of one per worker, for CI. Needs root (rabbitmqctl).
+# --quick (the test command's): 200 messages per scenario, one failpoint row per step boundary
+# with intake, consent-check and store armed at once instead of one row per worker, no notify
+# crash and no cluster, the debug build; about 3.5 minutes. Needs root (rabbitmqctl).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

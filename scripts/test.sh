@@ -58,6 +58,7 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace --locked 2>&1 | tee "$log" || status=$?
+scripts/faults.sh --quick || { faults=$?; [ "$status" -ne 0 ] || status=$faults; } # the fault matrix, short (docs/faults.md); keeps a cargo test failure's status
 # Repeated here, where the run is summed up, so a skipped check is not lost in the output above.
 if [ -n "$advisories_skipped" ]; then echo "$advisories_skipped"; fi
 # One closing line for the whole run: cargo prints one summary per test binary.

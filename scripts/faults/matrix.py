@@ -208,10 +208,10 @@ def wait_for_management(timeout: float = 120) -> None:
             time.sleep(0.5)
 
 
-def rabbitmqctl(*args: str, node: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+def rabbitmqctl(*args: str, node: str | None = None, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
     command = ([] if os.geteuid() == 0 else ["sudo"]) + ["rabbitmqctl", "-q"]
     command += (["-n", node] if node else []) + list(args)
-    return subprocess.run(command, check=check, capture_output=True, text=True, timeout=120)
+    return subprocess.run(command, check=check, capture_output=True, text=True, timeout=timeout)
 
 
 def vm_hwm_kib(pid: int) -> int | None:
@@ -235,6 +235,226 @@ def sweep_leftovers() -> None:
                 mgmt("DELETE", "/vhosts/" + urllib.parse.quote(vhost["name"], safe=""))
     except urllib.error.URLError as e:
         log(f"cannot sweep vhosts: {e}")
+
+
+class MainBroker:
+    """This machine's RabbitMQ (5672), managed through its management API."""
+
+    port = AMQP_PORT
+    name = "rabbit@localhost"
+
+    def create_vhost(self, vhost: str) -> None:
+        quoted = urllib.parse.quote(vhost, safe="")
+        try:
+            mgmt("DELETE", f"/vhosts/{quoted}")
+        except urllib.error.HTTPError:
+            pass
+        mgmt("PUT", f"/vhosts/{quoted}", {})
+        mgmt("PUT", f"/permissions/{quoted}/guest", {"configure": ".*", "write": ".*", "read": ".*"})
+        for sender in SENDERS:
+            mgmt("PUT", f"/permissions/{quoted}/{sender}",
+                 {"configure": "^$", "write": "^ebox\\.publish$", "read": f"^ebox\\.status\\.{re.escape(sender)}$"})
+
+    def delete_vhost(self, vhost: str) -> None:
+        mgmt("DELETE", "/vhosts/" + urllib.parse.quote(vhost, safe=""))
+
+    def close(self) -> None:
+        pass
+
+
+class Proxy(threading.Thread):
+    """A local TCP proxy standing in for a Kubernetes Service in front of the cluster: each new
+    connection goes to the first node, in order, that accepts it; when either side closes,
+    both do."""
+
+    def __init__(self, upstreams: list[int]):
+        super().__init__(daemon=True, name="proxy")
+        self.upstreams = upstreams
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(256)
+        self.port = self.listener.getsockname()[1]
+        self.closed = False
+
+    def run(self) -> None:
+        while not self.closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(client,), daemon=True).start()
+
+    def serve(self, client: socket.socket) -> None:
+        upstream = None
+        for port in self.upstreams:
+            try:
+                upstream = socket.create_connection(("127.0.0.1", port), timeout=2)
+                upstream.settimeout(None)
+                break
+            except OSError:
+                upstream = None
+        if upstream is None:
+            client.close()
+            return
+
+        def pipe(source: socket.socket, sink: socket.socket) -> None:
+            try:
+                while True:
+                    data = source.recv(65536)
+                    if not data:
+                        break
+                    sink.sendall(data)
+            except OSError:
+                pass
+            for sock in (source, sink):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        other = threading.Thread(target=pipe, args=(upstream, client), daemon=True)
+        other.start()
+        pipe(client, upstream)
+        other.join()
+        client.close()
+        upstream.close()
+
+    def close(self) -> None:
+        self.closed = True
+        self.listener.close()
+
+
+class Cluster:
+    """Three RabbitMQ nodes of this machine's installation clustered together, each on its own
+    ports and data directory (the machine's own node, rabbit@localhost, is left alone), behind
+    a local TCP proxy. See ../shared/reference/rabbitmq-cluster-facts.md."""
+
+    BASE = "/var/lib/rabbitmq/ebox-faults-cluster"
+    SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+
+    def __init__(self):
+        self.nodes = [f"ebox-faults-{i}@localhost" for i in (1, 2, 3)]
+        self.amqp_ports = [free_port() for _ in self.nodes]
+        self.dist_ports = [free_port() for _ in self.nodes]
+        self.pids: dict[str, int] = {}
+        self.procs: list[subprocess.Popen] = []
+        self.proxy: Proxy | None = None
+
+    def start(self) -> None:
+        shutil.rmtree(self.BASE, ignore_errors=True)
+        for i, node in enumerate(self.nodes):
+            self.start_node(i)
+        for node in self.nodes:
+            # await_startup fails at once while the node has not registered yet.
+            deadline = time.time() + 180
+            while rabbitmqctl("await_startup", node=node, check=False, timeout=180).returncode != 0:
+                if time.time() > deadline:
+                    raise RuntimeError(f"{node} did not start (see {self.BASE})")
+                time.sleep(1)
+            self.pids[node] = int(self.ctl(node, "eval", "list_to_integer(os:getpid()).").strip())
+        for node in self.nodes[1:]:
+            self.ctl(node, "stop_app")
+            self.ctl(node, "join_cluster", self.nodes[0])
+            self.ctl(node, "start_app")
+        running = self.ctl(self.nodes[0], "eval", "length(rabbit_nodes:all_running()).").strip()
+        if running != "3":
+            raise RuntimeError(f"the cluster has {running} running nodes, not 3")
+        for sender in SENDERS:
+            self.ctl(self.nodes[0], "add_user", sender, sender)
+        self.proxy = Proxy(self.amqp_ports)
+        self.proxy.start()
+        self.port = self.proxy.port
+        self.name = self.nodes[0]
+
+    def start_node(self, i: int) -> None:
+        node, home = self.nodes[i], os.path.join(self.BASE, f"node{i + 1}")
+        os.makedirs(os.path.join(home, "mnesia"), exist_ok=True)
+        os.makedirs(os.path.join(home, "log"), exist_ok=True)
+        with open(os.path.join(home, "rabbitmq.conf"), "w") as f:
+            f.write(f"listeners.tcp.default = 127.0.0.1:{self.amqp_ports[i]}\n"
+                    "loopback_users = none\n")
+        with open(os.path.join(home, "enabled_plugins"), "w") as f:
+            f.write("[].\n")
+        settings = {
+            "NODENAME": node,
+            "NODE_PORT": str(self.amqp_ports[i]),
+            "DIST_PORT": str(self.dist_ports[i]),
+            "MNESIA_BASE": os.path.join(home, "mnesia"),
+            "LOG_BASE": os.path.join(home, "log"),
+            "CONFIG_FILE": os.path.join(home, "rabbitmq.conf"),
+            "ENABLED_PLUGINS_FILE": os.path.join(home, "enabled_plugins"),
+            "PID_FILE": os.path.join(home, "pid"),
+        }
+        env_file = os.path.join(home, "rabbitmq-env.conf")
+        with open(env_file, "w") as f:
+            f.write("ERL_EPMD_ADDRESS=127.0.0.1\n")
+            f.writelines(f"{key}={value}\n" for key, value in settings.items())
+        subprocess.run(["chown", "-R", "rabbitmq:rabbitmq", self.BASE], check=True)
+        env = {"HOME": "/var/lib/rabbitmq", "PATH": os.environ["PATH"], "RABBITMQ_CONF_ENV_FILE": env_file,
+               **{f"RABBITMQ_{key}": value for key, value in settings.items()}}
+        out = open(os.path.join(home, "server.out"), "ab")
+        self.procs.append(subprocess.Popen(
+            ["runuser", "-u", "rabbitmq", "--", "env", *(f"{k}={v}" for k, v in env.items()), self.SERVER],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd="/var/lib/rabbitmq"))
+        out.close()
+
+    def ctl(self, node: str, *args: str, timeout: float = 120) -> str:
+        return rabbitmqctl(*args, node=node, timeout=timeout).stdout
+
+    def create_vhost(self, vhost: str) -> None:
+        first = self.nodes[0]
+        self.ctl(first, "add_vhost", vhost)
+        self.ctl(first, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        for sender in SENDERS:
+            self.ctl(first, "set_permissions", "-p", vhost, sender, "^$", "^ebox\\.publish$",
+                     f"^ebox\\.status\\.{re.escape(sender)}$")
+
+    def delete_vhost(self, vhost: str) -> None:
+        for node in self.nodes:
+            if self.alive(node):
+                self.ctl(node, "delete_vhost", vhost)
+                return
+
+    def alive(self, node: str) -> bool:
+        try:
+            os.kill(self.pids[node], 0)
+            return True
+        except OSError:
+            return False
+
+    def leaders(self, vhost: str) -> collections.Counter:
+        """Which node leads how many of the vhost's quorum queues."""
+        for node in self.nodes:
+            if self.alive(node):
+                out = self.ctl(node, "list_queues", "-p", vhost, "--no-table-headers", "name", "type", "leader")
+                return collections.Counter(line.split("\t")[2] for line in out.splitlines()
+                                           if line.count("\t") == 2 and line.split("\t")[1] == "quorum")
+        return collections.Counter()
+
+    def kill(self, node: str) -> None:
+        os.kill(self.pids[node], signal.SIGKILL)
+
+    def close(self) -> None:
+        """Kills the three nodes (the processes this harness started, by pid and process
+        group) and removes their data."""
+        if self.proxy is not None:
+            self.proxy.close()
+        for pid in self.pids.values():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        for proc in self.procs:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                pass
+        shutil.rmtree(self.BASE, ignore_errors=True)
 
 
 # --- the processes of a run ---------------------------------------------------------------
@@ -401,8 +621,10 @@ class Publisher(threading.Thread):
 
 
 class Run:
-    def __init__(self, ctx: "Context", slug: str, title: str, n: int, big_bytes: int = 0):
+    def __init__(self, ctx: "Context", slug: str, title: str, n: int, big_bytes: int = 0, broker=None):
         self.ctx, self.slug, self.title, self.n = ctx, slug, title, n
+        self.broker = broker or MainBroker()
+        self.amqp_port = self.broker.port
         self.vhost = f"ebox-faults-{slug}"
         self.db = "ebox_faults_" + slug.replace("-", "_")
         self.dir = os.path.join(ctx.dir, slug)
@@ -428,7 +650,7 @@ class Run:
         self.supervise = True
         self.supervising = threading.Lock()  # held while the monitor restarts a worker
         self.monitor = threading.Thread(target=self._monitor, daemon=True, name="monitor")
-        self.amqp_url = f"amqp://guest:guest@{AMQP_HOST}:{AMQP_PORT}/" + urllib.parse.quote(self.vhost, safe="")
+        self.amqp_url = f"amqp://guest:guest@{AMQP_HOST}:{self.amqp_port}/" + urllib.parse.quote(self.vhost, safe="")
         self.env = dict(
             os.environ,
             EBOX_AMQP_URL=self.amqp_url,
@@ -448,16 +670,7 @@ class Run:
     def prepare(self) -> None:
         psql(PG_ADMIN, f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
         psql(PG_ADMIN, f'CREATE DATABASE "{self.db}"')
-        quoted = urllib.parse.quote(self.vhost, safe="")
-        try:
-            mgmt("DELETE", f"/vhosts/{quoted}")
-        except urllib.error.HTTPError:
-            pass
-        mgmt("PUT", f"/vhosts/{quoted}", {})
-        mgmt("PUT", f"/permissions/{quoted}/guest", {"configure": ".*", "write": ".*", "read": ".*"})
-        for sender in SENDERS:
-            mgmt("PUT", f"/permissions/{quoted}/{sender}",
-                 {"configure": "^$", "write": "^ebox\\.publish$", "read": f"^ebox\\.status\\.{re.escape(sender)}$"})
+        self.broker.create_vhost(self.vhost)
         registry = os.path.join(self.dir, "registry.yaml")
         with open(registry, "w") as f:
             f.write("senders:\n")
@@ -536,7 +749,7 @@ class Run:
 
     def sender_params(self, sender: str) -> pika.ConnectionParameters:
         return pika.ConnectionParameters(
-            host=AMQP_HOST, port=AMQP_PORT, virtual_host=self.vhost,
+            host=AMQP_HOST, port=self.amqp_port, virtual_host=self.vhost,
             credentials=pika.PlainCredentials(sender, sender), heartbeat=30,
             blocked_connection_timeout=60, connection_attempts=1, socket_timeout=5)
 
@@ -554,9 +767,8 @@ class Run:
         for reader in self.readers.values():
             reader.join(5)
         self.stop_smtp()
-        quoted = urllib.parse.quote(self.vhost, safe="")
         try:
-            mgmt("DELETE", f"/vhosts/{quoted}")
+            self.broker.delete_vhost(self.vhost)
         except Exception as e:
             log(f"could not delete vhost {self.vhost}: {e}")
         if not self.ctx.keep:
@@ -735,7 +947,7 @@ def scenario_failpoint(workers: tuple[str, ...], failpoint: str):
             if failpoint == "driver.handle":
                 n = max(2, expected_deliveries(run, worker) // 3)
             else:
-                n = 3
+                n = 5
             armed[worker] = f"{failpoint}:{n}"
         run.start_workers(failpoints=armed)
         run.start_readers()
@@ -795,7 +1007,7 @@ def scenario_broker(run: Run, quick: bool) -> None:
     run.struck()
     rabbitmqctl("stop_app")
     run.injected = True
-    time.sleep(5)
+    time.sleep(3 if quick else 5)
     log("rabbitmqctl start_app")
     starting = subprocess.Popen((["rabbitmqctl"] if os.geteuid() == 0 else ["sudo", "rabbitmqctl"]) + ["-q", "start_app"])
     # The fault ends when the broker takes connections again (start_app returns later, once
@@ -904,7 +1116,7 @@ def scenario_smtp(run: Run, quick: bool) -> None:
     run.stop_smtp()
     run.struck()
     run.injected = True
-    down = 10 if quick else 20
+    down = 6 if quick else 20
     log(f"SMTP sink down for {down}s")
     time.sleep(down)
     run.start_smtp()
@@ -930,6 +1142,29 @@ def scenario_big(run: Run, quick: bool) -> None:
     run.fault_cleared = time.time()
 
 
+def scenario_cluster(run: Run, quick: bool) -> None:
+    """Quorum queues with three members on a three-node cluster behind a TCP proxy; the node
+    that holds the most queue leaders is killed (SIGKILL) mid-run and stays down."""
+    cluster = run.broker
+    run.start_workers()
+    run.start_readers()
+    run.publish()
+    run.wait_progress(0.3)
+    leaders = cluster.leaders(run.vhost)
+    if not leaders:
+        raise NotInjected("no quorum queue leader found")
+    victim, led = leaders.most_common(1)[0]
+    log(f"kill -9 of {victim}, leader of {led} of {sum(leaders.values())} quorum queues")
+    run.struck()
+    cluster.kill(victim)
+    run.injected = True
+    run.fault_cleared = time.time()
+    run.notes.append(f"killed {victim}, leader of {led} of {sum(leaders.values())} quorum queues; it stays down")
+    time.sleep(5)
+    after = cluster.leaders(run.vhost)
+    run.notes.append("leaders 5 s later: " + ", ".join(f"{node} {count}" for node, count in sorted(after.items())))
+
+
 # --- the matrix ---------------------------------------------------------------------------
 
 
@@ -943,9 +1178,21 @@ class Context:
 def run_scenario(ctx: Context, slug: str, title: str, n: int, scenario, quick: bool,
                  timeout: float, big_bytes: int = 0) -> dict:
     log(f"=== {title} ({n} messages)")
-    run = Run(ctx, slug, title, n, big_bytes)
     row = dict(scenario=title, messages=n)
     started = time.time()
+    broker = None
+    if scenario is scenario_cluster:
+        broker = Cluster()
+        try:
+            log("starting and clustering three RabbitMQ nodes")
+            broker.start()
+        except Exception as e:
+            broker.close()
+            row.update(injected=False, notes=[f"HARNESS ERROR: could not start a 3-node cluster: {e}"],
+                       seconds=time.time() - started)
+            log(f"=== {title}: {summarize(row)}")
+            return row
+    run = Run(ctx, slug, title, n, big_bytes, broker)
     try:
         run.prepare()
         scenario(run, quick)
@@ -953,7 +1200,7 @@ def run_scenario(ctx: Context, slug: str, title: str, n: int, scenario, quick: b
             raise NotInjected("the senders had heard every final status before the fault struck")
         recovery = run.converge(timeout)
         if recovery is not None:
-            time.sleep(3)  # late duplicates
+            time.sleep(1 if quick else 3)  # late duplicates
         result = run.oracle()
         kib, who = run.peak()
         row.update(result)
@@ -973,6 +1220,8 @@ def run_scenario(ctx: Context, slug: str, title: str, n: int, scenario, quick: b
             run.teardown()
         except Exception as e:
             row.setdefault("notes", []).append(f"teardown: {e}")
+        if broker is not None:
+            broker.close()
     for worker in run.workers.values():
         row["notes"] += worker.exits
     row["notes"] += run.notes
@@ -1047,6 +1296,8 @@ def scenarios(quick: bool, n: int, big: int) -> list[tuple]:
         ("smtp", "SMTP down then up", n, scenario_smtp, 300, 0),
         ("big", "16 MiB messages at full prefetch", big, scenario_big, 300, 12_580_000),
     ]
+    if not quick:
+        out.append(("cluster", "3-node cluster, quorum leader node killed", n, scenario_cluster, TIMEOUT, 0))
     return out
 
 
@@ -1077,7 +1328,8 @@ def main() -> int:
     finally:
         out = table(rows)
         header = (f"fault matrix, {time.strftime('%Y-%m-%d %H:%M %Z')}, {os.uname().nodename}, "
-                  f"{os.cpu_count()} CPUs, {'quick' if args.quick else 'full'} run, {time.time() - started:.0f}s")
+                  f"{os.cpu_count()} CPUs, {'quick' if args.quick else 'full'} run, "
+                  f"{'release' if '/release/' in EBOX else 'debug'} build, {time.time() - started:.0f}s")
         print(header)
         print(out, flush=True)
         if args.table:
