@@ -13,7 +13,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/services.sh
+# Starts PostgreSQL and RabbitMQ only when one is not listening: scripts/services.sh may
+# restart RabbitMQ to reconfigure it, which would cut every other run on the machine.
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+if ! listening 5432 || ! listening 5672; then scripts/services.sh; fi
 
 messages=${1:-20000}
 shift || true

@@ -109,7 +109,19 @@ pub async fn run(settings: &Settings, args: BenchArgs) -> anyhow::Result<()> {
     let publication_bytes = publications.mean_bytes();
 
     eprintln!("bench: the bare chain, {} messages …", args.messages);
-    let ceiling = chain::measure(settings, &publications, args.messages, load::handoff()?).await?;
+    let mut attempt = 1;
+    let ceiling = loop {
+        match chain::measure(settings, &publications, args.messages, load::handoff()?).await {
+            Err(e) if attempt < runs::ATTEMPTS && runs::broker_failed(&e) => {
+                eprintln!(
+                    "bench: the bare chain: the broker connection failed ({e:#}); measuring it again"
+                );
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            }
+            result => break result?,
+        }
+    };
 
     let (smtp, mut inbox) = crate::smtp_sink::start("127.0.0.1:0").await?;
     let mails = Arc::new(AtomicUsize::new(0));
@@ -166,13 +178,9 @@ pub async fn run(settings: &Settings, args: BenchArgs) -> anyhow::Result<()> {
 async fn measure(bench: &Bench<'_>, args: &BenchArgs) -> anyhow::Result<Runs> {
     let senders = bench.senders.len();
     let one_each = fleet::shape(Worker::Intake, 1);
+    let burst = || Plan::round_robin(args.messages, senders, args.citizens);
     let saturated = bench
-        .run(
-            "saturated",
-            &one_each,
-            Plan::round_robin(args.messages, senders, args.citizens),
-            Publishing::Burst,
-        )
+        .measure("saturated", &one_each, burst, Publishing::Burst)
         .await?;
     let replicated = args
         .replicate
@@ -185,53 +193,45 @@ async fn measure(bench: &Bench<'_>, args: &BenchArgs) -> anyhow::Result<Runs> {
         ("at the saturated rate", 1.0),
         ("at half the saturated rate", 0.5),
     ] {
-        let plan = Plan::round_robin(paced_messages, senders, args.citizens);
+        let plan = || Plan::round_robin(paced_messages, senders, args.citizens);
         let rate = saturated.rate * share;
         paced.push(
             bench
-                .run(label, &one_each, plan, Publishing::Paced(rate))
+                .measure(label, &one_each, plan, Publishing::Paced(rate))
                 .await?,
         );
     }
 
     let batch = args.fairness_batch.unwrap_or(args.messages);
     let fairness = if batch > 0 {
-        let mut messages: Vec<Planned> = (0..batch)
-            .map(|g| Planned {
-                sender: 0,
-                citizen: g % args.citizens,
-            })
-            .collect();
-        // A consenting citizen, so that the single message ends `published`.
-        messages.push(Planned {
-            sender: 1,
-            citizen: 0,
-        });
-        Some(
-            bench
-                .run(
-                    "fairness",
-                    &one_each,
-                    Plan::new(messages),
-                    Publishing::BatchThenSingle,
-                )
-                .await?,
-        )
+        let plan = || {
+            let mut messages: Vec<Planned> = (0..batch)
+                .map(|g| Planned {
+                    sender: 0,
+                    citizen: g % args.citizens,
+                })
+                .collect();
+            // A consenting citizen, so that the single message ends `published`.
+            messages.push(Planned {
+                sender: 1,
+                citizen: 0,
+            });
+            Plan::new(messages)
+        };
+        let fairness = bench
+            .measure("fairness", &one_each, plan, Publishing::BatchThenSingle)
+            .await?;
+        Some(fairness)
     } else {
         None
     };
 
     let mut replicas = Vec::new();
     for &count in args.replicas.iter().filter(|&&n| n > 1) {
-        let plan = Plan::round_robin(args.messages, senders, args.citizens);
+        let shape = fleet::shape(replicated, count);
         replicas.push(
             bench
-                .run(
-                    "saturated",
-                    &fleet::shape(replicated, count),
-                    plan,
-                    Publishing::Burst,
-                )
+                .measure("saturated", &shape, burst, Publishing::Burst)
                 .await?,
         );
     }

@@ -122,6 +122,10 @@ impl Chain {
                     quorum(),
                 )
                 .await?;
+            // What an interrupted measurement left.
+            setup
+                .queue_purge(name.as_str().into(), Default::default())
+                .await?;
         }
         let shutdown = CancellationToken::new();
         let mut relays = Vec::new();

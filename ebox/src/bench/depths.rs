@@ -85,9 +85,16 @@ impl Sampler {
         Ok(Self { stop, task })
     }
 
-    pub async fn stop(self) -> anyhow::Result<Vec<Depth>> {
+    pub async fn stop(mut self) -> anyhow::Result<Vec<Depth>> {
         self.stop.cancel();
-        self.task.await?
+        (&mut self.task).await?
+    }
+}
+
+impl Drop for Sampler {
+    /// A run that failed stops its sampler too.
+    fn drop(&mut self) {
+        self.stop.cancel();
     }
 }
 

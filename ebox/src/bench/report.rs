@@ -213,13 +213,17 @@ impl Report {
         let u = &run.usage;
         let _ = writeln!(
             out,
-            "  CPU, % of one core: {}; rest of the machine {}; all cores {} busy, {} iowait; busiest disk {}",
+            "  CPU, % of one core: {}; rest of the machine {} (interrupts and steal {}); all cores {} busy, {} iowait; busiest disk {}",
             u.cpu
                 .iter()
                 .map(|(label, p)| format!("{label} {p:.0}"))
                 .collect::<Vec<_>>()
                 .join(", "),
             u.unwatched.map_or("?".to_owned(), |p| format!("{p:.0}")),
+            u.machine_interrupts.map_or("?".to_owned(), |p| format!(
+                "{:.0}",
+                p * self.conditions.cores.max(1) as f64
+            )),
             u.machine_busy
                 .map_or("?".to_owned(), |p| format!("{p:.0} %")),
             u.machine_iowait
@@ -242,15 +246,18 @@ impl Report {
                 .join(", ")
         );
         let n = &run.notifications;
+        let per_second = n.received as f64 / run.seconds.max(1e-9);
         let _ = writeln!(
             out,
-            "  notifications: {} of {} mails at the SMTP sink{}",
+            "  notifications: the SMTP sink received {} mails during the run ({per_second:.0}/s) for {} published; {} still in the outbox at its end{}",
             n.received,
             n.expected,
-            n.all_in_seconds.map_or(String::new(), |s| format!(
-                ", the last {s:.1} s after the first publish ({:.0} mails/s)",
-                n.received as f64 / s.max(1e-9)
-            ))
+            n.pending.map_or("?".to_owned(), |p| p.to_string()),
+            match n.pending {
+                Some(p) if p > 0 && per_second > 0.0 =>
+                    format!(" ({:.0} s more at that pace)", p as f64 / per_second),
+                _ => String::new(),
+            }
         );
         out
     }
@@ -324,9 +331,9 @@ impl Report {
                 .map(|(name, rss)| (name.clone(), serde_json::json!(rss)))
                 .collect::<serde_json::Map<_, _>>(),
             "notifications": {
-                "expected": run.notifications.expected,
-                "received": run.notifications.received,
-                "allInSeconds": run.notifications.all_in_seconds.map(round1),
+                "published": run.notifications.expected,
+                "mailsDuringRun": run.notifications.received,
+                "pendingAtEnd": run.notifications.pending,
             },
             "fairness": run.single.as_ref().map(|s| serde_json::json!({
                 "sender": s.sender,

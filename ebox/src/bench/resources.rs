@@ -63,11 +63,14 @@ pub fn load_average() -> Option<String> {
     )
 }
 
-/// The machine's CPU ticks: busy (not idle, not waiting for I/O), waiting for I/O, in all.
+/// The machine's CPU ticks: busy (not idle, not waiting for I/O), waiting for I/O, serving
+/// interrupts (loopback networking among them: no process is charged for it) or taken by the
+/// hypervisor (steal), in all.
 #[derive(Debug, Clone, Copy, Default)]
 struct MachineTicks {
     busy: u64,
     iowait: u64,
+    interrupts: u64,
     total: u64,
 }
 
@@ -82,9 +85,11 @@ fn machine_ticks() -> Option<MachineTicks> {
     let total: u64 = values.iter().take(8).sum();
     let idle = *values.get(3)?;
     let iowait = *values.get(4)?;
+    let interrupts = values.get(5..8)?.iter().sum();
     Some(MachineTicks {
         busy: total - idle - iowait,
         iowait,
+        interrupts,
         total,
     })
 }
@@ -176,6 +181,8 @@ pub struct Usage {
     /// processes (other work on the machine, the kernel's own threads).
     pub machine_busy: Option<f64>,
     pub machine_iowait: Option<f64>,
+    /// Percent of all cores serving interrupts or stolen by the hypervisor (part of busy).
+    pub machine_interrupts: Option<f64>,
     pub unwatched: Option<f64>,
     /// The busiest disk and the percent of the time it was busy.
     pub busiest_disk: Option<(String, f64)>,
@@ -202,10 +209,16 @@ impl Usage {
             }
         }
         let machine = match (before.machine, after.machine) {
-            (Some(b), Some(a)) if a.total > b.total => Some((
-                (a.busy - b.busy) as f64 / (a.total - b.total) as f64 * 100.0,
-                (a.iowait - b.iowait) as f64 / (a.total - b.total) as f64 * 100.0,
-            )),
+            (Some(b), Some(a)) if a.total > b.total => {
+                let share = |x: u64, y: u64| {
+                    x.saturating_sub(y) as f64 / (a.total - b.total) as f64 * 100.0
+                };
+                Some((
+                    share(a.busy, b.busy),
+                    share(a.iowait, b.iowait),
+                    share(a.interrupts, b.interrupts),
+                ))
+            }
             _ => None,
         };
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
@@ -225,6 +238,7 @@ impl Usage {
             cpu,
             machine_busy: machine.map(|m| m.0),
             machine_iowait: machine.map(|m| m.1),
+            machine_interrupts: machine.map(|m| m.2),
             unwatched: machine.map(|m| (m.0 - watched_cores).max(0.0) * cores),
             busiest_disk,
         }
@@ -264,6 +278,7 @@ impl Usage {
                 .collect::<serde_json::Map<_, _>>(),
             "machineBusyPercent": self.machine_busy.map(round1),
             "machineIowaitPercent": self.machine_iowait.map(round1),
+            "machineInterruptsPercent": self.machine_interrupts.map(round1),
             "unwatchedPercentOfOneCore": self.unwatched.map(round1),
             "busiestDisk": self.busiest_disk.as_ref().map(|(name, util)| serde_json::json!({
                 "device": name, "busyPercent": round1(*util)

@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
 
 /// What every run shares.
 pub struct Bench<'a> {
@@ -70,13 +71,17 @@ pub struct RunFigures {
     pub single: Option<Single>,
 }
 
-/// The mails the SMTP sink received for a run's published messages.
+/// The notification mails of a run. The clock stops when the senders heard every final status,
+/// not when every mail is out: the dispatcher sends them afterwards, and a run's backlog is
+/// sent by the next run's notify process (whose mails then include it).
 #[derive(Debug, Clone)]
 pub struct Notifications {
+    /// One per published message: every consenting citizen wants an e-mail.
     pub expected: usize,
+    /// Received by the SMTP sink during the run.
     pub received: usize,
-    /// From the first publish to the moment the last expected mail had arrived.
-    pub all_in_seconds: Option<f64>,
+    /// In the outbox, not yet sent, at the end of the run.
+    pub pending: Option<i64>,
 }
 
 /// The fairness run's single message.
@@ -90,9 +95,53 @@ pub struct Single {
     pub latency: Duration,
 }
 
+/// A run is measured again, up to this many times, when the broker cut its connections (a
+/// restart by another user of the machine, for one): its figures would mean nothing.
+pub const ATTEMPTS: usize = 3;
+
 impl Bench<'_> {
-    /// Measures one run of `plan` on the processes of `shape`.
-    pub async fn run(
+    /// Measures one run of `plan()` on the processes of `shape`; again, on a fresh plan and
+    /// empty queues, when the broker connection failed during it.
+    pub async fn measure(
+        &self,
+        label: &str,
+        shape: &Shape,
+        plan: impl Fn() -> Plan,
+        publishing: Publishing,
+    ) -> anyhow::Result<RunFigures> {
+        let mut attempt = 1;
+        loop {
+            match self.run(label, shape, plan(), publishing).await {
+                Err(e) if attempt < ATTEMPTS && broker_failed(&e) => {
+                    eprintln!(
+                        "bench: {label}: the broker connection failed ({e:#}); measuring it again"
+                    );
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    self.purge().await?;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Empties the stages' and the senders' queues of what an interrupted run left.
+    async fn purge(&self) -> anyhow::Result<()> {
+        let connection =
+            queues::driver::connect(&self.settings.amqp_url, "ebox bench purge").await?;
+        let channel = connection.create_channel().await?;
+        for queue in self.queues() {
+            channel
+                .queue_purge(queue.as_str().into(), Default::default())
+                .await?;
+        }
+        let _ = connection.close(200, "done".into()).await;
+        Ok(())
+    }
+
+    /// Measures one run of `plan` on the processes of `shape`, then stops the processes and
+    /// closes the senders' connections, whether the measurement succeeded or not.
+    async fn run(
         &self,
         label: &str,
         shape: &Shape,
@@ -106,12 +155,42 @@ impl Bench<'_> {
         );
         let fleet = Fleet::start(&self.exe, shape, self.smtp).await?;
         let mut links = Vec::new();
+        let mut listeners = Vec::new();
+        let observed = self
+            .observe(&fleet, &mut links, &mut listeners, plan, publishing)
+            .await;
+        let peak_rss = fleet.peak_rss();
+        fleet.stop().await;
+        for listener in &listeners {
+            listener.abort();
+        }
+        for link in links {
+            link.close().await;
+        }
+        let observed = observed?;
+        Ok(RunFigures {
+            label: label.to_owned(),
+            shape: shape.clone(),
+            peak_rss,
+            ..observed
+        })
+    }
+
+    /// Connects the senders (into `links`), hears their statuses (`listeners`), publishes,
+    /// waits for every final status, and reads what the run took.
+    async fn observe(
+        &self,
+        fleet: &Fleet,
+        links: &mut Vec<SenderLink>,
+        listeners: &mut Vec<JoinHandle<anyhow::Result<()>>>,
+        plan: Plan,
+        publishing: Publishing,
+    ) -> anyhow::Result<RunFigures> {
         for account in &self.senders {
             links.push(SenderLink::connect(account).await?);
         }
         let plan = Arc::new(plan);
         let tracker = Tracker::new(plan.messages.len(), links.len());
-        let mut listeners = Vec::new();
         for (index, link) in links.iter().enumerate() {
             listeners.push(link.listen(index, plan.clone(), tracker.clone()).await?);
         }
@@ -124,7 +203,7 @@ impl Bench<'_> {
         let mails_before = self.mails.load(Ordering::Acquire);
         let before = Snapshot::take(&watched);
 
-        let publish = self.publish(&links, &plan, &tracker, publishing);
+        let publish = self.publish(links, &plan, &tracker, publishing);
         let finish = async { tokio::try_join!(publish, tracker.wait_for_all()) };
         let listening = async {
             let (ended, _, _) = futures_util::future::select_all(listeners.iter_mut()).await;
@@ -145,16 +224,9 @@ impl Bench<'_> {
         let stages = fleet.stage_metrics().await;
         let usage = Usage::between(&before, &after, &watched);
         let start = tracker.first_published().context("nothing was published")?;
-        let expected_mails = plan.expected(Status::Published);
-        let notifications = self.await_mails(mails_before, expected_mails, start).await;
-        let peak_rss = fleet.peak_rss();
-        fleet.stop().await;
-        for listener in &listeners {
-            listener.abort();
-        }
-        for link in links {
-            link.close().await;
-        }
+        let notifications = self
+            .notifications(mails_before, plan.expected(Status::Published))
+            .await;
 
         let seconds = end.duration_since(start).as_secs_f64();
         let mut latencies = Vec::new();
@@ -179,8 +251,8 @@ impl Bench<'_> {
             })
         });
         Ok(RunFigures {
-            label: label.to_owned(),
-            shape: shape.clone(),
+            label: String::new(),
+            shape: Shape::new(),
             publishing,
             messages: plan.messages.len(),
             published,
@@ -195,7 +267,7 @@ impl Bench<'_> {
             depths,
             stages,
             usage,
-            peak_rss,
+            peak_rss: Vec::new(),
             notifications,
             single,
         })
@@ -253,22 +325,25 @@ impl Bench<'_> {
         }
     }
 
-    /// Waits until the SMTP sink has `expected` more mails than `before`, or none came for a
-    /// minute.
-    async fn await_mails(&self, before: usize, expected: usize, start: Instant) -> Notifications {
-        let received = || self.mails.load(Ordering::Acquire).saturating_sub(before);
-        let mut last_progress = (received(), Instant::now());
-        while received() < expected && last_progress.1.elapsed() < Duration::from_secs(60) {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            if received() > last_progress.0 {
-                last_progress = (received(), Instant::now());
-            }
-        }
-        let received = received();
+    /// The mails the sink received during the run, and the notifications still waiting in the
+    /// outbox at its end.
+    async fn notifications(&self, before: usize, expected: usize) -> Notifications {
+        let pending: Option<i64> =
+            sqlx::query_scalar("SELECT count(*) FROM notifications WHERE state = 'pending'")
+                .fetch_one(self.pool)
+                .await
+                .ok();
         Notifications {
             expected,
-            received,
-            all_in_seconds: (received >= expected).then(|| start.elapsed().as_secs_f64()),
+            received: self.mails.load(Ordering::Acquire).saturating_sub(before),
+            pending,
         }
     }
+}
+
+/// Whether an error came from the broker connection (or the network under it).
+pub fn broker_failed(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .any(|cause| cause.is::<lapin::Error>() || cause.is::<std::io::Error>())
 }
