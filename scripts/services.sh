@@ -167,6 +167,20 @@ restart_rabbitmq() {
   as_root rabbitmqctl await_startup >/dev/null
 }
 
+# Puts `block` (delimited by "# NAME begin" and "# NAME end" lines) in `conf` unless it is
+# there already, word for word; succeeds (0) only when it changed the file. Each block is
+# compared alone, so several blocks never make each other look changed.
+ensure_conf_block() {
+  local conf=$1 name=$2 block=$3 current
+  current=$({ as_root cat "$conf" 2>/dev/null || true; } | sed -n "/^# $name begin/,/^# $name end/p")
+  if [ "$current" = "$block" ]; then
+    return 1
+  fi
+  { { as_root cat "$conf" 2>/dev/null || true; } | sed "/^# $name begin/,/^# $name end/d"
+    printf '%s\n' "$block"; } | as_root tee "$conf.ebox-new" >/dev/null
+  as_root mv "$conf.ebox-new" "$conf"
+}
+
 # RabbitMQ's TLS listener on 5671, added to /etc/rabbitmq/rabbitmq.conf between two marker
 # lines (replaced, never repeated). The broker reads its configuration when it starts: it is
 # restarted when the block or the key changed, or when 5671 is closed, and only then.
@@ -174,11 +188,8 @@ ensure_rabbitmq_tls() {
   local conf=/etc/rabbitmq/rabbitmq.conf restart=
   install_server_key rabbitmq "$tls_dir/rabbitmq.key"
   restart=$key_changed
-  local wanted
-  wanted=$(
-    { as_root cat "$conf" 2>/dev/null || true; } |
-      sed '/^# ebox-test-tls begin/,/^# ebox-test-tls end/d'
-    cat <<EOF
+  local block
+  block=$(cat <<EOF
 # ebox-test-tls begin: written by scripts/services.sh (tests only)
 listeners.ssl.default = 5671
 ssl_options.cacertfile = $tls_dir/ca.pem
@@ -189,9 +200,8 @@ ssl_options.fail_if_no_peer_cert = false
 # ebox-test-tls end
 EOF
   )
-  if [ "$wanted" != "$(as_root cat "$conf" 2>/dev/null || true)" ]; then
-    log "configuring RabbitMQ's TLS listener (5671)"
-    printf '%s\n' "$wanted" | as_root tee "$conf" >/dev/null
+  if ensure_conf_block "$conf" ebox-test-tls "$block"; then
+    log "configured RabbitMQ's TLS listener (5671)"
     restart=1
   fi
   if ! port_open 5671; then restart=1; fi
@@ -229,19 +239,10 @@ ensure_postgres_tls() {
 # the running broker at once (new channels read it); no restart.
 max_message_size=33554432
 ensure_rabbitmq_max_message_size() {
-  local conf=/etc/rabbitmq/rabbitmq.conf wanted
-  wanted=$(
-    { as_root cat "$conf" 2>/dev/null || true; } |
-      sed '/^# ebox-max-message-size begin/,/^# ebox-max-message-size end/d'
-    cat <<EOF
-# ebox-max-message-size begin: written by scripts/services.sh
-max_message_size = $max_message_size
-# ebox-max-message-size end
-EOF
-  )
-  if [ "$wanted" != "$(as_root cat "$conf" 2>/dev/null || true)" ]; then
-    log "limiting RabbitMQ's messages to $max_message_size bytes"
-    printf '%s\n' "$wanted" | as_root tee "$conf" >/dev/null
+  local block
+  block=$(printf '# ebox-max-message-size begin: written by scripts/services.sh\nmax_message_size = %s\n# ebox-max-message-size end' "$max_message_size")
+  if ensure_conf_block /etc/rabbitmq/rabbitmq.conf ebox-max-message-size "$block"; then
+    log "limited RabbitMQ's messages to $max_message_size bytes"
   fi
   as_root rabbitmqctl eval "application:set_env(rabbit, max_message_size, $max_message_size)." >/dev/null
 }

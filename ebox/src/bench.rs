@@ -31,7 +31,6 @@ mod storage;
 
 use crate::workers::Worker;
 use anyhow::Context;
-use domain::citizen::SsinHasher;
 use load::{Plan, Planned, Publications};
 use report::{Conditions, Report, Runs};
 use runs::{Bench, Publishing};
@@ -103,7 +102,7 @@ pub async fn run(settings: &Settings, args: BenchArgs) -> anyhow::Result<()> {
         "bench: recording {} citizens' consent and preferences …",
         args.citizens
     );
-    let hasher = SsinHasher::new(&settings.ssin_hash_key);
+    let hasher = settings.ssin_hasher();
     load::record_citizens(&pool, &hasher, args.citizens).await?;
     let publications = Publications::build(args.citizens, args.pdf_bytes, &args.message_type)?;
     let publication_bytes = publications.mean_bytes();
@@ -117,7 +116,7 @@ pub async fn run(settings: &Settings, args: BenchArgs) -> anyhow::Result<()> {
                     "bench: the bare chain: the broker connection failed ({e:#}); measuring it again"
                 );
                 attempt += 1;
-                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                tokio::time::sleep(std::time::Duration::from_secs(15)).await;
             }
             result => break result?,
         }

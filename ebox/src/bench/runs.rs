@@ -117,7 +117,6 @@ impl Bench<'_> {
                         "bench: {label}: the broker connection failed ({e:#}); measuring it again"
                     );
                     attempt += 1;
-                    tokio::time::sleep(Duration::from_secs(5)).await;
                     self.purge().await?;
                 }
                 result => return result,
@@ -125,10 +124,20 @@ impl Bench<'_> {
         }
     }
 
-    /// Empties the stages' and the senders' queues of what an interrupted run left.
+    /// Empties the stages' and the senders' queues of what an interrupted run left, once the
+    /// broker takes connections again (within two minutes).
     async fn purge(&self) -> anyhow::Result<()> {
-        let connection =
-            queues::driver::connect(&self.settings.amqp_url, "ebox bench purge").await?;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let connection = loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            match queues::driver::connect(&self.settings.amqp_url, "ebox bench purge").await {
+                Ok(connection) => break connection,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("bench: waiting for the broker ({e})");
+                }
+                Err(e) => return Err(e).context("the broker did not come back"),
+            }
+        };
         let channel = connection.create_channel().await?;
         for queue in self.queues() {
             channel
