@@ -5,7 +5,6 @@
 use crate::helpers::*;
 use domain::status::Status;
 use ebox::demo::{SAMPLE_SSIN, sample_v2};
-use ebox::token::{TokenArgs, mint};
 use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
@@ -17,21 +16,6 @@ use queues::topology::{
 use reqwest::StatusCode;
 
 const OTHER_SSIN: &str = "01010100126";
-
-fn citizen_token() -> String {
-    mint(&TokenArgs {
-        key: fixture("es256-private.pem").into(),
-        issuer: ISSUER.into(),
-        audience: AUDIENCE.into(),
-        sub: Some(SAMPLE_SSIN.into()),
-        client_id: Some("ebox-portal".into()),
-        scope: "ebox:summary ebox:messages ebox:referencedata".into(),
-        acr: "http://eidas.europa.eu/LoA/substantial".into(),
-        ttl: 600,
-        kid: Some("test-es256".into()),
-    })
-    .expect("a token")
-}
 
 async fn channel_of(app: &TestApp, component: &str) -> lapin::Channel {
     let user = component_user(&app.id, component);
@@ -118,7 +102,7 @@ async fn the_pipeline_and_the_api_run_with_one_least_privileged_broker_user_each
         sample_v2(SAMPLE_SSIN, MESSAGE_TYPE),
     )
     .await;
-    let opened = open_main_content(&app, id, &citizen_token()).await;
+    let opened = open_main_content(&app, id, &portal_citizen_token()).await;
     assert_eq!(opened.status(), StatusCode::OK);
     let read = sender.next_status(WAIT).await.expect("the read status");
     assert_eq!(read.status, Status::Read, "{read:?}");

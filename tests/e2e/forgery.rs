@@ -10,7 +10,6 @@ use domain::ids::MessageId;
 use domain::ssin::Ssin;
 use domain::status::Status;
 use ebox::demo::{SAMPLE_SSIN, sample_v2};
-use ebox::token::{TokenArgs, mint};
 use ebox::workers::Worker;
 use lapin::BasicProperties;
 use lapin::options::BasicPublishOptions;
@@ -69,21 +68,6 @@ async fn status_of(app: &TestApp, message_id: MessageId) -> String {
         .fetch_one(&app.pool)
         .await
         .expect("the message")
-}
-
-fn citizen_token() -> String {
-    mint(&TokenArgs {
-        key: fixture("es256-private.pem").into(),
-        issuer: ISSUER.into(),
-        audience: AUDIENCE.into(),
-        sub: Some(SAMPLE_SSIN.into()),
-        client_id: Some("ebox-portal".into()),
-        scope: "ebox:summary ebox:messages ebox:referencedata".into(),
-        acr: "http://eidas.europa.eu/LoA/substantial".into(),
-        ttl: 600,
-        kid: Some("test-es256".into()),
-    })
-    .expect("a token")
 }
 
 #[tokio::test]
@@ -188,7 +172,7 @@ async fn a_forged_read_document_event_makes_no_sender_hear_read() {
 
     // The barrier: the citizen really opens it; the first status the sender hears after
     // `published` is that genuine read, at the time the API recorded.
-    let opened = open_main_content(&app, unread, &citizen_token()).await;
+    let opened = open_main_content(&app, unread, &portal_citizen_token()).await;
     assert_eq!(opened.status(), StatusCode::OK);
     let read = sender.next_status(WAIT).await.expect("the read status");
     assert_eq!(read.status, Status::Read, "{read:?}");

@@ -688,3 +688,20 @@ pub async fn portal_update(portal: &lapin::Channel, kind: &str, body: &serde_jso
         .await
         .expect("confirm");
 }
+
+/// A token the eBox portal presents for the sample citizen (`ebox demo`'s), signed with the test
+/// identity provider's key.
+pub fn portal_citizen_token() -> String {
+    ebox::token::mint(&ebox::token::TokenArgs {
+        key: fixture("es256-private.pem").into(),
+        issuer: ISSUER.into(),
+        audience: AUDIENCE.into(),
+        sub: Some(ebox::demo::SAMPLE_SSIN.into()),
+        client_id: Some("ebox-portal".into()),
+        scope: "ebox:summary ebox:messages ebox:referencedata".into(),
+        acr: "http://eidas.europa.eu/LoA/substantial".into(),
+        ttl: 600,
+        kid: Some("test-es256".into()),
+    })
+    .expect("a token")
+}

@@ -9,7 +9,6 @@ use domain::ssin::Ssin;
 use domain::status::Status;
 use domain::translated::Language;
 use ebox::demo::{SAMPLE_SSIN, sample_v2};
-use ebox::token::{TokenArgs, mint};
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::process::{Command, Stdio};
@@ -149,21 +148,6 @@ fn promtool_check(text: &str) -> Result<(), String> {
     }
 }
 
-fn citizen_token() -> String {
-    mint(&TokenArgs {
-        key: fixture("es256-private.pem").into(),
-        issuer: ISSUER.into(),
-        audience: AUDIENCE.into(),
-        sub: Some(SAMPLE_SSIN.into()),
-        client_id: Some("ebox-portal".into()),
-        scope: "ebox:summary ebox:messages ebox:referencedata".into(),
-        acr: "http://eidas.europa.eu/LoA/substantial".into(),
-        ttl: 600,
-        kid: Some("test-es256".into()),
-    })
-    .expect("a token")
-}
-
 /// The citizen wants an e-mail for each new document: the message goes through the outbox.
 async fn wants_email(app: &TestApp, ssin: &str) {
     let ssin = Ssin::parse(ssin).expect("a national number");
@@ -252,7 +236,7 @@ async fn the_metrics_move_as_messages_flow_and_promtool_accepts_them() {
     // One message from the sender to the citizen, who is told by e-mail and opens it.
     let mut sender = app.sender().await;
     let message_id = deliver_stamped(&mut sender, "ref-metrics").await;
-    let opened = open_main_content(&app, message_id, &citizen_token()).await;
+    let opened = open_main_content(&app, message_id, &portal_citizen_token()).await;
     assert_eq!(opened.status(), 200);
     let read = sender.next_status(WAIT).await.expect("the read status");
     assert_eq!(read.status, Status::Read, "{read:?}");
