@@ -61,6 +61,10 @@ for sender in bench-a bench-b; do
   grep -q "^$sender[[:space:]]" <<<"$users" || as_root rabbitmqctl -q add_user "$sender" "$sender" >/dev/null
   as_root rabbitmqctl -q set_permissions -p "$vhost" "$sender" '^$' '^ebox\.publish$' "^ebox\\.status\\.$sender\$"
 done
+# The broker policies, as every deployment has them (dead-lettering, the delivery limit, the
+# queues' bounds); as an argument, since `rabbitmqctl` reads its standard input.
+policies=$("$ebox" broker policies --vhost "$vhost")
+as_root bash -ec "$policies" </dev/null >/dev/null
 
 # Two senders that may publish the demo's message type.
 cat >"$registry" <<'YAML'

@@ -40,6 +40,11 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 users=$(as_root rabbitmqctl -q list_users)
 grep -q '^demo[[:space:]]' <<<"$users" || as_root rabbitmqctl -q add_user demo demo
 as_root rabbitmqctl -q set_permissions -p / demo '^$' '^ebox\.publish$' '^ebox\.status\.demo$'
+# The broker policies (dead-lettering, the delivery limit, the queues' bounds), before the
+# topology is declared. The commands go to the shell as an argument: `rabbitmqctl` reads its
+# standard input, and would swallow the commands after its own.
+policies=$("$ebox" broker policies --vhost /)
+as_root bash -ec "$policies" </dev/null >/dev/null
 
 "$ebox" migrate
 "$ebox" registry load demo/registry.yaml

@@ -13,7 +13,10 @@ reports every problem before it exits non-zero:
   cloudcoil models published on PyPI, generated from the CRDs; unknown fields refused), the
   RabbitMQ operators' against the fields of their CRDs written out below (no schema package
   exists for them);
-- the RabbitMQ topology against queues/src/topology.rs (names, delivery limit, dead-letter TTL);
+- the RabbitMQ topology against queues/src/topology.rs (names; queues declared with their type
+  alone, every setting that may change being a policy's, and each queue's policy placing its
+  leader; the policies' definitions are checked against queues/src/policies.rs by a unit test
+  of the queues crate);
 - what k8s/README.md promises: the restricted pod settings, no `replicas` where KEDA scales,
   PDBs with maxUnavailable, the migrate Job named after the release, the schema version equal
   to the newest migration, the database connection budget, a runbook section and a unit test
@@ -205,23 +208,22 @@ def check_topology(overlay: str, docs: list) -> None:
         arguments = queue["spec"].get("arguments") or {}
         if queue["spec"].get("type") != "quorum" or not queue["spec"].get("durable"):
             problem(where, f"{name} is not a durable quorum queue")
-        if name in stage_queues:
-            want = {"x-dead-letter-exchange": dead_letter_exchange,
-                    "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish",
-                    "x-delivery-limit": rust["DELIVERY_LIMIT"]}
-        else:
-            want = {"x-message-ttl": rust["DEAD_LETTER_TTL_MS"]}
-        if arguments != want:
-            problem(where, f"{name}'s arguments {arguments} differ from topology.rs's {want}")
+        # A queue's arguments can never change (a different declaration is refused with 406):
+        # dead-lettering, limits and bounds are policies (policies.yaml), as topology.rs has it.
+        if arguments:
+            problem(where, f"{name} is declared with arguments {arguments}: set them by policy (queues/src/policies.rs)")
     for binding in (d for d in docs if d["kind"] == "Binding"):
         spec = binding["spec"]
         if spec.get("source") not in exchanges or spec.get("destination") not in queues:
             problem(where, f"binding {binding['metadata']['name']} joins what is not declared")
-    leaders = [d for d in docs if d["kind"] == "Policy"
-               and d["spec"]["definition"].get("queue-leader-locator") == "balanced"]
+    # RabbitMQ applies to a queue only the matching policy of highest priority (no merging):
+    # that one must place the leader.
+    policies = [d for d in docs if d["kind"] == "Policy"]
     for name in queues:
-        if not any(re.search(p["spec"]["pattern"], name) for p in leaders):
-            problem(where, f"no policy spreads the leaders of {name} (queue-leader-locator: balanced)")
+        matching = [p for p in policies if re.search(p["spec"]["pattern"], name)]
+        applied = max(matching, key=lambda p: p["spec"].get("priority", 0), default=None)
+        if applied is None or applied["spec"]["definition"].get("queue-leader-locator") != "balanced":
+            problem(where, f"the policy applied to {name} does not spread leaders (queue-leader-locator: balanced)")
 
 
 # --- what k8s/README.md promises --------------------------------------------------------------

@@ -57,7 +57,7 @@ pub fn authenticate(
 
 /// The absolute URL of the API's root, for `contentHref`: configured, never taken from the
 /// request (a forged `Host` must not redirect a client's token elsewhere).
-fn href_base(state: &AppState) -> String {
+pub(crate) fn href_base(state: &AppState) -> String {
     state.public_url.trim_end_matches('/').to_owned()
 }
 

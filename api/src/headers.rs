@@ -12,6 +12,12 @@
 //!   forms or pop-ups, so it cannot act with the portal's cookies. Deciding per media type
 //!   would only let through types we trust today; a download loses nothing by it.
 //!
+//! - [`image`], on the logos' content (`/referenceData/…/images/{imageId}/content`): public
+//!   and cacheable like all reference data, but its bytes get `nosniff` and the sandbox too. A
+//!   logo is the operator's file, checked against its media type when the registry was loaded;
+//!   an SVG may still hold scripts, which an `<img>` never runs but a browser opening the URL
+//!   as a page would, without the sandbox.
+//!
 //! Reference data keeps its own public caching headers: it is not under `/ebox`.
 
 use axum::http::{HeaderValue, header};
@@ -38,6 +44,21 @@ pub async fn private(mut response: Response) -> Response {
 /// documentation.
 pub async fn sandboxed(mut response: Response) -> Response {
     response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(SANDBOX),
+    );
+    response
+}
+
+/// A logo's bytes: not sniffed, and sandboxed should it be rendered as a page. See the module
+/// documentation.
+pub async fn image(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(SANDBOX),
     );

@@ -9,8 +9,8 @@
 //!   read and announces `readDocument` ([`read`]); an attachment's bytes are streamed
 //!   ([`download`]);
 //! - [`headers`]: what every `/ebox/**` response carries (no caching, no sniffing) and an
-//!   attachment's content besides (a sandbox);
-//! - [`reference`]: `/referenceData/**`, cacheable;
+//!   attachment's content besides (a sandbox); a logo's content (no sniffing, a sandbox);
+//! - [`reference`]: `/referenceData/**`, cacheable, with the senders' and applications' logos;
 //! - [`sender`]: `POST /searchMessageStatus`;
 //! - [`events`]: `GET /ebox/citizen/document/events`, the federation's events as a feed, for
 //!   the event engine's client (scope `ebox:events`);
@@ -130,7 +130,7 @@ fn citizen_routes() -> Router<Arc<AppState>> {
         .layer(map_response(headers::private))
 }
 
-/// `/referenceData/**`.
+/// `/referenceData/**`; a logo's content also [`headers::image`].
 fn reference_data_routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/referenceData/messageTypes", get(reference::message_types))
@@ -147,12 +147,20 @@ fn reference_data_routes() -> Router<Arc<AppState>> {
             get(reference::organization),
         )
         .route(
+            "/referenceData/senderOrganizations/{id}/images/{image_id}/content",
+            get(reference::organization_image).layer(map_response(headers::image)),
+        )
+        .route(
             "/referenceData/senderApplications",
             get(reference::applications),
         )
         .route(
             "/referenceData/senderApplications/{id}",
             get(reference::application),
+        )
+        .route(
+            "/referenceData/senderApplications/{id}/images/{image_id}/content",
+            get(reference::application_image).layer(map_response(headers::image)),
         )
 }
 

@@ -1,5 +1,13 @@
 //! `/referenceData/**`: message types, sender organisations and applications, from the
-//! registry. Cacheable for a day, as the federation recommends.
+//! registry, and the organisations' and applications' logos. Cacheable for a day, as the
+//! federation recommends; a logo also carries an `ETag` (the SHA-256 of its bytes) and answers
+//! `If-None-Match` with `304 Not Modified`.
+//!
+//! The senders shown are those of the `reference_senders` view: the registered ones, and a
+//! withdrawn one while a document of its is still in a citizen's eBox, so that the portal can
+//! still show who sent a message the citizen can open. An organisation (or an application id
+//! several senders share) is shown as its first sender has it, registered senders first, then
+//! by sender id: its names, URL, contacts and logos.
 
 use crate::AppState;
 use crate::audit::AuditSlot;
@@ -9,7 +17,7 @@ use crate::error::ApiError;
 use crate::model::Page;
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use domain::registry::{PeriodUnit, ValidityPeriod};
 use domain::translated::TranslatedString;
@@ -47,8 +55,17 @@ pub struct MessageType {
 pub struct SenderOrganization {
     organization_id: String,
     organization_short_name: TranslatedString,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    organization_long_name: Option<TranslatedString>,
+    organization_logos: Vec<Image>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    organization_url: Option<TranslatedString>,
     sender_application_ids: Vec<String>,
     message_type_ids: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    contact_business: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    contact_technical: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -56,8 +73,30 @@ pub struct SenderOrganization {
 pub struct SenderApplication {
     application_id: String,
     application_name: TranslatedString,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    application_description: Option<TranslatedString>,
+    application_logos: Vec<Image>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    application_url: Option<TranslatedString>,
     sender_organization_ids: Vec<String>,
     message_type_ids: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    contact_business: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    contact_technical: Option<String>,
+}
+
+/// The contract's `Image`: a logo's metadata and where its bytes are.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Image {
+    image_id: String,
+    /// In kilobytes, as the contract says.
+    size: f64,
+    media_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    language: Option<String>,
+    content_href: String,
 }
 
 /// A `message_types` row: id, name, description, validity number and unit.
@@ -69,7 +108,43 @@ type TypeRow = (
     String,
 );
 
-/// The registry as the reference data shows it (active senders only).
+/// A shown sender: what its organisation's entry takes from it.
+#[derive(Default, sqlx::FromRow)]
+struct SenderRow {
+    id: String,
+    organization_id: String,
+    name: Jsonb<TranslatedString>,
+    long_name: Option<Jsonb<TranslatedString>>,
+    url: Option<Jsonb<TranslatedString>>,
+    contact_business: Option<String>,
+    contact_technical: Option<String>,
+}
+
+/// An application of a shown sender.
+#[derive(Default, sqlx::FromRow)]
+struct ApplicationRow {
+    sender_id: String,
+    id: String,
+    name: Jsonb<TranslatedString>,
+    description: Option<Jsonb<TranslatedString>>,
+    url: Option<Jsonb<TranslatedString>>,
+    contact_business: Option<String>,
+    contact_technical: Option<String>,
+}
+
+/// A logo of a shown sender (`application_id` none) or of one of its applications, without
+/// its bytes.
+#[derive(Default, sqlx::FromRow)]
+struct LogoRow {
+    sender_id: String,
+    application_id: Option<String>,
+    image_id: String,
+    media_type: String,
+    language: Option<String>,
+    size: i64,
+}
+
+/// The registry as the reference data shows it (shown senders only).
 struct Registry {
     types: Vec<MessageType>,
     organizations: Vec<SenderOrganization>,
@@ -78,34 +153,53 @@ struct Registry {
 
 /// The registry's tables as read, before they are cross-referenced.
 struct RegistryRows {
-    /// Active senders: id, organisation id, name.
-    senders: Vec<(String, String, Jsonb<TranslatedString>)>,
-    /// Applications of active senders: sender id, application id, name.
-    apps: Vec<(String, String, Jsonb<TranslatedString>)>,
-    /// Message types active senders may send: sender id, message type id.
+    /// Shown senders, registered first, then by id.
+    senders: Vec<SenderRow>,
+    /// Applications of shown senders, by id, then as their senders are ordered.
+    apps: Vec<ApplicationRow>,
+    /// Their logos, in the registry file's order.
+    logos: Vec<LogoRow>,
+    /// Message types shown senders may send: sender id, message type id.
     allowed: Vec<(String, String)>,
     types: Vec<TypeRow>,
 }
 
 async fn registry(state: &AppState) -> Result<Registry, ApiError> {
     let rows = read_registry(&state.pool).await?;
-    Ok(assemble(rows))
+    Ok(assemble(rows, &crate::citizen::href_base(state)))
 }
 
 async fn read_registry(pool: &PgPool) -> Result<RegistryRows, ApiError> {
-    let senders =
-        sqlx::query_as("SELECT id, organization_id, name FROM senders WHERE active ORDER BY id")
-            .fetch_all(pool)
-            .await?;
+    let senders = sqlx::query_as(
+        "SELECT id, organization_id, name, long_name, url, contact_business, contact_technical
+           FROM reference_senders ORDER BY NOT active, id",
+    )
+    .fetch_all(pool)
+    .await?;
     let apps = sqlx::query_as(
-        "SELECT a.sender_id, a.id, a.name FROM sender_applications a
-           JOIN senders s ON s.id = a.sender_id WHERE s.active ORDER BY a.id",
+        "SELECT a.sender_id, a.id, a.name, a.description, a.url, a.contact_business,
+                a.contact_technical
+           FROM sender_applications a JOIN reference_senders s ON s.id = a.sender_id
+          ORDER BY a.id, NOT s.active, a.sender_id",
+    )
+    .fetch_all(pool)
+    .await?;
+    let logos = sqlx::query_as(
+        "SELECT sender_id, application_id, image_id, media_type, language, size FROM (
+           SELECT l.sender_id, NULL::text AS application_id, l.image_id, l.media_type,
+                  l.language, octet_length(l.content)::bigint AS size, l.position
+             FROM sender_logos l JOIN reference_senders s ON s.id = l.sender_id
+           UNION ALL
+           SELECT l.sender_id, l.application_id, l.image_id, l.media_type, l.language,
+                  octet_length(l.content)::bigint, l.position
+             FROM application_logos l JOIN reference_senders s ON s.id = l.sender_id
+         ) logos ORDER BY sender_id, application_id NULLS FIRST, position",
     )
     .fetch_all(pool)
     .await?;
     let allowed = sqlx::query_as(
         "SELECT t.sender_id, t.message_type_id FROM sender_message_types t
-           JOIN senders s ON s.id = t.sender_id WHERE s.active",
+           JOIN reference_senders s ON s.id = t.sender_id",
     )
     .fetch_all(pool)
     .await?;
@@ -118,46 +212,65 @@ async fn read_registry(pool: &PgPool) -> Result<RegistryRows, ApiError> {
     Ok(RegistryRows {
         senders,
         apps,
+        logos,
         allowed,
         types,
     })
 }
 
 /// Cross-references the rows: each kind lists the ids of the others it is linked to, sorted and
-/// without duplicates.
-fn assemble(rows: RegistryRows) -> Registry {
+/// without duplicates. `href_base` is the API's public root (no trailing slash), for the
+/// logos' `contentHref`.
+fn assemble(rows: RegistryRows, href_base: &str) -> Registry {
     let org_of: HashMap<&str, &str> = rows
         .senders
         .iter()
-        .map(|(id, org, _)| (id.as_str(), org.as_str()))
+        .map(|sender| (sender.id.as_str(), sender.organization_id.as_str()))
         .collect();
     Registry {
-        organizations: organization_entries(&rows),
-        applications: application_entries(&rows, &org_of),
+        organizations: organization_entries(&rows, href_base),
+        applications: application_entries(&rows, &org_of, href_base),
         types: message_type_entries(&rows, &org_of),
     }
 }
 
-/// One entry per organisation, named after its first sender (by id), with the applications and
+/// One entry per organisation, shown as its first sender has it, with the applications and
 /// message types of all its senders.
-fn organization_entries(rows: &RegistryRows) -> Vec<SenderOrganization> {
+fn organization_entries(rows: &RegistryRows, href_base: &str) -> Vec<SenderOrganization> {
     let mut organizations: BTreeMap<String, SenderOrganization> = BTreeMap::new();
-    for (id, org, name) in &rows.senders {
+    for sender in &rows.senders {
+        let org = &sender.organization_id;
         let entry = organizations
             .entry(org.clone())
             .or_insert_with(|| SenderOrganization {
                 organization_id: org.clone(),
-                organization_short_name: name.0.filled(),
+                organization_short_name: sender.name.0.filled(),
+                organization_long_name: sender.long_name.as_ref().map(|t| t.0.filled()),
+                organization_logos: images(
+                    &rows.logos,
+                    &sender.id,
+                    None,
+                    &format!(
+                        "{href_base}/referenceData/senderOrganizations/{}",
+                        path_segment(org)
+                    ),
+                ),
+                organization_url: sender.url.as_ref().map(|t| t.0.filled()),
                 sender_application_ids: Vec::new(),
                 message_type_ids: Vec::new(),
+                contact_business: sender.contact_business.clone(),
+                contact_technical: sender.contact_technical.clone(),
             });
-        entry
-            .sender_application_ids
-            .extend(rows.apps.iter().filter(|a| &a.0 == id).map(|a| a.1.clone()));
+        entry.sender_application_ids.extend(
+            rows.apps
+                .iter()
+                .filter(|a| a.sender_id == sender.id)
+                .map(|a| a.id.clone()),
+        );
         entry.message_type_ids.extend(
             rows.allowed
                 .iter()
-                .filter(|t| &t.0 == id)
+                .filter(|t| t.0 == sender.id)
                 .map(|t| t.1.clone()),
         );
     }
@@ -169,29 +282,43 @@ fn organization_entries(rows: &RegistryRows) -> Vec<SenderOrganization> {
     organizations
 }
 
-/// One entry per application id, named after its first row, with its senders' organisations
-/// and message types.
+/// One entry per application id, shown as its first row has it, with its senders'
+/// organisations and message types.
 fn application_entries(
     rows: &RegistryRows,
     org_of: &HashMap<&str, &str>,
+    href_base: &str,
 ) -> Vec<SenderApplication> {
     let mut applications: BTreeMap<String, SenderApplication> = BTreeMap::new();
-    for (sender, id, name) in &rows.apps {
+    for app in &rows.apps {
         let entry = applications
-            .entry(id.clone())
+            .entry(app.id.clone())
             .or_insert_with(|| SenderApplication {
-                application_id: id.clone(),
-                application_name: name.0.filled(),
+                application_id: app.id.clone(),
+                application_name: app.name.0.filled(),
+                application_description: app.description.as_ref().map(|t| t.0.filled()),
+                application_logos: images(
+                    &rows.logos,
+                    &app.sender_id,
+                    Some(&app.id),
+                    &format!(
+                        "{href_base}/referenceData/senderApplications/{}",
+                        path_segment(&app.id)
+                    ),
+                ),
+                application_url: app.url.as_ref().map(|t| t.0.filled()),
                 sender_organization_ids: Vec::new(),
                 message_type_ids: Vec::new(),
+                contact_business: app.contact_business.clone(),
+                contact_technical: app.contact_technical.clone(),
             });
-        if let Some(org) = org_of.get(sender.as_str()) {
+        if let Some(org) = org_of.get(app.sender_id.as_str()) {
             entry.sender_organization_ids.push((*org).to_owned());
         }
         entry.message_type_ids.extend(
             rows.allowed
                 .iter()
-                .filter(|t| &t.0 == sender)
+                .filter(|t| t.0 == app.sender_id)
                 .map(|t| t.1.clone()),
         );
     }
@@ -201,6 +328,44 @@ fn application_entries(
         app.message_type_ids = dedup(app.message_type_ids.drain(..));
     }
     applications
+}
+
+/// The logos of a sender (`application` none) or of one of its applications, each with its
+/// `contentHref` under `owner_href`.
+fn images(
+    logos: &[LogoRow],
+    sender_id: &str,
+    application: Option<&str>,
+    owner_href: &str,
+) -> Vec<Image> {
+    logos
+        .iter()
+        .filter(|logo| logo.sender_id == sender_id && logo.application_id.as_deref() == application)
+        .map(|logo| Image {
+            image_id: logo.image_id.clone(),
+            size: logo.size as f64 / 1024.0,
+            media_type: logo.media_type.clone(),
+            language: logo.language.clone(),
+            content_href: format!(
+                "{owner_href}/images/{}/content",
+                path_segment(&logo.image_id)
+            ),
+        })
+        .collect()
+}
+
+/// `raw` as one segment of a URL's path: every byte but the unreserved ones (RFC 3986)
+/// percent-encoded.
+fn path_segment(raw: &str) -> String {
+    raw.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// Every message type with the organisations and applications of the senders allowed to send
@@ -230,8 +395,8 @@ fn message_type_entries(rows: &RegistryRows, org_of: &HashMap<&str, &str>) -> Ve
                 sender_application_ids: dedup(
                     rows.apps
                         .iter()
-                        .filter(|a| senders_of.contains(&a.0.as_str()))
-                        .map(|a| a.1.clone()),
+                        .filter(|a| senders_of.contains(&a.sender_id.as_str()))
+                        .map(|a| a.id.clone()),
                 ),
                 message_type_id: id.clone(),
             })
@@ -302,6 +467,112 @@ reference_endpoints!(message_types, message_type, types, message_type_id);
 reference_endpoints!(organizations, organization, organizations, organization_id);
 reference_endpoints!(applications, application, applications, application_id);
 
+/// A logo's bytes, with what the response says of them.
+#[derive(sqlx::FromRow)]
+struct Logo {
+    media_type: String,
+    sha256: Vec<u8>,
+    content: Vec<u8>,
+}
+
+/// `GET /referenceData/senderOrganizations/{id}/images/{imageId}/content`: a logo of the
+/// organisation as its entry lists it (its first shown sender's).
+pub async fn organization_image(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::Extension(slot): axum::Extension<AuditSlot>,
+    Path((organization_id, image_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    authenticate(&state, &headers, &slot, SCOPE_REFERENCE_DATA)?;
+    refuse_nul(&[&organization_id, &image_id])?;
+    let logo: Option<Logo> = sqlx::query_as(
+        "SELECT l.media_type, l.sha256, l.content FROM sender_logos l
+          WHERE l.image_id = $2
+            AND l.sender_id = (SELECT s.id FROM reference_senders s WHERE s.organization_id = $1
+                                ORDER BY NOT s.active, s.id LIMIT 1)",
+    )
+    .bind(&organization_id)
+    .bind(&image_id)
+    .fetch_optional(&state.pool)
+    .await?;
+    Ok(logo_response(
+        logo.ok_or_else(ApiError::not_found)?,
+        &headers,
+    ))
+}
+
+/// `GET /referenceData/senderApplications/{id}/images/{imageId}/content`: a logo of the
+/// application as its entry lists it (its first shown row's).
+pub async fn application_image(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    axum::Extension(slot): axum::Extension<AuditSlot>,
+    Path((application_id, image_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    authenticate(&state, &headers, &slot, SCOPE_REFERENCE_DATA)?;
+    refuse_nul(&[&application_id, &image_id])?;
+    let logo: Option<Logo> = sqlx::query_as(
+        "SELECT l.media_type, l.sha256, l.content FROM application_logos l
+          WHERE l.application_id = $1 AND l.image_id = $2
+            AND l.sender_id = (SELECT a.sender_id FROM sender_applications a
+                                 JOIN reference_senders s ON s.id = a.sender_id
+                                WHERE a.id = $1 ORDER BY NOT s.active, a.sender_id LIMIT 1)",
+    )
+    .bind(&application_id)
+    .bind(&image_id)
+    .fetch_optional(&state.pool)
+    .await?;
+    Ok(logo_response(
+        logo.ok_or_else(ApiError::not_found)?,
+        &headers,
+    ))
+}
+
+/// No id holds a NUL (which PostgreSQL refuses in a text parameter): such a path names nothing.
+fn refuse_nul(ids: &[&str]) -> Result<(), ApiError> {
+    if ids.iter().any(|id| id.contains('\0')) {
+        return Err(ApiError::not_found());
+    }
+    Ok(())
+}
+
+/// The logo's bytes as its media type, cacheable for a day with its SHA-256 as the `ETag`; or
+/// `304 Not Modified` when the request's `If-None-Match` names that tag. (`nosniff` and the
+/// sandbox are layers on the routes: `crate::headers`.)
+fn logo_response(logo: Logo, request: &HeaderMap) -> Response {
+    let etag = format!("\"{}\"", hex::encode(&logo.sha256));
+    let not_modified = request
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|value| if_none_match_holds(value, &etag));
+    let mut response = if not_modified {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let media_type = HeaderValue::from_str(&logo.media_type)
+            .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+        ([(header::CONTENT_TYPE, media_type)], logo.content).into_response()
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(CACHE_CONTROL),
+    );
+    if let Ok(etag) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, etag);
+    }
+    response
+}
+
+/// Whether an `If-None-Match` value names `etag` (RFC 9110, 13.1.2): `*`, or a list of entity
+/// tags compared weakly (a `W/` prefix does not matter).
+fn if_none_match_holds(value: &str, etag: &str) -> bool {
+    value
+        .split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,32 +591,70 @@ mod tests {
             .collect()
     }
 
-    fn named<const N: usize>(
-        rows: [(&str, &str, &str); N],
-    ) -> Vec<(String, String, Jsonb<TranslatedString>)> {
+    fn senders<const N: usize>(rows: [(&str, &str, &str); N]) -> Vec<SenderRow> {
         rows.iter()
-            .map(|(a, b, text)| ((*a).to_owned(), (*b).to_owned(), name(text)))
+            .map(|(id, org, text)| SenderRow {
+                id: (*id).to_owned(),
+                organization_id: (*org).to_owned(),
+                name: name(text),
+                ..Default::default()
+            })
             .collect()
+    }
+
+    fn apps<const N: usize>(rows: [(&str, &str, &str); N]) -> Vec<ApplicationRow> {
+        rows.iter()
+            .map(|(sender, id, text)| ApplicationRow {
+                sender_id: (*sender).to_owned(),
+                id: (*id).to_owned(),
+                name: name(text),
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    fn logo(sender: &str, application: Option<&str>, id: &str, size: i64) -> LogoRow {
+        LogoRow {
+            sender_id: sender.to_owned(),
+            application_id: application.map(str::to_owned),
+            image_id: id.to_owned(),
+            media_type: "image/png".to_owned(),
+            language: None,
+            size,
+        }
     }
 
     fn message_type(id: &str, number: i32, unit: &str) -> TypeRow {
         (id.to_owned(), name(id), None, number, unit.to_owned())
     }
 
-    /// Two senders of one organisation sharing an application id, one sender of another.
+    /// Two senders of one organisation sharing an application id, one sender of another; the
+    /// first sender of the first organisation shows everything the contract allows.
     fn registry() -> Value {
+        let mut senders = senders([
+            ("onem-1", "onem", "ONEM"),
+            ("onem-2", "onem", "ONEM bis"),
+            ("spf", "spf-fin", "SPF"),
+        ]);
+        senders[0].long_name = Some(name("Office national de l'emploi"));
+        senders[0].url = Some(name("https://www.onem.be"));
+        senders[0].contact_business = Some("https://www.onem.be/contact".to_owned());
+        let mut apps = apps([
+            ("onem-1", "claims", "Claims"),
+            ("onem-2", "claims", "Claims bis"),
+            ("onem-1", "portal", "Portal"),
+            ("spf", "tax", "Tax"),
+        ]);
+        apps[0].description = Some(name("Allocations"));
         let rows = RegistryRows {
-            senders: named([
-                ("onem-1", "onem", "ONEM"),
-                ("onem-2", "onem", "ONEM bis"),
-                ("spf", "spf-fin", "SPF"),
-            ]),
-            apps: named([
-                ("onem-2", "claims", "Claims bis"),
-                ("onem-1", "claims", "Claims"),
-                ("onem-1", "portal", "Portal"),
-                ("spf", "tax", "Tax"),
-            ]),
+            senders,
+            apps,
+            logos: vec![
+                logo("onem-1", None, "onem-logo", 2048),
+                logo("onem-1", Some("claims"), "claims-logo", 512),
+                logo("onem-2", None, "other-logo", 1024),
+                logo("onem-2", Some("claims"), "other-claims-logo", 1024),
+            ],
             allowed: pairs([
                 ("onem-1", "benefit"),
                 ("onem-2", "benefit"),
@@ -359,7 +668,7 @@ mod tests {
                 message_type("weekly", 1, "week"),
             ],
         };
-        let registry = assemble(rows);
+        let registry = assemble(rows, "https://api.example/ebox");
         json!({
             "types": registry.types,
             "organizations": registry.organizations,
@@ -438,9 +747,75 @@ mod tests {
                 "/types/0/validityPeriod",
                 json!({"validityPeriodNumber": 2, "validityPeriodUnit": "year"}),
             ),
+            (
+                "an organisation shows its first sender's long name",
+                "/organizations/0/organizationLongName",
+                json!({"nl": "Office national de l'emploi", "fr": "Office national de l'emploi",
+                       "de": "Office national de l'emploi"}),
+            ),
+            (
+                "an organisation shows its first sender's URL, in every language",
+                "/organizations/0/organizationUrl/de",
+                json!("https://www.onem.be"),
+            ),
+            (
+                "an organisation shows its first sender's business contact",
+                "/organizations/0/contactBusiness",
+                json!("https://www.onem.be/contact"),
+            ),
+            (
+                "an organisation shows its first sender's logos only, sized in kB, with where to get them",
+                "/organizations/0/organizationLogos",
+                json!([{
+                    "imageId": "onem-logo", "size": 2.0, "mediaType": "image/png",
+                    "contentHref": "https://api.example/ebox/referenceData/senderOrganizations/onem/images/onem-logo/content"
+                }]),
+            ),
+            (
+                "an organisation without logos shows an empty list",
+                "/organizations/1/organizationLogos",
+                json!([]),
+            ),
+            (
+                "an application shows its first row's description and logos",
+                "/applications/0",
+                json!({
+                    "applicationId": "claims",
+                    "applicationName": {"nl": "Claims", "fr": "Claims", "de": "Claims"},
+                    "applicationDescription": {"nl": "Allocations", "fr": "Allocations", "de": "Allocations"},
+                    "applicationLogos": [{
+                        "imageId": "claims-logo", "size": 0.5, "mediaType": "image/png",
+                        "contentHref": "https://api.example/ebox/referenceData/senderApplications/claims/images/claims-logo/content"
+                    }],
+                    "senderOrganizationIds": ["onem"],
+                    "messageTypeIds": ["benefit", "letter"],
+                }),
+            ),
         ];
         for (what, pointer, expected) in cases {
             assert_eq!(registry.pointer(pointer), Some(&expected), "{what}");
         }
+    }
+
+    #[test]
+    fn if_none_match_names_the_tag_weakly_in_a_list_or_with_a_star() {
+        let etag = "\"abc\"";
+        for (value, holds) in [
+            ("\"abc\"", true),
+            ("W/\"abc\"", true),
+            ("\"old\", \"abc\"", true),
+            ("*", true),
+            ("\"old\"", false),
+            ("abc", false),
+            ("", false),
+        ] {
+            assert_eq!(if_none_match_holds(value, etag), holds, "{value}");
+        }
+    }
+
+    #[test]
+    fn an_id_in_a_url_is_percent_encoded_but_for_unreserved_characters() {
+        assert_eq!(path_segment("claims-2026_v1.0~x"), "claims-2026_v1.0~x");
+        assert_eq!(path_segment("a b/é"), "a%20b%2F%C3%A9");
     }
 }

@@ -150,6 +150,17 @@ mod tests {
     }
 
     #[test]
+    fn the_message_id_is_the_one_the_sender_contract_tells_senders_to_compute() {
+        // docs/sender-contract.md: uuid5(6f1c2b7e-…, "onem\nref-1"), computed with Python.
+        let onem = SenderId::parse("onem").expect("valid");
+        let reference = SenderReference::parse("ref-1").expect("valid");
+        assert_eq!(
+            MessageId::derive(&onem, &reference).to_string(),
+            "2ec3625d-5570-5b89-a8f5-bdf0d0bb60f2"
+        );
+    }
+
+    #[test]
     fn references_with_spaces_or_too_long_are_refused() {
         assert!(SenderReference::parse("a b").is_err());
         assert!(SenderReference::parse("").is_err());

@@ -85,7 +85,7 @@ enum Command {
         #[command(subcommand)]
         command: crate::proof::ProofCommand,
     },
-    /// The broker users of a deployment: each component's rights, as `rabbitmqctl` commands.
+    /// The broker users and policies of a deployment, as `rabbitmqctl` commands.
     Broker {
         #[command(subcommand)]
         command: crate::broker::BrokerCommand,
@@ -321,13 +321,14 @@ async fn set_preferences(
 async fn load_registry(settings: &Settings, file: &PathBuf) -> anyhow::Result<()> {
     let yaml = std::fs::read_to_string(file)
         .with_context(|| format!("Failed to read {}", file.display()))?;
-    let registry = RegistryFile::parse(&yaml).map_err(|problems| {
-        anyhow::anyhow!(
-            "{} is invalid:\n  - {}",
-            file.display(),
-            problems.join("\n  - ")
-        )
-    })?;
+    let registry =
+        RegistryFile::parse_with(&yaml, crate::admin::files_beside(file)).map_err(|problems| {
+            anyhow::anyhow!(
+                "{} is invalid:\n  - {}",
+                file.display(),
+                problems.join("\n  - ")
+            )
+        })?;
     let pool = runtime::db::connect(settings).await?;
     crate::admin::apply_registry(&pool, &settings.amqp_url, &registry).await?;
     info!(
@@ -364,9 +365,11 @@ async fn run_workers(settings: &Settings, names: &[Worker], runs: Runs) -> anyho
     }
     let pool = runtime::db::connect(settings).await?;
     let shutdown = CancellationToken::new();
-    let (mut tasks, mut readiness) = workers::spawn(settings, &pool, names, &shutdown)?;
+    let liveness = runtime::liveness::Liveness::new(settings.stall_after);
+    let (mut tasks, mut readiness) = workers::spawn(settings, &pool, names, &liveness, &shutdown)?;
     if with_relay
-        && let Some(ready) = workers::spawn_event_relay(settings, &pool, &mut tasks, &shutdown)?
+        && let Some(ready) =
+            workers::spawn_event_relay(settings, &pool, &mut tasks, &liveness, &shutdown)?
     {
         readiness.push(ready);
     }
@@ -378,7 +381,8 @@ async fn run_workers(settings: &Settings, names: &[Worker], runs: Runs) -> anyho
         let (addr, pool, shutdown) = (settings.metrics_addr, pool.clone(), shutdown.clone());
         async move {
             let stopped = shutdown.clone().cancelled_owned();
-            if let Err(e) = runtime::metrics::serve(addr, readiness, pool, stopped).await {
+            if let Err(e) = runtime::metrics::serve(addr, readiness, liveness, pool, stopped).await
+            {
                 tracing::error!(error = format!("{e:#}"), "the probe server stopped");
             }
         }

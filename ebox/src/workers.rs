@@ -4,6 +4,7 @@ use anyhow::Context;
 use queues::{DriverSettings, Handler};
 use runtime::config::Settings;
 use runtime::jobs::{self, Job};
+use runtime::liveness::Liveness;
 use runtime::metrics::Readiness;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -84,17 +85,19 @@ impl clap::ValueEnum for WorkerName {
 }
 
 /// Runs `workers` until `shutdown`; each consumer and background job gets its own readiness
-/// flag, returned for the probes. Fails before starting anything when a worker's own settings
-/// are missing.
+/// flag, returned for the probes, and its heartbeat in `liveness`. Fails before starting
+/// anything when a worker's own settings are missing.
 pub fn spawn(
     settings: &Settings,
     pool: &PgPool,
     workers: &[Worker],
+    liveness: &Liveness,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<(JoinSet<()>, Vec<Readiness>)> {
     let mut tasks = Tasks {
         set: JoinSet::new(),
         readiness: Vec::new(),
+        liveness: liveness.clone(),
         pool: pool.clone(),
         driver: DriverSettings {
             amqp_url: settings.amqp_url.clone(),
@@ -243,6 +246,7 @@ pub fn spawn_event_relay(
     settings: &Settings,
     pool: &PgPool,
     tasks: &mut JoinSet<()>,
+    liveness: &Liveness,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Option<Readiness>> {
     let engine = &settings.event_engine;
@@ -259,10 +263,12 @@ pub fn spawn_event_relay(
         event_relay::engine::Engine::new(url.clone(), client_id.clone(), token_file.clone())?;
     let relay = event_relay::Relay::new(pool.clone(), client, engine.batch_size);
     let ready = Readiness::default();
+    let heartbeat = liveness.heartbeat(jobs::Job::name(&relay));
     tasks.spawn(jobs::run(
         relay,
         event_relay::EVERY,
         ready.clone(),
+        heartbeat,
         shutdown.clone(),
     ));
     Ok(Some(ready))
@@ -291,6 +297,7 @@ fn dispatcher(
 struct Tasks {
     set: JoinSet<()>,
     readiness: Vec<Readiness>,
+    liveness: Liveness,
     pool: PgPool,
     driver: DriverSettings,
     shutdown: CancellationToken,
@@ -314,12 +321,14 @@ impl Tasks {
     /// A handler, run by the consumer driver with `driver`'s prefetch and batch size.
     fn consume_with<H: Handler>(&mut self, handler: H, driver: DriverSettings) {
         let ready = self.ready();
+        let heartbeat = self.liveness.heartbeat(handler.queue());
         self.queues.push(handler.queue().to_owned());
         self.set.spawn(queues::driver::run(
             Arc::new(handler),
             self.pool.clone(),
             driver,
             ready,
+            heartbeat,
             self.shutdown.clone(),
         ));
     }
@@ -327,8 +336,14 @@ impl Tasks {
     /// A background job, a pass every `every` at most apart.
     fn run<J: Job>(&mut self, job: J, every: std::time::Duration) {
         let ready = self.ready();
-        self.set
-            .spawn(jobs::run(job, every, ready, self.shutdown.clone()));
+        let heartbeat = self.liveness.heartbeat(job.name());
+        self.set.spawn(jobs::run(
+            job,
+            every,
+            ready,
+            heartbeat,
+            self.shutdown.clone(),
+        ));
     }
 }
 

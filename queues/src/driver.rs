@@ -15,6 +15,15 @@
 //! Transient faults (database or broker unreachable, serialisation conflicts) retry the batch
 //! in place with capped exponential back-off, for as long as it takes: nothing is dead-lettered
 //! because a dependency is down. Permanent faults dead-letter that one delivery.
+//!
+//! Shutdown is checked between batches: a batch that started always finishes. Then the
+//! consumer is cancelled and the deliveries the broker had already sent (the prefetch) are
+//! handled like any other batch, so that a rollout returns nothing to the queue: a returned
+//! delivery counts towards the delivery limit.
+//!
+//! Liveness ([`runtime::liveness`]): the driver tells its heartbeat which step it is in, so that
+//! a step that never ends, or a queue with messages ready that never reach the consumer, makes
+//! `/livez` fail; waiting for a dependency to come back does not.
 
 use crate::give_up;
 use crate::parked;
@@ -26,15 +35,17 @@ use domain::audit::Stage;
 use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    BasicRejectOptions, QueueDeclareOptions,
 };
 use lapin::types::AMQPValue;
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
 use runtime::internal_events::{
     BatchHandled, DeliveryOutcome, DeliverySettled, DeliveryTaken, MessageHandled, PublishesParked,
     TransientFault,
 };
+use runtime::liveness::Heartbeat;
 use runtime::metrics::{METRICS, Readiness};
 use sqlx::{Acquire, PgConnection, PgPool};
 use std::future::Future;
@@ -230,12 +241,13 @@ pub struct DriverSettings {
 }
 
 /// Consumes until `shutdown`, reconnecting with back-off when the broker connection fails.
-/// `ready` is set while the consumer runs.
+/// `ready` is set while the consumer runs; `heartbeat` says which step it is in.
 pub async fn run<H: Handler>(
     handler: Arc<H>,
     pool: PgPool,
     settings: DriverSettings,
     ready: Readiness,
+    heartbeat: Heartbeat,
     shutdown: CancellationToken,
 ) {
     let queue = handler.queue();
@@ -251,10 +263,16 @@ pub async fn run<H: Handler>(
     let mut backoff = reconnect_backoff();
     while !shutdown.is_cancelled() {
         let started = Instant::now();
-        match consume(&*handler, &pool, &settings, &ready, &shutdown).await {
+        let driver = Driver {
+            pool: &pool,
+            heartbeat: &heartbeat,
+            shutdown: &shutdown,
+        };
+        match consume(&*handler, driver, &settings, &ready).await {
             Ok(()) => break,
             Err(error) => {
                 ready.set(false);
+                heartbeat.waiting();
                 if started.elapsed() > Duration::from_secs(60) {
                     backoff = reconnect_backoff();
                 }
@@ -339,12 +357,31 @@ pub async fn connect_with_tls(
     .await
 }
 
+/// What every step of a consumer shares: the pool, where it reports progress, and shutdown.
+#[derive(Clone, Copy)]
+struct Driver<'a> {
+    pool: &'a PgPool,
+    heartbeat: &'a Heartbeat,
+    shutdown: &'a CancellationToken,
+}
+
+/// How often a consumer waiting for deliveries looks at its queue's depth: messages ready that
+/// never reach it are a stall ([`Heartbeat::backlog`]).
+const BACKLOG_CHECK_EVERY: Duration = Duration::from_secs(30);
+
+/// How long shutdown waits for the broker to confirm the cancellation and for the prefetched
+/// deliveries to be handled. What is left then goes back to the queue.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(20);
+
+/// At shutdown, how long without a delivery means the broker has sent all it had for this
+/// consumer (its queue is empty, or the prefetch window is full).
+const DRAIN_QUIET: Duration = Duration::from_millis(500);
+
 async fn consume<H: Handler>(
     handler: &H,
-    pool: &PgPool,
+    driver: Driver<'_>,
     settings: &DriverSettings,
     ready: &Readiness,
-    shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let queue = handler.queue();
     let connection = connect(&settings.amqp_url, &format!("ebox {queue}")).await?;
@@ -376,49 +413,190 @@ async fn consume<H: Handler>(
         "consuming"
     );
 
+    let mut depth = QueueDepth::new(&connection, queue);
     loop {
-        let first = tokio::select! {
-            // Cancellation only here, between batches: a batch that started always finishes.
-            _ = shutdown.cancelled() => break,
-            next = consumer.next() => next,
+        driver.heartbeat.waiting();
+        let first = loop {
+            tokio::select! {
+                // Cancellation only here, between batches: a batch that started always finishes.
+                _ = driver.shutdown.cancelled() => break None,
+                next = consumer.next() => break Some(next),
+                _ = tokio::time::sleep(BACKLOG_CHECK_EVERY) => depth.check(driver.heartbeat).await,
+            }
         };
+        let Some(first) = first else { break };
         let Some(first) = first else {
             anyhow::bail!("the broker cancelled the consumer of {queue}");
         };
-        let mut batch = vec![first?];
-        while batch.len() < settings.batch_size {
-            match consumer.next().now_or_never() {
-                Some(Some(delivery)) => batch.push(delivery?),
-                _ => break,
-            }
-        }
+        let batch = fill_batch(first?, &mut consumer, settings.batch_size)?;
         let broker = Broker {
             connection: &publishing,
             publisher: &mut publisher,
             service_user: &service_user,
         };
-        process_batch(handler, pool, broker, batch, shutdown).await?;
+        process_batch(handler, driver, broker, batch).await?;
     }
     ready.set(false);
+    let broker = Broker {
+        connection: &publishing,
+        publisher: &mut publisher,
+        service_user: &service_user,
+    };
+    drain(handler, driver, settings, &channel, consumer, broker).await?;
+    driver.heartbeat.waiting();
     let _ = channel.close(200, "shutting down".into()).await;
     let _ = connection.close(200, "shutting down".into()).await;
     let _ = publishing.close(200, "shutting down".into()).await;
     Ok(())
 }
 
+/// `first` and the deliveries already there after it, up to `batch_size`: a batch never waits
+/// to fill.
+fn fill_batch(
+    first: Delivery,
+    consumer: &mut Consumer,
+    batch_size: usize,
+) -> lapin::Result<Vec<Delivery>> {
+    let mut batch = vec![first];
+    while batch.len() < batch_size {
+        match consumer.next().now_or_never() {
+            Some(Some(delivery)) => batch.push(delivery?),
+            _ => break,
+        }
+    }
+    Ok(batch)
+}
+
+/// Shutdown: takes what the broker sends until the prefetch window is full (or nothing more
+/// comes), asks the broker to stop delivering, then handles what it holds like any batch. So
+/// no delivery goes back to the queue: each return counts towards the delivery limit, and
+/// enough rollouts during a backlog would give up on messages nobody failed to handle.
+///
+/// Why fill the window first: deliveries the broker sent in answer to the last acks may still
+/// be on their way when it confirms the cancellation (a quorum queue delivers asynchronously),
+/// and the client drops deliveries for a consumer it no longer has; they would go back to the
+/// queue when the channel closes. With the window full, the broker has nothing on its way.
+async fn drain<H: Handler>(
+    handler: &H,
+    driver: Driver<'_>,
+    settings: &DriverSettings,
+    channel: &Channel,
+    mut consumer: Consumer,
+    broker: Broker<'_>,
+) -> anyhow::Result<()> {
+    let queue = handler.queue();
+    let deadline = tokio::time::Instant::now() + DRAIN_DEADLINE;
+    driver.heartbeat.busy("draining its prefetch");
+    let mut held = Vec::new();
+    while held.len() < usize::from(settings.prefetch) {
+        match tokio::time::timeout(DRAIN_QUIET, consumer.next()).await {
+            Ok(Some(delivery)) => held.push(delivery?),
+            Ok(None) => break,
+            Err(_) => break,
+        }
+    }
+    let cancelled = tokio::time::timeout_at(
+        deadline,
+        channel.basic_cancel(consumer.tag(), BasicCancelOptions::default()),
+    )
+    .await;
+    if matches!(cancelled, Ok(Ok(()))) {
+        // The stream ends once the cancellation is confirmed, after whatever came before it.
+        while let Ok(Some(delivery)) = tokio::time::timeout_at(deadline, consumer.next()).await {
+            held.push(delivery?);
+        }
+    } else {
+        warn!(
+            queue,
+            "the broker did not confirm the consumer's cancellation; deliveries still on their way go back to the queue"
+        );
+    }
+    let drained = held.len();
+    let mut held = held.into_iter();
+    loop {
+        let batch: Vec<Delivery> = held.by_ref().take(settings.batch_size).collect();
+        if batch.is_empty() {
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            warn!(
+                queue,
+                drained, "the drain ran out of time; what is left goes back to the queue"
+            );
+            return Ok(());
+        }
+        let broker = Broker {
+            connection: broker.connection,
+            publisher: &mut *broker.publisher,
+            service_user: broker.service_user,
+        };
+        process_batch(handler, driver, broker, batch).await?;
+    }
+    info!(
+        queue,
+        drained, "prefetched deliveries handled before stopping"
+    );
+    Ok(())
+}
+
+/// Looks at the consumed queue's depth while the consumer waits, on a channel of its own (a
+/// passive declare that fails closes its channel), and tells the heartbeat.
+struct QueueDepth<'a> {
+    connection: &'a Connection,
+    queue: &'static str,
+    channel: Option<Channel>,
+}
+
+impl<'a> QueueDepth<'a> {
+    fn new(connection: &'a Connection, queue: &'static str) -> Self {
+        Self {
+            connection,
+            queue,
+            channel: None,
+        }
+    }
+
+    /// Called only while the consumer waits with nothing in hand: messages ready then are
+    /// messages the broker does not deliver. A failed look says nothing either way.
+    async fn check(&mut self, heartbeat: &Heartbeat) {
+        let channel = match self.channel.take() {
+            Some(channel) if channel.status().connected() => channel,
+            _ => match self.connection.create_channel().await {
+                Ok(channel) => channel,
+                Err(_) => return,
+            },
+        };
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        let declared = tokio::time::timeout(
+            PUBLISH_DEADLINE,
+            channel.queue_declare(self.queue.into(), passive, FieldTable::default()),
+        )
+        .await;
+        if let Ok(Ok(declared)) = declared {
+            match declared.message_count() {
+                0 => heartbeat.waiting(),
+                ready => heartbeat.backlog(ready),
+            }
+            self.channel = Some(channel);
+        }
+    }
+}
+
 /// Handles, commits, publishes and settles one batch. Returns an error only when the broker
 /// connection is unusable (the caller reconnects and the broker redelivers).
 async fn process_batch<H: Handler>(
     handler: &H,
-    pool: &PgPool,
+    driver: Driver<'_>,
     mut broker: Broker<'_>,
     batch: Vec<Delivery>,
-    shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let queue = handler.queue();
     let started = Instant::now();
     taken(H::STAGE, &batch);
-    let Some(outcomes) = commit(handler, pool, &batch, shutdown).await else {
+    let Some(outcomes) = commit(handler, driver, &batch).await else {
         requeue_all(queue, &batch).await;
         return Ok(());
     };
@@ -427,12 +605,13 @@ async fn process_batch<H: Handler>(
         .iter()
         .flat_map(|outcome| outcome.publish.iter().cloned())
         .collect();
-    if !publish(queue, pool, &mut broker, &outgoing, shutdown).await? {
+    if !publish(queue, driver, &mut broker, &outgoing).await? {
         // Redelivery after the restart publishes again (the handlers are idempotent).
         requeue_all(queue, &batch).await;
         return Ok(());
     }
     runtime::failpoint::hit("driver.after-publish");
+    driver.heartbeat.busy("settling a batch");
     settle(queue, H::STAGE, &broker, &batch, &outcomes).await?;
     BatchHandled {
         queue,
@@ -447,15 +626,16 @@ async fn process_batch<H: Handler>(
 /// when shutdown came first (nothing was committed).
 async fn commit<H: Handler>(
     handler: &H,
-    pool: &PgPool,
+    driver: Driver<'_>,
     batch: &[Delivery],
-    shutdown: &CancellationToken,
 ) -> Option<Vec<Outcome>> {
     let mut backoff = retry_backoff();
     loop {
-        match handle_batch(handler, pool, batch).await {
+        driver.heartbeat.busy("handling a batch");
+        match handle_batch(handler, driver.pool, batch).await {
             Ok(outcomes) => return Some(outcomes),
             Err(error) => {
+                driver.heartbeat.waiting();
                 let delay = backoff.next().unwrap_or(Duration::from_secs(30));
                 TransientFault {
                     queue: handler.queue(),
@@ -464,7 +644,7 @@ async fn commit<H: Handler>(
                 }
                 .emit();
                 tokio::select! {
-                    _ = shutdown.cancelled() => return None,
+                    _ = driver.shutdown.cancelled() => return None,
                     _ = tokio::time::sleep(delay) => {}
                 }
             }
@@ -500,14 +680,14 @@ struct PublishTimedOut;
 /// ends the consumer instead: the broker redelivers and the handlers publish again.
 async fn publish(
     queue: &'static str,
-    pool: &PgPool,
+    driver: Driver<'_>,
     broker: &mut Broker<'_>,
     outgoing: &[Outgoing],
-    shutdown: &CancellationToken,
 ) -> anyhow::Result<bool> {
     let mut pending: Vec<&Outgoing> = outgoing.iter().collect();
     let mut refused = Vec::new();
     for attempt in 1..=PUBLISH_ATTEMPTS {
+        driver.heartbeat.busy("publishing a batch");
         if broker.connection.status().blocked() {
             // A resource alarm: the broker reads nothing from publishers until it clears.
             refused = pending
@@ -557,21 +737,21 @@ async fn publish(
             .map_err(|_| anyhow::anyhow!("opening a fresh publishing channel timed out"))??;
         pending = refused.iter().map(|(message, _)| *message).collect();
     }
-    park(queue, pool, &refused, shutdown).await
+    park(queue, driver, &refused).await
 }
 
 /// Parks what the broker refused, retrying a database fault until it goes through; `false`
 /// when shutdown came first (the batch is requeued and published again after the restart).
 async fn park(
     queue: &'static str,
-    pool: &PgPool,
+    driver: Driver<'_>,
     refused: &[(&Outgoing, String)],
-    shutdown: &CancellationToken,
 ) -> anyhow::Result<bool> {
     let mut backoff = retry_backoff();
     loop {
+        driver.heartbeat.busy("parking refused publishes");
         let parked = async {
-            let mut conn = pool.acquire().await?;
+            let mut conn = driver.pool.acquire().await?;
             parked::park(&mut conn, queue, refused).await
         };
         match parked.await {
@@ -592,8 +772,9 @@ async fn park(
                     retry_in: delay,
                 }
                 .emit();
+                driver.heartbeat.waiting();
                 tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(false),
+                    _ = driver.shutdown.cancelled() => return Ok(false),
                     _ = tokio::time::sleep(delay) => {}
                 }
             }

@@ -1,7 +1,7 @@
 //! Everything that touches the broker.
 //!
 //! - [`topology`]: exchange and queue names (the sender contract's among them) and their
-//!   declaration;
+//!   declaration (each queue's type, once);
 //! - [`publisher`]: the confirmed publisher (mandatory publishes, confirms awaited);
 //! - [`status`]: status events to senders;
 //! - [`parked`]: messages the broker would not take, parked in PostgreSQL and published again
@@ -11,6 +11,8 @@
 //! - [`give_up`]: what happens when a stage gives up on a delivery (a final status, an audit
 //!   record, the dead-letter queue).
 //! - [`permissions`]: one broker user per component, with only the rights it needs;
+//! - [`policies`]: the broker policies (dead-lettering, delivery limit, lengths and ages), the
+//!   knobs that may change on a live broker;
 //! - [`tls`]: whom an `amqps://` connection trusts and which client certificate it presents.
 
 pub mod driver;
@@ -18,6 +20,7 @@ pub mod give_up;
 pub mod handoff;
 pub mod parked;
 pub mod permissions;
+pub mod policies;
 pub mod publisher;
 pub mod status;
 pub mod tls;

@@ -3,11 +3,17 @@
 //! Names that senders see (`ebox.publish`, `ebox.status`, `ebox.status.<sender>`) are the sender
 //! contract; the others are internal. Every queue is a durable quorum queue; each stage queue's
 //! given-up and over-delivered messages end in that stage's `ebox.dead-letter.<stage>`.
+//!
+//! A queue is declared with what can never change about it, its type, and only when it is
+//! missing: dead-lettering, the delivery limit, lengths and ages are the broker policies of
+//! [`crate::policies`], which may change on a live broker. A queue that an earlier release
+//! declared with those as arguments is left as it is (docs/operations.md, "Broker topology").
 
 use domain::audit::Stage;
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{Channel, ExchangeKind};
+use lapin::{Channel, Connection, ErrorKind, ExchangeKind};
 
 /// Senders publish here (direct), routing key [`PUBLISH_ROUTING_KEY`].
 pub const PUBLISH_EXCHANGE: &str = "ebox.publish";
@@ -30,7 +36,8 @@ pub const PORTAL_ROUTING_KEY: &str = "update";
 pub const DEAD_LETTER_EXCHANGE: &str = "ebox.dead-letter";
 
 /// How long a parked copy is kept (14 days): it may hold a document, which must not outlive
-/// what the agreement allows (C.10); an operator replays or purges well before.
+/// what the agreement allows (C.10); an operator replays or purges well before. Set by the
+/// policy [`crate::policies::DEAD_LETTERS`].
 pub const DEAD_LETTER_TTL_MS: i64 = 14 * 24 * 3600 * 1000;
 
 /// Stage queues.
@@ -44,7 +51,8 @@ pub const READ_RECEIPT_QUEUE: &str = "ebox.read-receipt";
 /// Consent and preference changes from the eBox portal.
 pub const CONSENT_UPDATES_QUEUE: &str = "ebox.consent-updates";
 
-/// A message delivered more often than this (a crash loop) is dead-lettered instead.
+/// A message delivered more often than this (a crash loop) is dead-lettered instead. Set by the
+/// policy [`crate::policies::STAGES`]; the driver gives up one delivery before.
 pub const DELIVERY_LIMIT: i64 = 20;
 
 /// The stages that consume a queue, each with its queue and the routing key the broker keeps
@@ -84,43 +92,14 @@ pub fn status_routing_key(sender_id: &str, status: &str) -> String {
     format!("{sender_id}.{status}")
 }
 
-fn string(value: &str) -> AMQPValue {
-    AMQPValue::LongString(LongString::from(value))
-}
-
-fn stage_queue_arguments() -> FieldTable {
-    let mut args = FieldTable::default();
-    args.insert(ShortString::from("x-queue-type"), string("quorum"));
-    args.insert(
-        ShortString::from("x-dead-letter-exchange"),
-        string(DEAD_LETTER_EXCHANGE),
-    );
-    args.insert(
-        ShortString::from("x-dead-letter-strategy"),
-        string("at-least-once"),
-    );
-    // at-least-once dead-lettering requires reject-publish: a full queue pushes back on the
-    // publisher (a nack) instead of dropping its oldest message.
-    args.insert(ShortString::from("x-overflow"), string("reject-publish"));
-    args.insert(
-        ShortString::from("x-delivery-limit"),
-        AMQPValue::LongLongInt(DELIVERY_LIMIT),
-    );
-    args
-}
-
-fn dead_letter_arguments() -> FieldTable {
-    let mut args = quorum_arguments();
-    args.insert(
-        ShortString::from("x-message-ttl"),
-        AMQPValue::LongLongInt(DEAD_LETTER_TTL_MS),
-    );
-    args
-}
-
+/// What a queue is declared with: its type, which can never change. Everything else is a
+/// policy's.
 fn quorum_arguments() -> FieldTable {
     let mut args = FieldTable::default();
-    args.insert(ShortString::from("x-queue-type"), string("quorum"));
+    args.insert(
+        ShortString::from("x-queue-type"),
+        AMQPValue::LongString(LongString::from("quorum")),
+    );
     args
 }
 
@@ -131,17 +110,61 @@ fn durable_exchange() -> ExchangeDeclareOptions {
     }
 }
 
-async fn declare_queue(channel: &Channel, name: &str, arguments: FieldTable) -> lapin::Result<()> {
+/// Declares queue `name` when it is missing. A queue that exists is left as it is, whatever
+/// arguments it was declared with: declaring it again with others would fail (406).
+async fn declare_queue(
+    connection: &Connection,
+    channel: &Channel,
+    name: &str,
+) -> lapin::Result<()> {
+    if exists(connection, name).await? {
+        return Ok(());
+    }
     channel
-        .queue_declare(name.into(), QueueDeclareOptions::durable(), arguments)
+        .queue_declare(
+            name.into(),
+            QueueDeclareOptions::durable(),
+            quorum_arguments(),
+        )
         .await?;
     Ok(())
 }
 
+/// Whether queue `name` exists: a passive declare, on a channel of its own, since the broker
+/// closes the channel on which one fails.
+async fn exists(connection: &Connection, name: &str) -> lapin::Result<bool> {
+    let probe = connection.create_channel().await?;
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    match probe
+        .queue_declare(name.into(), passive, FieldTable::default())
+        .await
+    {
+        Ok(_) => {
+            let _ = probe.close(200, "done".into()).await;
+            Ok(true)
+        }
+        Err(error) if is_not_found(&error) => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
+fn is_not_found(error: &lapin::Error) -> bool {
+    matches!(
+        error.kind(),
+        ErrorKind::ProtocolError(amqp)
+            if *amqp.kind() == AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND)
+    )
+}
+
 /// Declares the whole topology. Idempotent. `ebox registry load` runs it, as the broker's
 /// administrator: the workers declare nothing (consuming a queue that is not there fails, and
-/// says so), so their broker users need no right to configure anything.
-pub async fn declare(channel: &Channel) -> lapin::Result<()> {
+/// says so), so their broker users need no right to configure anything. The policies
+/// ([`crate::policies`]) are not declared here: they need the management API or `rabbitmqctl`.
+pub async fn declare(connection: &Connection) -> lapin::Result<()> {
+    let channel = connection.create_channel().await?;
     for (name, kind) in [
         (PUBLISH_EXCHANGE, ExchangeKind::Direct),
         (STATUS_EXCHANGE, ExchangeKind::Topic),
@@ -156,7 +179,7 @@ pub async fn declare(channel: &Channel) -> lapin::Result<()> {
     }
     for (stage, queue, dead_key) in STAGE_QUEUES {
         let parked = dead_letter_queue(stage);
-        declare_queue(channel, &parked, dead_letter_arguments()).await?;
+        declare_queue(connection, &channel, &parked).await?;
         // The driver's copies; what the broker dead-letters, by its original routing key; and
         // what it dead-letters after a replay, which went to the queue by name.
         for key in [parked_routing_key(stage).as_str(), dead_key, queue] {
@@ -170,7 +193,7 @@ pub async fn declare(channel: &Channel) -> lapin::Result<()> {
                 )
                 .await?;
         }
-        declare_queue(channel, queue, stage_queue_arguments()).await?;
+        declare_queue(connection, &channel, queue).await?;
     }
     for (queue, exchange, key) in [
         (INTAKE_QUEUE, PUBLISH_EXCHANGE, PUBLISH_ROUTING_KEY),
@@ -198,13 +221,16 @@ pub async fn declare(channel: &Channel) -> lapin::Result<()> {
             )
             .await?;
     }
+    let _ = channel.close(200, "done".into()).await;
     Ok(())
 }
 
-/// Declares a sender's status queue, bound to `<sender>.#` on the status exchange.
-pub async fn declare_status_queue(channel: &Channel, sender_id: &str) -> lapin::Result<()> {
+/// Declares a sender's status queue, bound to `<sender>.#` on the status exchange. Its bounds
+/// are the policy [`crate::policies::STATUS`]'s.
+pub async fn declare_status_queue(connection: &Connection, sender_id: &str) -> lapin::Result<()> {
     let queue = status_queue(sender_id);
-    declare_queue(channel, &queue, quorum_arguments()).await?;
+    let channel = connection.create_channel().await?;
+    declare_queue(connection, &channel, &queue).await?;
     channel
         .queue_bind(
             queue.as_str().into(),
@@ -213,5 +239,7 @@ pub async fn declare_status_queue(channel: &Channel, sender_id: &str) -> lapin::
             QueueBindOptions::default(),
             FieldTable::default(),
         )
-        .await
+        .await?;
+    let _ = channel.close(200, "done".into()).await;
+    Ok(())
 }

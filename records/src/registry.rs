@@ -1,13 +1,17 @@
-//! The registry's records: the operator's file applied to the database, and the look-ups the
-//! stages make (senders with their applications and types, validity periods, partners).
+//! The registry's records: the operator's file applied to the database (with what senders and
+//! applications show the citizen, their logos' bytes included), and the look-ups the stages
+//! make (senders with their applications and types, validity periods, partners).
 
 use anyhow::Context;
-use domain::registry::{PeriodUnit, RegistryFile, SenderEntry, ValidityPeriod};
+use domain::digest::Sha256Digest;
+use domain::registry::{ImageEntry, PeriodUnit, RegistryFile, SenderEntry, ValidityPeriod};
 use sqlx::{PgConnection, PgPool};
 
 /// Applies the file in one transaction: upserts every sender and message type, replaces
-/// each sender's applications and allowed types, and deactivates senders no longer listed
-/// (they are kept: their messages and audit records refer to them).
+/// each sender's logos, applications (with theirs) and allowed types, and deactivates senders
+/// no longer listed. A withdrawn sender is kept with everything it showed: its messages and
+/// audit records refer to it, and its reference data is still shown while a document of its
+/// is live (the `reference_senders` view).
 pub async fn apply(file: &RegistryFile, pool: &PgPool) -> anyhow::Result<()> {
     let mut tx = pool
         .begin()
@@ -67,28 +71,111 @@ pub async fn apply(file: &RegistryFile, pool: &PgPool) -> anyhow::Result<()> {
     tx.commit().await.context("Failed to commit the registry")
 }
 
+/// The sender with what it shows, its logos, its applications with theirs, and its types.
 async fn upsert_sender(conn: &mut PgConnection, sender: &SenderEntry) -> sqlx::Result<()> {
+    store_sender(conn, sender).await?;
+    sqlx::query("DELETE FROM sender_logos WHERE sender_id = $1")
+        .bind(sender.id.as_str())
+        .execute(&mut *conn)
+        .await?;
+    insert_logos(conn, sender.id.as_str(), None, &sender.logos).await?;
+    replace_applications(conn, sender).await?;
+    replace_message_types(conn, sender).await
+}
+
+async fn store_sender(conn: &mut PgConnection, sender: &SenderEntry) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO senders (id, organization_id, name, active) VALUES ($1, $2, $3, true)
-         ON CONFLICT (id) DO UPDATE SET organization_id = $2, name = $3, active = true, updated_at = now()",
+        "INSERT INTO senders (id, organization_id, name, long_name, url, contact_business,
+                              contact_technical, active)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, true)
+         ON CONFLICT (id) DO UPDATE SET organization_id = $2, name = $3, long_name = $4, url = $5,
+             contact_business = $6, contact_technical = $7, active = true, updated_at = now()",
     )
     .bind(sender.id.as_str())
     .bind(sender.organization_id.as_str())
     .bind(sqlx::types::Json(&sender.name))
+    .bind(sender.long_name.as_ref().map(sqlx::types::Json))
+    .bind(sender.url.as_ref().map(sqlx::types::Json))
+    .bind(sender.contact_business.as_deref())
+    .bind(sender.contact_technical.as_deref())
     .execute(&mut *conn)
     .await?;
-    sqlx::query("DELETE FROM sender_applications WHERE sender_id = $1")
-        .bind(sender.id.as_str())
-        .execute(&mut *conn)
-        .await?;
-    for application in &sender.applications {
-        sqlx::query("INSERT INTO sender_applications (sender_id, id, name) VALUES ($1, $2, $3)")
+    Ok(())
+}
+
+async fn replace_applications(conn: &mut PgConnection, sender: &SenderEntry) -> sqlx::Result<()> {
+    for statement in [
+        "DELETE FROM application_logos WHERE sender_id = $1",
+        "DELETE FROM sender_applications WHERE sender_id = $1",
+    ] {
+        sqlx::query(statement)
             .bind(sender.id.as_str())
-            .bind(&application.id)
-            .bind(sqlx::types::Json(&application.name))
             .execute(&mut *conn)
             .await?;
     }
+    for application in &sender.applications {
+        sqlx::query(
+            "INSERT INTO sender_applications (sender_id, id, name, description, url,
+                                              contact_business, contact_technical)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(sender.id.as_str())
+        .bind(&application.id)
+        .bind(sqlx::types::Json(&application.name))
+        .bind(application.description.as_ref().map(sqlx::types::Json))
+        .bind(application.url.as_ref().map(sqlx::types::Json))
+        .bind(application.contact_business.as_deref())
+        .bind(application.contact_technical.as_deref())
+        .execute(&mut *conn)
+        .await?;
+        insert_logos(
+            conn,
+            sender.id.as_str(),
+            Some(&application.id),
+            &application.logos,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The sender's logos (`application` none) or one of its application's, in the file's order.
+async fn insert_logos(
+    conn: &mut PgConnection,
+    sender_id: &str,
+    application: Option<&str>,
+    logos: &[ImageEntry],
+) -> sqlx::Result<()> {
+    for (position, logo) in logos.iter().enumerate() {
+        let query = match application {
+            None => sqlx::query(
+                "INSERT INTO sender_logos (sender_id, image_id, position, media_type, language,
+                                           sha256, content)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(sender_id),
+            Some(application) => sqlx::query(
+                "INSERT INTO application_logos (sender_id, application_id, image_id, position,
+                                                media_type, language, sha256, content)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(sender_id)
+            .bind(application),
+        };
+        query
+            .bind(&logo.id)
+            .bind(i32::try_from(position).unwrap_or(i32::MAX))
+            .bind(&logo.media_type)
+            .bind(logo.language.map(|l| l.code()))
+            .bind(sha256(logo))
+            .bind(&logo.content)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn replace_message_types(conn: &mut PgConnection, sender: &SenderEntry) -> sqlx::Result<()> {
     sqlx::query("DELETE FROM sender_message_types WHERE sender_id = $1")
         .bind(sender.id.as_str())
         .execute(&mut *conn)
@@ -103,6 +190,11 @@ async fn upsert_sender(conn: &mut PgConnection, sender: &SenderEntry) -> sqlx::R
         .await?;
     }
     Ok(())
+}
+
+/// The SHA-256 of a logo's bytes: its ETag.
+fn sha256(logo: &ImageEntry) -> Vec<u8> {
+    Sha256Digest::of(&logo.content).as_bytes().to_vec()
 }
 
 /// A registered sender as intake needs it.

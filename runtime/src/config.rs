@@ -66,6 +66,9 @@ pub struct Settings {
     /// How long a message may stay `accepted` before it counts as stuck
     /// (`ebox_stuck_messages`).
     pub stuck_after: std::time::Duration,
+    /// How long a loop may make no progress (one step, or a backlog that never reaches its
+    /// consumer) before `/livez` fails (`EBOX_STALL_AFTER_SECONDS`).
+    pub stall_after: std::time::Duration,
     /// How long after its receipt a document still unread gets its `newDocumentReminder`
     /// (`EBOX_REMINDER_AFTER_DAYS`).
     pub reminder_after: std::time::Duration,
@@ -287,6 +290,7 @@ impl Settings {
                 provider_id: provider_id?,
                 retention_interval: retention_interval?,
                 stuck_after: stuck_after?,
+                stall_after: telemetry.stall_after?,
                 reminder_after: reminders.after?,
                 expiration_alert_before: reminders.alert_before?,
                 event_engine: event_engine?,
@@ -504,6 +508,7 @@ fn read_pipeline_limits(env: &mut Env) -> PipelineLimits {
 /// Logs, metrics and probes.
 struct Telemetry {
     metrics_addr: Option<SocketAddr>,
+    stall_after: Option<std::time::Duration>,
     log_filter: Option<String>,
     log_format: Option<LogFormat>,
 }
@@ -514,6 +519,11 @@ fn read_telemetry(env: &mut Env) -> Telemetry {
             v.parse()
                 .map_err(|_| "must be an address like 0.0.0.0:9464".into())
         }),
+        stall_after: env.optional(
+            "EBOX_STALL_AFTER_SECONDS",
+            std::time::Duration::from_secs(300),
+            |v| parse_in::<u64>(v, 30..=86_400).map(std::time::Duration::from_secs),
+        ),
         log_filter: env.optional("EBOX_LOG", "info".to_owned(), |v| Ok(v.to_owned())),
         log_format: env.optional("EBOX_LOG_FORMAT", LogFormat::Json, |v| match v {
             "json" => Ok(LogFormat::Json),
@@ -1161,6 +1171,11 @@ mod tests {
                 "must be a whole number from 10 to 604800",
             ),
             (
+                "EBOX_STALL_AFTER_SECONDS",
+                "5",
+                "must be a whole number from 30 to 86400",
+            ),
+            (
                 "EBOX_REMINDER_AFTER_DAYS",
                 "0",
                 "must be a whole number from 1 to 365",
@@ -1291,6 +1306,7 @@ mod tests {
             std::time::Duration::from_secs(60)
         );
         assert_eq!(settings.stuck_after, std::time::Duration::from_secs(900));
+        assert_eq!(settings.stall_after, std::time::Duration::from_secs(300));
         assert_eq!(
             settings.reminder_after,
             std::time::Duration::from_secs(15 * 86_400)

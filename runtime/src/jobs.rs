@@ -10,10 +10,12 @@
 //! - **faults**: a failed pass is logged and counted, and the next one comes at the next tick
 //!   (a job's work is in the database, so nothing is lost by waiting);
 //! - **health**: the job's [`Readiness`] is true after a pass that succeeded, false after one
-//!   that failed, and `/readyz` reports it with the consumers;
+//!   that failed, and `/readyz` reports it with the consumers; a pass that outlasts
+//!   `EBOX_STALL_AFTER_SECONDS` makes `/livez` fail ([`crate::liveness`]);
 //! - **metrics**: `ebox_job_passes_total{job, result}` and `ebox_job_pass_seconds{job}`.
 
 use crate::internal_events::{JobPassed, PassResult};
+use crate::liveness::Heartbeat;
 use crate::metrics::Readiness;
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -48,6 +50,7 @@ pub async fn run<J: Job>(
     mut job: J,
     every: Duration,
     health: Readiness,
+    heartbeat: Heartbeat,
     shutdown: CancellationToken,
 ) {
     let name = job.name();
@@ -59,7 +62,9 @@ pub async fn run<J: Job>(
     );
     loop {
         let started = Instant::now();
+        heartbeat.busy("a pass");
         let outcome = job.pass().await;
+        heartbeat.waiting();
         let pass = match outcome {
             Ok(pass) => {
                 health.set(true);

@@ -7,12 +7,14 @@
 //! - [`failpoint`]: `EBOX_FAILPOINT`, the fault matrix's crash points (a no-op when unset);
 //! - [`internal_events`]: one struct per thing that happens, which logs it and counts it;
 //! - [`jobs`]: background jobs (sweepers, dispatchers) with the same shutdown, health and
-//!   metrics as the queue consumers.
+//!   metrics as the queue consumers;
+//! - [`liveness`]: whether every loop still makes progress (`/livez`).
 
 pub mod config;
 pub mod db;
 pub mod failpoint;
 pub mod internal_events;
 pub mod jobs;
+pub mod liveness;
 pub mod metrics;
 pub mod telemetry;

@@ -463,16 +463,30 @@ impl Readiness {
 
 /// Serves `/metrics`, `/livez` and `/readyz` until `shutdown` completes. The process is ready
 /// when every consumer consumes, every background job's last pass succeeded, and the
-/// database answers.
+/// database answers; it is live while no loop has stalled ([`crate::liveness`]).
 pub async fn serve(
     addr: SocketAddr,
     readiness: Vec<Readiness>,
+    liveness: crate::liveness::Liveness,
     pool: PgPool,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let app = Router::new()
         .route("/metrics", get(|| async { METRICS.render() }))
-        .route("/livez", get(|| async { "ok" }))
+        .route(
+            "/livez",
+            get(move || async move {
+                let stalled = liveness.stalled();
+                if stalled.is_empty() {
+                    (StatusCode::OK, "ok".to_owned())
+                } else {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("not live: {}", stalled.join("; ")),
+                    )
+                }
+            }),
+        )
         .route(
             "/readyz",
             get(move || {

@@ -38,6 +38,7 @@ import json
 import os
 import random
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -225,6 +226,15 @@ def vm_hwm_kib(pid: int) -> int | None:
     return None
 
 
+def policy_commands(vhost: str) -> list[list[str]]:
+    """The service's broker policies for `vhost` (dead-lettering, the delivery limit, the
+    queues' bounds), as the arguments of the `rabbitmqctl` commands `ebox broker policies`
+    prints: the one table every environment applies (queues/src/policies.rs)."""
+    out = subprocess.run([EBOX, "broker", "policies", "--vhost", vhost],
+                         check=True, capture_output=True, text=True, timeout=60).stdout
+    return [shlex.split(line)[1:] for line in out.splitlines() if line.startswith("rabbitmqctl ")]
+
+
 def sweep_leftovers() -> None:
     """Removes what an interrupted earlier run left: vhosts, databases."""
     for (name,) in psql(PG_ADMIN, "SELECT datname FROM pg_database WHERE datname LIKE 'ebox\\_faults\\_%'"):
@@ -254,6 +264,8 @@ class MainBroker:
         for sender in SENDERS:
             mgmt("PUT", f"/permissions/{quoted}/{sender}",
                  {"configure": "^$", "write": "^ebox\\.publish$", "read": f"^ebox\\.status\\.{re.escape(sender)}$"})
+        for command in policy_commands(vhost):
+            rabbitmqctl(*command)
 
     def delete_vhost(self, vhost: str) -> None:
         mgmt("DELETE", "/vhosts/" + urllib.parse.quote(vhost, safe=""))
@@ -409,6 +421,8 @@ class Cluster:
         for sender in SENDERS:
             self.ctl(first, "set_permissions", "-p", vhost, sender, "^$", "^ebox\\.publish$",
                      f"^ebox\\.status\\.{re.escape(sender)}$")
+        for command in policy_commands(vhost):
+            self.ctl(first, *command)
 
     def delete_vhost(self, vhost: str) -> None:
         for node in self.nodes:

@@ -301,10 +301,15 @@ impl Relay {
     async fn start(app: &TestApp) -> Self {
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
-        let ready =
-            ebox::workers::spawn_event_relay(&app.settings, &app.pool, &mut tasks, &shutdown)
-                .expect("the relay starts")
-                .expect("EBOX_EVENT_ENGINE_URL is set");
+        let ready = ebox::workers::spawn_event_relay(
+            &app.settings,
+            &app.pool,
+            &mut tasks,
+            &app.liveness,
+            &shutdown,
+        )
+        .expect("the relay starts")
+        .expect("EBOX_EVENT_ENGINE_URL is set");
         tokio::time::timeout(WAIT, ready.wait_until_ready())
             .await
             .expect("the relay passes");

@@ -11,6 +11,7 @@ use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicGetOptions};
 use lapin::types::FieldTable;
 use runtime::config::Settings;
+use runtime::liveness::Liveness;
 use sqlx::{Connection, PgConnection, PgPool};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -76,6 +77,8 @@ pub struct TestApp {
     users: std::sync::Mutex<Vec<String>>,
     /// The PostgreSQL login role of [`Options::runtime_role`], dropped with the test.
     runtime_role: Option<String>,
+    /// The heartbeats of the workers' loops (what `/livez` reads).
+    pub liveness: Liveness,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -189,6 +192,8 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         serde_json::json!({"configure": ".*", "write": ".*", "read": ".*"}),
     )
     .await;
+    // Dead-lettering, the delivery limit and the bounds, as every deployment sets them.
+    set_policies(&vhost, &queues::policies::policies()).await;
 
     let sender_id = format!("onem-{id}");
     create_sender_user(&vhost, &sender_id).await;
@@ -258,12 +263,14 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         }
     }
     let shutdown = CancellationToken::new();
+    let liveness = Liveness::new(settings.stall_after);
     let mut tasks = JoinSet::new();
     let mut readiness = Vec::new();
     for worker in &options.workers {
         let settings = as_component(worker.component());
         let (mut spawned, ready) =
-            workers::spawn(&settings, &pool, &[*worker], &shutdown).expect("workers start");
+            workers::spawn(&settings, &pool, &[*worker], &liveness, &shutdown)
+                .expect("workers start");
         readiness.extend(ready);
         tasks.spawn(async move { while spawned.join_next().await.is_some() {} });
     }
@@ -292,9 +299,43 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         api,
         users: std::sync::Mutex::new(users),
         runtime_role,
+        liveness,
         shutdown,
         tasks,
     }
+}
+
+/// Sets `policies` on `vhost` through the management API (`PUT /api/policies/{vhost}/{name}`),
+/// as the broker's administrator: the same table `ebox broker policies` prints.
+pub async fn set_policies(vhost: &str, policies: &[queues::policies::Policy]) {
+    let api = reqwest::Client::new();
+    for policy in policies {
+        let path = format!("policies/{vhost}/{}", policy.name);
+        let response = api
+            .put(format!("{}/{path}", management_api()))
+            .json(&policy.management_body())
+            .send()
+            .await
+            .expect("RabbitMQ management API reachable");
+        assert!(
+            response.status().is_success(),
+            "PUT {path}: {}",
+            response.status()
+        );
+    }
+}
+
+/// What the management API says of queue `queue` of `vhost` (`GET /api/queues/{vhost}/{name}`:
+/// `messages`, `policy`, `effective_policy_definition`, `arguments`…).
+pub async fn queue_info(vhost: &str, queue: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(format!("{}/queues/{vhost}/{queue}", management_api()))
+        .send()
+        .await
+        .expect("RabbitMQ management API reachable")
+        .json()
+        .await
+        .expect("a queue as JSON")
 }
 
 /// A broker user that may only publish to `ebox.publish` and read its own status queue: the
@@ -514,8 +555,15 @@ impl TestApp {
     /// Starts the workers again on the same database and vhost.
     pub async fn start_workers(&mut self, names: &[Worker]) {
         self.shutdown = CancellationToken::new();
-        let (tasks, readiness) = workers::spawn(&self.settings, &self.pool, names, &self.shutdown)
-            .expect("workers start");
+        self.liveness = Liveness::new(self.settings.stall_after);
+        let (tasks, readiness) = workers::spawn(
+            &self.settings,
+            &self.pool,
+            names,
+            &self.liveness,
+            &self.shutdown,
+        )
+        .expect("workers start");
         self.tasks = tasks;
         for ready in &readiness {
             tokio::time::timeout(WAIT, ready.wait_until_ready())

@@ -90,6 +90,7 @@ async fn serve_metrics(app: &TestApp) -> String {
     tokio::spawn(runtime::metrics::serve(
         addr,
         Vec::new(),
+        app.liveness.clone(),
         app.pool.clone(),
         std::future::pending(),
     ));

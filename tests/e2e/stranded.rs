@@ -207,7 +207,10 @@ async fn a_sender_whose_status_queue_is_gone_does_not_stop_intake_and_hears_ever
     assert_eq!(app.drain(CONSENT_CHECK_QUEUE).await.len(), 2);
 
     // The queue is back (the operator ran `ebox registry load`): the parked statuses arrive.
-    queues::topology::declare_status_queue(&channel, &app.sender_id)
+    let operator = queues::driver::connect(&app.settings.amqp_url, "operator")
+        .await
+        .expect("the operator connects");
+    queues::topology::declare_status_queue(&operator, &app.sender_id)
         .await
         .expect("declared again");
     // Due now rather than after their back-off (which grows while the queue is gone).
@@ -227,7 +230,11 @@ async fn a_sender_whose_status_queue_is_gone_does_not_stop_intake_and_hears_ever
 }
 
 /// Serves the probes on a free loopback port; returns their root URL.
-async fn probes(pool: sqlx::PgPool, readiness: Vec<runtime::metrics::Readiness>) -> String {
+async fn probes(
+    pool: sqlx::PgPool,
+    readiness: Vec<runtime::metrics::Readiness>,
+    liveness: runtime::liveness::Liveness,
+) -> String {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("a free port")
@@ -236,6 +243,7 @@ async fn probes(pool: sqlx::PgPool, readiness: Vec<runtime::metrics::Readiness>)
     tokio::spawn(runtime::metrics::serve(
         addr,
         readiness,
+        liveness,
         pool,
         std::future::pending(),
     ));
@@ -252,7 +260,7 @@ async fn a_process_whose_database_does_not_answer_is_not_ready() {
     let app = spawn_app().await;
     let ready = runtime::metrics::Readiness::default();
     ready.set(true);
-    let healthy = probes(app.pool.clone(), vec![ready.clone()]).await;
+    let healthy = probes(app.pool.clone(), vec![ready.clone()], app.liveness.clone()).await;
     let answer = reqwest::get(format!("{healthy}/readyz"))
         .await
         .expect("an answer");
@@ -263,7 +271,7 @@ async fn a_process_whose_database_does_not_answer_is_not_ready() {
         .acquire_timeout(std::time::Duration::from_millis(500))
         .connect_lazy("postgres://postgres@127.0.0.1:1/ebox")
         .expect("a lazy pool");
-    let broken = probes(unreachable, vec![ready]).await;
+    let broken = probes(unreachable, vec![ready], app.liveness.clone()).await;
     let answer = reqwest::get(format!("{broken}/readyz"))
         .await
         .expect("an answer");
