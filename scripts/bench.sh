@@ -8,6 +8,7 @@
 #   scripts/bench.sh [MESSAGES] [ebox bench options…]      (default 20000 messages)
 #   scripts/bench.sh 5000 --json
 #   scripts/bench.sh 200 --replicas 1 --paced-messages 100 --fairness-batch 100   (a quick look)
+#   EBOX_BENCH_PROFILE=debug scripts/bench.sh 200 …   (the debug build: the test command's smoke run)
 #
 # EBOX_BATCH_SIZE, EBOX_PREFETCH and the other EBOX_* settings apply to the worker processes.
 set -euo pipefail
@@ -30,11 +31,18 @@ export EBOX_PROOF_SIGNING_KEY_FILE=${EBOX_PROOF_SIGNING_KEY_FILE:-tests/fixtures
 export EBOX_LOG=${EBOX_LOG:-warn}
 export EBOX_LOG_FORMAT=${EBOX_LOG_FORMAT:-text}
 
-cargo build --locked --release -p ebox
+# EBOX_BENCH_PROFILE=debug measures the debug build instead: for the test command's smoke run,
+# which only checks that the benchmark still works (its figures mean nothing).
+profile=${EBOX_BENCH_PROFILE:-release}
+case "$profile" in
+  release) cargo build --locked --release -p ebox ;;
+  debug) cargo build --locked -p ebox ;;
+  *) echo "EBOX_BENCH_PROFILE must be release or debug, not $profile" >&2; exit 2 ;;
+esac
 # A copy, so that a build running meanwhile cannot change what the worker processes run.
 workdir=$(mktemp -d)
 ebox="$workdir/ebox"
-cp "${CARGO_TARGET_DIR:-target}/release/ebox" "$ebox"
+cp "${CARGO_TARGET_DIR:-target}/$profile/ebox" "$ebox"
 
 admin_url="${EBOX_DATABASE_URL%/*}/postgres"
 database="${EBOX_DATABASE_URL##*/}"

@@ -63,6 +63,19 @@ trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace --locked 2>&1 | tee "$log" || status=$?
 scripts/faults.sh --quick || { faults=$?; [ "$status" -ne 0 ] || status=$faults; } # the fault matrix, short (docs/faults.md); keeps a cargo test failure's status
+# The benchmark's smoke run (docs/pipeline.md, "Throughput"): 200 messages through the debug
+# build, so that `scripts/bench.sh` keeps working. Its figures mean nothing and are not checked;
+# that it finishes and prints them all is.
+bench_log=$(mktemp)
+bench_err=$(mktemp)
+if EBOX_BENCH_PROFILE=debug scripts/bench.sh 200 --replicas 1 --paced-messages 50 --fairness-batch 100 --json >"$bench_log" 2>"$bench_err" \
+  && sed -n '/^{/,$p' "$bench_log" | python3 -c 'import json, sys; r = json.load(sys.stdin); assert r["pipelinePerSecond"] > 0 and r["ceilingPerSecond"] > 0 and r["paced"] and r["fairness"], r'; then
+  echo "bench: the smoke run printed every figure"
+else
+  echo "bench: the smoke run failed:"; tail -40 "$bench_err" "$bench_log"
+  [ "$status" -ne 0 ] || status=1
+fi
+rm -f "$bench_log" "$bench_err"
 # Repeated here, where the run is summed up, so a skipped check is not lost in the output above.
 if [ -n "$advisories_skipped" ]; then echo "$advisories_skipped"; fi
 # One closing line for the whole run: cargo prints one summary per test binary.

@@ -18,7 +18,8 @@
 //!   reads when they succeed; refused calls, with the token's digest and the client address);
 //! - [`limits`]: each citizen's calls, limited in rate and in number at once (`429`);
 //! - [`error`]: errors as the contract's `StatusMessage`;
-//! - [`metrics`]: every request counted and timed by route template and status.
+//! - [`metrics`]: every request counted and timed by route template and status;
+//! - [`traces`]: every request a span in the trace of its `traceparent` (the portal's).
 
 pub mod audit;
 pub mod auth;
@@ -33,6 +34,7 @@ pub mod model;
 pub mod read;
 pub mod reference;
 pub mod sender;
+pub mod traces;
 
 use axum::Router;
 use axum::extract::State;
@@ -85,8 +87,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         Router::new().nest(&state.base_path, routes)
     };
     // Outermost, so that the time covers every other layer and the route is the whole
-    // template, base path included.
+    // template, base path included; the request's span around it all, the access log too.
     app.layer(axum::middleware::from_fn(metrics::track))
+        .layer(axum::middleware::from_fn(traces::continue_trace))
 }
 
 /// Before a handler verifies the bearer token: when the token names a key the identity

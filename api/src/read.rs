@@ -4,6 +4,9 @@
 //! `readDocument` on `ebox.events`, which the read-receipt worker turns into the sender's
 //! `read` status.
 //!
+//! The announcement is published in the trace of the request that opened the document (the
+//! portal's, [`crate::traces`]), so that the sender's `read` status joins it.
+//!
 //! The mark commits first, and the announcement is published (with confirms) after:
 //! read-receipt confirms only a committed mark, so an event can never run ahead of it. If the event is lost
 //! (a crash or a broker fault in between), read-receipt's recovery job confirms the mark
@@ -126,7 +129,8 @@ async fn try_mark_read(
         &event.event_data.event_correlation_id.to_string(),
         None,
         &event,
-    )?;
+    )?
+    .traced(runtime::trace::current());
     tx.commit().await?;
     info!(message_id = %document.message_id, "message read");
     if let Err(error) = state.events.publish(&[outgoing]).await {

@@ -59,5 +59,12 @@ crate::vocabulary! {
         Update => "update",
         /// The API refused a call (400, 401, 403, 404): probing leaves a trace.
         Refused => "refused",
+        /// The sender withdrew the message: its document was removed from the citizen's eBox
+        /// (or from the pipeline), a tombstone kept.
+        Withdrawn => "withdrawn",
+        /// Intake refused a withdrawal; the code says why. The message is untouched.
+        WithdrawalRefused => "withdrawal-refused",
+        /// A later stage met a message its sender had withdrawn, and did nothing with it.
+        Halted => "halted",
     }
 }

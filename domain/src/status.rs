@@ -19,6 +19,9 @@ crate::vocabulary! {
         Read => "read",
         Expired => "expired",
         Failed => "failed",
+        /// The sender withdrew the message (`ebox.withdraw.v1`): it is no longer in the
+        /// citizen's eBox, or never reached it.
+        Withdrawn => "withdrawn",
     }
 }
 
@@ -47,6 +50,15 @@ crate::vocabulary! {
         /// Audited only, never sent: a publication from a broker user with no registration
         /// has no status queue to answer on.
         UnknownSender => "UNKNOWN_SENDER",
+        /// The sender withdrew the message.
+        Withdrawn => "WITHDRAWN",
+        /// A withdrawal named a reference this sender never had accepted.
+        UnknownReference => "UNKNOWN_REFERENCE",
+        /// A withdrawal named a message that never reached the citizen's eBox and never will
+        /// (`no-digital-user`, `failed`): there is nothing to withdraw.
+        NothingToWithdraw => "NOTHING_TO_WITHDRAW",
+        /// A withdrawal named a message that already expired: it left the citizen's eBox then.
+        AlreadyExpired => "ALREADY_EXPIRED",
     }
 }
 

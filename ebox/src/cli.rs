@@ -204,18 +204,47 @@ impl Cli {
             eprintln!("invalid configuration:\n  - {e:#}");
             return ExitCode::from(2);
         }
-        runtime::telemetry::init(&settings.log_filter, settings.log_format);
-        match self.command.execute(settings).await {
+        let telemetry = match runtime::telemetry::init_with_traces(
+            &settings.log_filter,
+            settings.log_format,
+            settings.traces.as_ref(),
+            &self.command.service_name(),
+        ) {
+            Ok(telemetry) => telemetry,
+            Err(e) => {
+                eprintln!("invalid configuration:\n  - {e:#}");
+                return ExitCode::from(2);
+            }
+        };
+        let exit = match self.command.execute(settings).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 error!(error = format!("{e:#}"), "ebox failed");
                 ExitCode::FAILURE
             }
-        }
+        };
+        // The spans still buffered are exported before the process ends.
+        telemetry.shutdown().await;
+        exit
     }
 }
 
 impl Command {
+    /// The trace resource's service name (`OTEL_SERVICE_NAME` wins): the component a process
+    /// runs (`ebox-intake`, `ebox-api`…), `ebox` for everything at once and for the commands.
+    fn service_name(&self) -> String {
+        match self {
+            Command::Worker {
+                name: WorkerName::Stage(worker),
+            } => format!("ebox-{}", worker.component()),
+            Command::Worker {
+                name: WorkerName::EventRelay,
+            } => "ebox-event-relay".to_owned(),
+            Command::Api => "ebox-api".to_owned(),
+            _ => "ebox".to_owned(),
+        }
+    }
+
     async fn execute(self, settings: Settings) -> anyhow::Result<()> {
         match self {
             Command::Migrate => {

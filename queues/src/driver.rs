@@ -24,9 +24,15 @@
 //! Liveness ([`runtime::liveness`]): the driver tells its heartbeat which step it is in, so that
 //! a step that never ends, or a queue with messages ready that never reach the consumer, makes
 //! `/livez` fail; waiting for a dependency to come back does not.
+//!
+//! Traces: each delivery is a span (`delivery`, kind consumer) in the trace its `traceparent`
+//! header names, or in a new one ([`crate::propagation`]); it lasts until the delivery is
+//! settled. Whatever the handler (or its give-up) publishes, and the dead-letter copy, is
+//! published in that span's trace, so one message's journey through every stage is one trace.
 
 use crate::give_up;
 use crate::parked;
+use crate::propagation;
 use crate::publisher::{Outgoing, Publisher};
 use crate::topology::{self, DELIVERY_LIMIT};
 use anyhow::Context as _;
@@ -47,12 +53,14 @@ use runtime::internal_events::{
 };
 use runtime::liveness::Heartbeat;
 use runtime::metrics::{METRICS, Readiness};
+use runtime::telemetry::{self, Messaging, MessagingOperation, SpanKind};
+use runtime::trace::TraceContext;
 use sqlx::{Acquire, PgConnection, PgPool};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, error, info, info_span, warn};
+use tracing::{Instrument, Span, error, field, info, info_span, warn};
 
 /// What a handler sees of a delivery: no acker, so a handler cannot settle it behind the
 /// driver's back, and a test can build one without a broker.
@@ -596,7 +604,13 @@ async fn process_batch<H: Handler>(
     let queue = handler.queue();
     let started = Instant::now();
     taken(H::STAGE, &batch);
-    let Some(outcomes) = commit(handler, driver, &batch).await else {
+    // Once per delivery, not per attempt: a batch retried after a transient fault is still
+    // the same deliveries, in the same spans.
+    let traced: Vec<Traced> = batch
+        .iter()
+        .map(|delivery| Traced::delivery(H::STAGE, queue, delivery))
+        .collect();
+    let Some(outcomes) = commit(handler, driver, &batch, &traced).await else {
         requeue_all(queue, &batch).await;
         return Ok(());
     };
@@ -612,7 +626,7 @@ async fn process_batch<H: Handler>(
     }
     runtime::failpoint::hit("driver.after-publish");
     driver.heartbeat.busy("settling a batch");
-    settle(queue, H::STAGE, &broker, &batch, &outcomes).await?;
+    settle(queue, H::STAGE, &broker, &batch, &traced, &outcomes).await?;
     BatchHandled {
         queue,
         size: batch.len(),
@@ -628,11 +642,12 @@ async fn commit<H: Handler>(
     handler: &H,
     driver: Driver<'_>,
     batch: &[Delivery],
+    traced: &[Traced],
 ) -> Option<Vec<Outcome>> {
     let mut backoff = retry_backoff();
     loop {
         driver.heartbeat.busy("handling a batch");
-        match handle_batch(handler, driver.pool, batch).await {
+        match handle_batch(handler, driver.pool, batch, traced).await {
             Ok(outcomes) => return Some(outcomes),
             Err(error) => {
                 driver.heartbeat.waiting();
@@ -788,16 +803,17 @@ async fn settle(
     stage: Stage,
     broker: &Broker<'_>,
     batch: &[Delivery],
+    traced: &[Traced],
     outcomes: &[Outcome],
 ) -> lapin::Result<()> {
-    for (delivery, outcome) in batch.iter().zip(outcomes) {
+    for ((delivery, traced), outcome) in batch.iter().zip(traced).zip(outcomes) {
         match &outcome.disposition {
             Disposition::Ack => {
                 delivery.acker.ack(BasicAckOptions::default()).await?;
                 settled(queue, DeliveryOutcome::Ack);
             }
             Disposition::DeadLetter { reason } => {
-                park_delivery(queue, stage, broker, delivery, reason).await?;
+                park_delivery(queue, stage, broker, delivery, &traced.context, reason).await?;
                 settled(queue, DeliveryOutcome::DeadLetter);
             }
         }
@@ -809,12 +825,14 @@ async fn settle(
 /// its headers (`x-ebox-reason`, `x-ebox-stage`, `x-ebox-queue`, `x-ebox-parked-at`, and the
 /// sender's `x-ebox-user-id`: a copy cannot carry another user's `user_id`), then acks it.
 /// When the copy is refused, the delivery is rejected instead and the broker dead-letters it
-/// to the same queue, without the reason.
+/// to the same queue, without the reason. The copy is published in the delivery's trace
+/// (`trace`), and carries it to a replay.
 async fn park_delivery(
     queue: &'static str,
     stage: Stage,
     broker: &Broker<'_>,
     delivery: &Delivery,
+    trace: &TraceContext,
     reason: &str,
 ) -> lapin::Result<()> {
     // Whatever `x-ebox-*` the delivery arrived with is dropped: only the driver writes them.
@@ -840,7 +858,7 @@ async fn park_delivery(
     // The copy's own `user_id` is the service's (the broker checks it): that is how a replay
     // tells the driver's copies, whose `x-ebox-user-id` it may trust, from anything else.
     let properties = without_user_id(&delivery.properties)
-        .with_headers(headers)
+        .with_headers(propagation::with_context(Some(&headers), trace))
         .with_user_id(broker.service_user.into());
     let parked = broker
         .publisher
@@ -934,17 +952,17 @@ async fn handle_batch<H: Handler>(
     handler: &H,
     pool: &PgPool,
     batch: &[Delivery],
+    traced: &[Traced],
 ) -> Result<Vec<Outcome>, anyhow::Error> {
-    let queue = handler.queue();
     let mut tx = pool.begin().await?;
     let mut outcomes = Vec::with_capacity(batch.len());
-    for delivery in batch {
+    for (delivery, traced) in batch.iter().zip(traced) {
         let incoming = Incoming {
             properties: &delivery.properties,
             body: &delivery.data,
             redelivered: delivery.redelivered,
         };
-        let span = delivery_span(H::STAGE, queue, delivery);
+        let span = &traced.span;
         let mut savepoint = tx.begin().await?;
         let handled = match last_chance(&incoming) {
             Some(count) => Err(HandlerError::Permanent(anyhow::anyhow!(
@@ -973,7 +991,7 @@ async fn handle_batch<H: Handler>(
             Ok(outcome) => {
                 savepoint.commit().await?;
                 runtime::failpoint::hit("driver.handle");
-                outcomes.push(outcome);
+                outcomes.push(traced.stamp(outcome));
             }
             Err(HandlerError::Permanent(error)) => {
                 savepoint.rollback().await?;
@@ -986,12 +1004,12 @@ async fn handle_batch<H: Handler>(
                 let publish = give_up(handler, &mut tx, incoming, &error)
                     .instrument(span.clone())
                     .await?;
-                outcomes.push(Outcome {
+                outcomes.push(traced.stamp(Outcome {
                     publish,
                     disposition: Disposition::DeadLetter {
                         reason: give_up::reason(&error),
                     },
-                });
+                }));
             }
             Err(HandlerError::Transient(error)) => return Err(error),
         }
@@ -1078,32 +1096,74 @@ fn settled(queue: &'static str, outcome: DeliveryOutcome) {
     DeliverySettled { queue, outcome }.emit();
 }
 
-/// The log span of one delivery, with the same field names in every stage: `message_id` is
-/// always the eBox message id (an internal hand-off's AMQP `message_id`), `sender_reference`
-/// and `sender` a sender's publication's (at intake), `event_id` an event's correlation id
-/// (notify, read-receipt), `correlation_id` the sender's, echoed along the pipeline. Never a
-/// national number.
-fn delivery_span(stage: Stage, queue: &str, delivery: &Delivery) -> tracing::Span {
-    let properties = &delivery.properties;
-    let amqp_id = properties.message_id().as_ref().map(|id| id.as_str());
-    let (message_id, sender_reference, event_id) = match stage {
-        Stage::Intake => (None, amqp_id, None),
-        Stage::ConsentCheck | Stage::Store => (amqp_id, None, None),
-        Stage::Notify | Stage::ReadReceipt => (None, None, amqp_id),
-        _ => (None, None, None),
-    };
-    info_span!(
-        "delivery",
-        stage = stage.as_str(),
-        queue,
-        delivery_tag = delivery.delivery_tag,
-        message_id,
-        sender_reference,
-        sender = sender_reference.and(properties.user_id().as_ref().map(|id| id.as_str())),
-        event_id,
-        correlation_id = properties.correlation_id().as_ref().map(|id| id.as_str()),
-        redelivered = delivery.redelivered,
-    )
+/// One delivery's span and its trace context.
+struct Traced {
+    span: Span,
+    context: TraceContext,
+}
+
+impl Traced {
+    /// The span of one delivery, with the same field names in every stage: `message_id` is
+    /// always the eBox message id (an internal hand-off's AMQP `message_id`), `sender_reference`
+    /// and `sender` a sender's publication's (at intake), `event_id` an event's correlation id
+    /// (notify, read-receipt), `correlation_id` the sender's, echoed along the pipeline;
+    /// `trace_id` and `span_id` its trace context, continued from the delivery's `traceparent`.
+    /// Never a national number.
+    fn delivery(stage: Stage, queue: &str, delivery: &Delivery) -> Self {
+        let properties = &delivery.properties;
+        let amqp_id = properties.message_id().as_ref().map(|id| id.as_str());
+        let (message_id, sender_reference, event_id) = match stage {
+            Stage::Intake => (None, amqp_id, None),
+            Stage::ConsentCheck | Stage::Store => (amqp_id, None, None),
+            Stage::Notify | Stage::ReadReceipt => (None, None, amqp_id),
+            _ => (None, None, None),
+        };
+        let span = info_span!(
+            parent: None,
+            "delivery",
+            otel.name = field::Empty,
+            otel.kind = field::Empty,
+            stage = stage.as_str(),
+            queue,
+            delivery_tag = delivery.delivery_tag,
+            message_id,
+            sender_reference,
+            sender = sender_reference.and(properties.user_id().as_ref().map(|id| id.as_str())),
+            event_id,
+            correlation_id = properties.correlation_id().as_ref().map(|id| id.as_str()),
+            redelivered = delivery.redelivered,
+            trace_id = field::Empty,
+            span_id = field::Empty,
+        );
+        // A `traceparent` that is missing or not well formed starts a new trace.
+        let context = telemetry::start(
+            &span,
+            format_args!("process {queue}"),
+            SpanKind::Consumer,
+            propagation::incoming(properties).as_ref(),
+        );
+        telemetry::messaging(
+            &span,
+            &Messaging {
+                operation: MessagingOperation::Process,
+                exchange: delivery.exchange.as_str(),
+                routing_key: delivery.routing_key.as_str(),
+                message_id: amqp_id,
+                queue: Some(queue),
+                delivery_tag: Some(delivery.delivery_tag),
+            },
+        );
+        Self { span, context }
+    }
+
+    /// `outcome`, whose messages are published in this delivery's trace (unless the handler
+    /// gave one a trace of its own).
+    fn stamp(&self, mut outcome: Outcome) -> Outcome {
+        for message in &mut outcome.publish {
+            message.trace.get_or_insert_with(|| self.context.clone());
+        }
+        outcome
+    }
 }
 
 /// Counts how long each delivery of a batch waited in its queue, once, when the stage takes

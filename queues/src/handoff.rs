@@ -7,6 +7,11 @@
 //! audited as `refused`, counted (`ebox_internal_refused_total`), acknowledged, and otherwise
 //! without effect. A refusal is not a give-up: a forged message must not move a genuine one to
 //! `failed`.
+//!
+//! [`verify`] locks the message's record until the batch commits, so that a sender's
+//! withdrawal (which locks it too) and a stage's decision take turns; a stage that then finds
+//! the message withdrawn stops there ([`halted`]): audited as `halted`, acknowledged, nothing
+//! published.
 
 use crate::ResultExt;
 use crate::driver::HandlerError;
@@ -16,6 +21,7 @@ use domain::audit::{Action, Stage};
 use domain::citizen::{CitizenKey, CitizenKeys, SsinHasher};
 use domain::handoff::{HANDOFF_TYPE, Handoff};
 use domain::ids::MessageId;
+use domain::status::Status;
 use records::audit::AuditEvent;
 use records::messages::{self, MessageRecord};
 use runtime::internal_events::InternalRefused;
@@ -44,8 +50,9 @@ pub struct Verified {
     pub citizen: CitizenKeys,
 }
 
-/// The message `handoff` names, when intake recorded it for that recipient; otherwise the
-/// hand-off is refused (see [`refuse`]) and `None` returned.
+/// The message `handoff` names, when intake recorded it for that recipient, its record locked
+/// until the batch commits; otherwise the hand-off is refused (see [`refuse`]) and `None`
+/// returned.
 pub async fn verify(
     conn: &mut PgConnection,
     stage: Stage,
@@ -54,7 +61,7 @@ pub async fn verify(
 ) -> Result<Option<Verified>, HandlerError> {
     let message_id = handoff.message_id;
     let citizen = hasher.keys(&handoff.recipient);
-    let Some(record) = messages::find(conn, message_id).await? else {
+    let Some(record) = messages::lock(conn, message_id).await? else {
         refuse(
             conn,
             stage,
@@ -103,4 +110,29 @@ pub async fn refuse(
     }
     .emit();
     Ok(())
+}
+
+/// True when the sender withdrew the message (`withdrawn`): the stage then does nothing with
+/// it — no decision, no status, no event — and audits that it stopped (`halted`, naming the
+/// stage). Not a refusal: the message is genuine, and nothing is counted as a forgery.
+pub async fn halted(
+    conn: &mut PgConnection,
+    stage: Stage,
+    record: &MessageRecord,
+) -> sqlx::Result<bool> {
+    if record.status != Status::Withdrawn {
+        return Ok(false);
+    }
+    let mut audit = AuditEvent::new(stage, Action::Halted);
+    audit.code = Some(record.status_code);
+    audit.message_id = Some(record.id);
+    audit.sender_id = Some(record.sender_id.clone());
+    audit.sender_reference = Some(record.sender_reference.clone());
+    audit.ssin_hash = record.citizen.clone().map(CitizenKey::from_stored);
+    audit.details = serde_json::json!({
+        "reason": "the sender withdrew the message: it goes no further",
+    });
+    audit.record(conn).await?;
+    tracing::info!(message_id = %record.id, %stage, "the sender withdrew the message; this stage stops");
+    Ok(true)
 }

@@ -2,7 +2,9 @@
 //!
 //! - [`topology`]: exchange and queue names (the sender contract's among them) and their
 //!   declaration (each queue's type, once);
-//! - [`publisher`]: the confirmed publisher (mandatory publishes, confirms awaited);
+//! - [`publisher`]: the confirmed publisher (mandatory publishes, confirms awaited), each
+//!   publish a span whose `traceparent` the message carries;
+//! - [`propagation`]: W3C trace context in AMQP headers;
 //! - [`status`]: status events to senders;
 //! - [`parked`]: messages the broker would not take, parked in PostgreSQL and published again
 //!   by a background job;
@@ -21,6 +23,7 @@ pub mod handoff;
 pub mod parked;
 pub mod permissions;
 pub mod policies;
+pub mod propagation;
 pub mod publisher;
 pub mod status;
 pub mod tls;

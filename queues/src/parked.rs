@@ -7,10 +7,14 @@
 //!
 //! A message may be published twice (a crash between the confirm and the delete): every
 //! receiver already deduplicates (senders on (`messageId`, `status`), stages by their records).
+//!
+//! A parked message keeps the trace it was made in (`traceparent`, `tracestate`): published
+//! again, it is still part of its message's trace.
 
 use crate::publisher::{Outgoing, Publisher};
 use runtime::internal_events::ParkedBacklog;
 use runtime::jobs::{Job, Pass};
+use runtime::trace::TraceContext;
 use sqlx::{PgConnection, PgPool, Row as _};
 use std::time::Duration;
 use tracing::warn;
@@ -31,8 +35,8 @@ pub async fn park(
     for (message, error) in messages {
         sqlx::query(
             "INSERT INTO parked_publishes (exchange, routing_key, kind, message_id,
-                 correlation_id, made_at, body, parked_by, last_error)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                 correlation_id, made_at, body, parked_by, last_error, traceparent, tracestate)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&message.exchange)
         .bind(&message.routing_key)
@@ -43,6 +47,8 @@ pub async fn park(
         .bind(&message.body)
         .bind(parked_by)
         .bind(error)
+        .bind(message.trace.as_ref().map(TraceContext::traceparent))
+        .bind(message.trace.as_ref().and_then(TraceContext::tracestate))
         .execute(&mut *tx)
         .await?;
     }
@@ -113,7 +119,8 @@ async fn claim_due(
     parked_by: &[String],
 ) -> sqlx::Result<Vec<(i64, Outgoing)>> {
     let rows = sqlx::query(
-        "SELECT id, exchange, routing_key, kind, message_id, correlation_id, made_at, body
+        "SELECT id, exchange, routing_key, kind, message_id, correlation_id, made_at, body,
+                traceparent, tracestate
            FROM parked_publishes
           WHERE next_attempt_at <= now() AND parked_by = ANY($2)
           ORDER BY id
@@ -136,6 +143,13 @@ async fn claim_due(
                     correlation_id: row.try_get("correlation_id")?,
                     timestamp: u64::try_from(row.try_get::<i64, _>("made_at")?).unwrap_or(0),
                     body: row.try_get("body")?,
+                    trace: row.try_get::<Option<String>, _>("traceparent")?.and_then(
+                        |traceparent| {
+                            let tracestate: Option<String> =
+                                row.try_get("tracestate").ok().flatten();
+                            TraceContext::parse(&traceparent, tracestate.as_deref())
+                        },
+                    ),
                 },
             ))
         })

@@ -1,14 +1,22 @@
 //! The confirmed publisher: every publish is mandatory and waits for the broker's confirm, for
 //! at most [`CONFIRM_TIMEOUT`]. A nack, a `basic.return` (nothing bound to receive the
 //! message) or a confirm that does not come is a failure of that message alone.
+//!
+//! Every publish is a span (`publish`, kind producer) in the trace of the span that made the
+//! message ([`Outgoing::trace`]), or of a new trace; the message carries that span's
+//! `traceparent` ([`crate::propagation`]), so whoever consumes it continues the trace.
 
+use crate::propagation;
 use lapin::Confirmation;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::ShortString;
 use lapin::{BasicProperties, Channel, Connection};
 use runtime::internal_events::{MessagePublished, PublishResult};
+use runtime::telemetry::{self, Messaging, MessagingOperation, SpanKind};
+use runtime::trace::TraceContext;
 use serde::Serialize;
 use std::time::Duration;
+use tracing::{Span, field, info_span};
 
 /// Persistent delivery mode.
 const PERSISTENT: u8 = 2;
@@ -31,6 +39,9 @@ pub struct Outgoing {
     /// Unix seconds, when the message was made (the AMQP `timestamp`).
     pub timestamp: u64,
     pub body: Vec<u8>,
+    /// The trace context of the span that made it (a delivery, a request): its publish is a
+    /// span under that one. `None`: the publish starts a new trace.
+    pub trace: Option<TraceContext>,
 }
 
 impl Outgoing {
@@ -51,17 +62,25 @@ impl Outgoing {
             correlation_id: correlation_id.map(str::to_owned),
             timestamp: u64::try_from(chrono::Utc::now().timestamp()).unwrap_or_default(),
             body: serde_json::to_vec(body)?,
+            trace: None,
         })
     }
 
-    pub fn properties(&self) -> BasicProperties {
+    /// The same message, made in the span of `trace`.
+    pub fn traced(self, trace: Option<TraceContext>) -> Self {
+        Self { trace, ..self }
+    }
+
+    /// Its AMQP properties, with the `traceparent` of `published_in`, its publish span.
+    pub fn properties(&self, published_in: &TraceContext) -> BasicProperties {
         let properties = BasicProperties::default()
             .with_content_type(ShortString::from("application/json"))
             .with_delivery_mode(PERSISTENT)
             .with_type(ShortString::from(self.kind.as_str()))
             .with_message_id(ShortString::from(self.message_id.as_str()))
             .with_app_id(ShortString::from("ebox"))
-            .with_timestamp(self.timestamp);
+            .with_timestamp(self.timestamp)
+            .with_headers(propagation::with_context(None, published_in));
         match &self.correlation_id {
             Some(id) => properties.with_correlation_id(ShortString::from(id.as_str())),
             None => properties,
@@ -131,6 +150,12 @@ impl Publisher {
     pub async fn publish_each(&self, messages: &[&Outgoing]) -> Vec<Option<PublishError>> {
         let mut pending = Vec::with_capacity(messages.len());
         for message in messages {
+            let (span, context) = publish_span(
+                &message.exchange,
+                &message.routing_key,
+                Some(&message.message_id),
+                message.trace.as_ref(),
+            );
             let confirm = self
                 .channel
                 .basic_publish(
@@ -141,17 +166,20 @@ impl Publisher {
                         ..BasicPublishOptions::default()
                     },
                     &message.body,
-                    message.properties(),
+                    message.properties(&context),
                 )
                 .await;
-            pending.push(confirm);
+            pending.push((confirm, span));
         }
         let mut results = Vec::with_capacity(messages.len());
-        for (message, confirm) in messages.iter().zip(pending) {
+        for (message, (confirm, span)) in messages.iter().zip(pending) {
             let result = match confirm {
                 Ok(confirm) => confirmed(&message.exchange, &message.routing_key, confirm).await,
                 Err(error) => Err(error.into()),
             };
+            if let Err(error) = &result {
+                telemetry::failed(&span, &error.to_string());
+            }
             let outcome = match result {
                 Ok(()) => PublishResult::Confirmed,
                 Err(_) => PublishResult::Failed,
@@ -166,7 +194,8 @@ impl Publisher {
         results
     }
 
-    /// Publishes one message as it is (a parked copy, a replay), and waits for its confirm.
+    /// Publishes one message as it is (a parked copy, a replay), and waits for its confirm. Its
+    /// publish is a span in the trace its `traceparent` names, whose context it then carries.
     pub async fn publish_as_is(
         &self,
         exchange: &str,
@@ -174,6 +203,14 @@ impl Publisher {
         body: &[u8],
         properties: BasicProperties,
     ) -> Result<(), PublishError> {
+        let (span, context) = publish_span(
+            exchange,
+            routing_key,
+            properties.message_id().as_ref().map(ShortString::as_str),
+            propagation::incoming(&properties).as_ref(),
+        );
+        let headers = propagation::with_context(properties.headers().as_ref(), &context);
+        let properties = properties.with_headers(headers);
         let confirm = self
             .channel
             .basic_publish(
@@ -188,6 +225,9 @@ impl Publisher {
             )
             .await?;
         let result = confirmed(exchange, routing_key, confirm).await;
+        if let Err(error) = &result {
+            telemetry::failed(&span, &error.to_string());
+        }
         MessagePublished {
             exchange,
             result: match result {
@@ -202,6 +242,48 @@ impl Publisher {
     pub fn channel(&self) -> &Channel {
         &self.channel
     }
+}
+
+/// The span of one publish (it ends when dropped, after the confirm), under `parent` or in a
+/// new trace, and the context the message carries.
+fn publish_span(
+    exchange: &str,
+    routing_key: &str,
+    message_id: Option<&str>,
+    parent: Option<&TraceContext>,
+) -> (Span, TraceContext) {
+    let destination = if exchange.is_empty() {
+        "amq.default"
+    } else {
+        exchange
+    };
+    let span = info_span!(
+        parent: None,
+        "publish",
+        otel.name = field::Empty,
+        otel.kind = field::Empty,
+        exchange,
+        trace_id = field::Empty,
+        span_id = field::Empty,
+    );
+    let context = telemetry::start(
+        &span,
+        format_args!("publish {destination}"),
+        SpanKind::Producer,
+        parent,
+    );
+    telemetry::messaging(
+        &span,
+        &Messaging {
+            operation: MessagingOperation::Publish,
+            exchange,
+            routing_key,
+            message_id,
+            queue: None,
+            delivery_tag: None,
+        },
+    );
+    (span, context)
 }
 
 /// Waits for one message's confirm, for at most [`CONFIRM_TIMEOUT`].

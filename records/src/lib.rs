@@ -9,7 +9,9 @@
 //! - [`citizens`]: consent (with its history) and notification preferences;
 //! - [`registry`]: the operator's registry file applied, and the stages' look-ups;
 //! - [`audit`]: the audit writer;
-//! - [`seals`]: the audit seals and the canonical lines they cover.
+//! - [`seals`]: the audit seals and the canonical lines they cover;
+//! - [`withdrawals`]: a sender's withdrawal of a message — its document removed, its
+//!   notifications cancelled, a tombstone kept.
 //!
 //! Text columns that hold a vocabulary are read back through [`vocabulary::decode`]: an
 //! unknown spelling is an error, never a default.
@@ -23,3 +25,4 @@ pub mod messages;
 pub mod registry;
 pub mod seals;
 pub mod vocabulary;
+pub mod withdrawals;

@@ -85,6 +85,18 @@ pub async fn find(conn: &mut PgConnection, id: MessageId) -> sqlx::Result<Option
     .await
 }
 
+/// The record, locked (`FOR UPDATE`) until the transaction ends: what a stage reads before it
+/// moves the message on, so that a withdrawal ([`withdraw`]) and a stage's decision about the
+/// same message take turns, each seeing what the other committed.
+pub async fn lock(conn: &mut PgConnection, id: MessageId) -> sqlx::Result<Option<MessageRecord>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM messages WHERE id = $1 FOR UPDATE"
+    )))
+    .bind(id.as_uuid())
+    .fetch_optional(conn)
+    .await
+}
+
 pub const ACCEPTED_MESSAGE: &str = "the message is valid and goes on to delivery";
 
 /// Records an accepted message for `citizen`; `false` when a message with this id was already there (a
@@ -122,7 +134,8 @@ pub async fn insert_accepted(
 /// into `published`).
 const RANK: &str =
     "CASE {} WHEN 'accepted' THEN 0 WHEN 'published' THEN 1 WHEN 'no-digital-user' THEN 1
-                    WHEN 'read' THEN 2 WHEN 'expired' THEN 3 WHEN 'failed' THEN 3 ELSE 0 END";
+                    WHEN 'read' THEN 2 WHEN 'expired' THEN 3 WHEN 'failed' THEN 3
+                    WHEN 'withdrawn' THEN 4 ELSE 0 END";
 
 /// Moves the sender-visible status forward (never back); returns the record when it moved.
 pub async fn set_status(
@@ -170,6 +183,35 @@ pub async fn fail(
     .bind(message)
     .bind(at)
     .bind(Status::Accepted.as_str())
+    .fetch_optional(conn)
+    .await
+}
+
+/// The statuses a sender may withdraw a message from: it is in the citizen's eBox, or still
+/// on its way there.
+pub const WITHDRAWABLE: [Status; 3] = [Status::Accepted, Status::Published, Status::Read];
+
+/// Moves a message at `accepted`, `published` or `read` to `withdrawn` (`WITHDRAWN`); returns
+/// the record when it moved. Any other status is kept: a message that never reached the
+/// citizen, or already left their eBox, has nothing to withdraw.
+pub async fn withdraw(
+    conn: &mut PgConnection,
+    id: MessageId,
+    message: &str,
+    at: DateTime<Utc>,
+) -> sqlx::Result<Option<MessageRecord>> {
+    let from: Vec<&str> = WITHDRAWABLE.iter().map(|s| s.as_str()).collect();
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE messages SET status = $2, status_code = $3, status_message = $4, status_at = $5
+          WHERE id = $1 AND status = ANY($6)
+          RETURNING {COLUMNS}"
+    )))
+    .bind(id.as_uuid())
+    .bind(Status::Withdrawn.as_str())
+    .bind(Code::Withdrawn.as_str())
+    .bind(message)
+    .bind(at)
+    .bind(&from)
     .fetch_optional(conn)
     .await
 }

@@ -48,6 +48,9 @@ pub struct Settings {
     /// `tracing` filter, e.g. `info` or `info,queues=debug`.
     pub log_filter: String,
     pub log_format: LogFormat,
+    /// Where spans are exported over OTLP/HTTP: the standard `OTEL_*` variables, `None` (no
+    /// exporter) unless an endpoint is set.
+    pub traces: Option<TraceExport>,
     /// Notifications: the SMTP relay (`smtp://host:port`, `smtps://…`; credentials in the URL).
     /// Required by the notify worker only.
     pub smtp_url: Option<String>,
@@ -142,6 +145,29 @@ pub enum LogFormat {
     Text,
 }
 
+/// Trace export over OTLP/HTTP, from the OpenTelemetry SDK's standard variables. The exporter
+/// reads `OTEL_EXPORTER_OTLP_HEADERS` and `OTEL_EXPORTER_OTLP_TIMEOUT` (and their `_TRACES_`
+/// forms) itself, the SDK `OTEL_TRACES_SAMPLER`, `OTEL_RESOURCE_ATTRIBUTES` and `OTEL_BSP_*`;
+/// they are checked here with everything else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceExport {
+    /// Where spans are posted: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` as it is, or
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` with `/v1/traces` added.
+    pub endpoint: String,
+    pub protocol: OtlpProtocol,
+    /// `OTEL_SERVICE_NAME`; when unset, the component's (`ebox-intake`, `ebox-api`…).
+    pub service_name: Option<String>,
+}
+
+/// The OTLP encodings over HTTP (`OTEL_EXPORTER_OTLP_PROTOCOL`); gRPC is not built in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    /// `http/protobuf`, the default.
+    HttpProtobuf,
+    /// `http/json`.
+    HttpJson,
+}
+
 impl Settings {
     /// The hasher of national numbers: the current key, and the previous ones for look-ups.
     pub fn ssin_hasher(&self) -> domain::citizen::SsinHasher {
@@ -181,6 +207,13 @@ impl fmt::Debug for Settings {
             .field("metrics_addr", &self.metrics_addr)
             .field("log_filter", &self.log_filter)
             .field("log_format", &self.log_format)
+            .field(
+                "traces",
+                &self.traces.as_ref().map(|traces| TraceExport {
+                    endpoint: redact_url(&traces.endpoint),
+                    ..traces.clone()
+                }),
+            )
             .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
             .field("mail_from", &self.mail_from)
             .field("portal_url", &self.portal_url)
@@ -232,7 +265,9 @@ impl std::error::Error for ConfigErrors {}
 
 impl Settings {
     pub fn from_env() -> Result<Self, ConfigErrors> {
-        Self::from_vars(std::env::vars().filter(|(k, _)| k.starts_with("EBOX_")))
+        Self::from_vars(
+            std::env::vars().filter(|(k, _)| k.starts_with("EBOX_") || k.starts_with("OTEL_")),
+        )
     }
 
     /// Reads every section in turn, then the one rule across sections. Problems are listed in
@@ -251,6 +286,7 @@ impl Settings {
         let amqp_tls = read_amqp_tls(&mut env, connections.amqp_url.as_deref());
         let limits = read_pipeline_limits(&mut env);
         let telemetry = read_telemetry(&mut env);
+        let traces = read_traces(&mut env);
         let notifications = read_notifications(&mut env);
         let provider_id = read_provider_id(&mut env);
         let retention_interval = read_retention_interval(&mut env);
@@ -283,6 +319,7 @@ impl Settings {
                 metrics_addr: telemetry.metrics_addr?,
                 log_filter: telemetry.log_filter?,
                 log_format: telemetry.log_format?,
+                traces: traces?,
                 smtp_url: notifications.smtp_url?,
                 mail_from: notifications.mail_from?,
                 portal_url: notifications.portal_url?,
@@ -531,6 +568,87 @@ fn read_telemetry(env: &mut Env) -> Telemetry {
             _ => Err("must be json or text".into()),
         }),
     }
+}
+
+/// Trace export: the OpenTelemetry SDK's standard variables (not `EBOX_*`: a collector's
+/// operator knows them), each `_TRACES_` form before the general one. No endpoint, or
+/// `OTEL_SDK_DISABLED=true`: no exporter.
+fn read_traces(env: &mut Env) -> Option<Option<TraceExport>> {
+    let boolean = |v: &str| match v.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err("must be true or false".to_owned()),
+    };
+    let disabled = env.optional("OTEL_SDK_DISABLED", false, boolean);
+    let http_url = |v: &str| {
+        if (v.starts_with("http://") || v.starts_with("https://"))
+            && !v.contains(char::is_whitespace)
+        {
+            Ok(Some(v.to_owned()))
+        } else {
+            Err("must be an http(s) URL (OTLP over HTTP, e.g. http://collector:4318)".to_owned())
+        }
+    };
+    let traces_endpoint = env.optional("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", None, http_url);
+    let endpoint = env.optional("OTEL_EXPORTER_OTLP_ENDPOINT", None, http_url);
+    let protocol = |v: &str| match v {
+        "http/protobuf" => Ok(Some(OtlpProtocol::HttpProtobuf)),
+        "http/json" => Ok(Some(OtlpProtocol::HttpJson)),
+        "grpc" => Err(
+            "grpc is not built in: use http/protobuf (the collector's OTLP/HTTP port, 4318)"
+                .to_owned(),
+        ),
+        _ => Err("must be http/protobuf or http/json".to_owned()),
+    };
+    let traces_protocol = env.optional("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", None, protocol);
+    let general_protocol = env.optional("OTEL_EXPORTER_OTLP_PROTOCOL", None, protocol);
+    let headers = |v: &str| {
+        let well_formed = v.split(',').all(|pair| {
+            pair.split_once('=')
+                .is_some_and(|(key, _)| !key.trim().is_empty())
+        });
+        if well_formed {
+            Ok(())
+        } else {
+            Err("must be key=value pairs separated by commas".to_owned())
+        }
+    };
+    let timeout = |v: &str| parse_in::<u64>(v, 1..=600_000).map(|_| ());
+    let compression = |v: &str| match v {
+        "none" => Ok(()),
+        _ => Err("must be none (no compression is built in)".to_owned()),
+    };
+    let mut checked = Some(());
+    for (key, check) in [
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+            &headers as &dyn Fn(&str) -> Result<(), String>,
+        ),
+        ("OTEL_EXPORTER_OTLP_HEADERS", &headers),
+        ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", &timeout),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", &timeout),
+        ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", &compression),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", &compression),
+    ] {
+        checked = checked.and(env.optional(key, (), check));
+    }
+    let service_name = env.optional("OTEL_SERVICE_NAME", None, |v| Ok(Some(v.to_owned())));
+    checked?;
+    if disabled? {
+        return Some(None);
+    }
+    let endpoint = match (traces_endpoint?, endpoint?) {
+        (Some(traces), _) => traces,
+        (None, Some(general)) => format!("{}/v1/traces", general.trim_end_matches('/')),
+        (None, None) => return Some(None),
+    };
+    Some(Some(TraceExport {
+        endpoint,
+        protocol: traces_protocol?
+            .or(general_protocol?)
+            .unwrap_or(OtlpProtocol::HttpProtobuf),
+        service_name: service_name?,
+    }))
 }
 
 /// The notification e-mails: the relay, the sender, the portal they link to, the retries.
@@ -1936,5 +2054,111 @@ mod tests {
                 batch_size: 20,
             }
         );
+    }
+    #[test]
+    fn traces_are_exported_only_when_an_otlp_endpoint_is_set() {
+        let traces = |overrides: &[(&str, &str)]| {
+            Settings::from_vars(with(overrides)).expect("valid").traces
+        };
+        assert_eq!(traces(&[]), None, "silent by default");
+        assert_eq!(
+            traces(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")]),
+            Some(TraceExport {
+                endpoint: "http://collector:4318/v1/traces".into(),
+                protocol: OtlpProtocol::HttpProtobuf,
+                service_name: None,
+            })
+        );
+        assert_eq!(
+            traces(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+                (
+                    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                    "https://otlp.example/traces"
+                ),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+                ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json"),
+                (
+                    "OTEL_EXPORTER_OTLP_HEADERS",
+                    "authorization=Bearer%20x,tenant=ebox"
+                ),
+                ("OTEL_SERVICE_NAME", "ebox-blue"),
+            ]),
+            Some(TraceExport {
+                endpoint: "https://otlp.example/traces".into(),
+                protocol: OtlpProtocol::HttpJson,
+                service_name: Some("ebox-blue".into()),
+            }),
+            "the _TRACES_ forms win"
+        );
+        assert_eq!(
+            traces(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+                ("OTEL_SDK_DISABLED", "TRUE"),
+            ]),
+            None
+        );
+    }
+
+    #[test]
+    fn every_trace_export_problem_names_its_variable() {
+        let rows = [
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "collector:4318",
+                "must be an http(s) URL",
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "grpc://collector:4317",
+                "must be an http(s) URL",
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+                "grpc",
+                "grpc is not built in",
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+                "thrift",
+                "must be http/protobuf or http/json",
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "no-equals-sign",
+                "must be key=value pairs",
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_TIMEOUT",
+                "10s",
+                "must be a whole number from 1 to 600000",
+            ),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip", "must be none"),
+            ("OTEL_SDK_DISABLED", "yes", "must be true or false"),
+        ];
+        for (key, value, problem) in rows {
+            let errors = Settings::from_vars(with(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+                (key, value),
+            ]))
+            .expect_err(key);
+            assert_eq!(errors.0.len(), 1, "{key}={value:?}: {errors}");
+            assert!(
+                errors.0[0].starts_with(&format!("{key} {problem}")),
+                "{key}={value:?}: {errors}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_trace_endpoints_password_is_not_shown_in_debug() {
+        let settings = Settings::from_vars(with(&[(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "https://ebox:hunter2@otlp.example",
+        )]))
+        .expect("valid");
+        let shown = format!("{settings:?}");
+        assert!(shown.contains("otlp.example/v1/traces"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
     }
 }

@@ -45,6 +45,8 @@ domain::vocabulary! {
         Duplicate => "duplicate",
         /// Parked for the operators (unknown sender).
         DeadLetter => "dead_letter",
+        /// A withdrawal (`ebox.withdraw.v1`) removed a message: its document is gone.
+        Withdrawn => "withdrawn",
     }
 }
 
@@ -55,6 +57,7 @@ impl IntakeOutcome {
         Code::ALL.iter().copied().filter(move |code| match self {
             IntakeOutcome::Accepted => *code == Code::Accepted,
             IntakeOutcome::DeadLetter => *code == Code::UnknownSender,
+            IntakeOutcome::Withdrawn => *code == Code::Withdrawn,
             IntakeOutcome::Rejected => !matches!(
                 code,
                 Code::Accepted
@@ -64,6 +67,7 @@ impl IntakeOutcome {
                     | Code::Read
                     | Code::TechnicalError
                     | Code::UnknownSender
+                    | Code::Withdrawn
             ),
             IntakeOutcome::Duplicate => *code != Code::UnknownSender,
         })

@@ -22,3 +22,5 @@ mod stranded;
 mod tls;
 mod tokens;
 mod topology;
+mod traces;
+mod withdraw;

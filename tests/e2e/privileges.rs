@@ -297,7 +297,8 @@ async fn every_audit_table_only_grows_for_the_runtime_role_and_every_other_table
         } else if table == "audit_purges" {
             // Only the owner purges (and records the purge); the services read it.
             (true, false, false, false, false)
-        } else if table.starts_with("audit_") {
+        } else if table.starts_with("audit_") || table == "withdrawals" {
+            // A withdrawal's tombstone is evidence too: written once, never changed.
             (true, true, false, false, false)
         } else {
             (true, true, true, true, false)

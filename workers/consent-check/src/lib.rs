@@ -7,7 +7,8 @@
 //! consented, or withdrew) the unpublished document is discarded and the sender hears
 //! `no-digital-user` (`NO_DIGITAL_USER`): it must send the letter on paper. The decision,
 //! with the consent state and when it last changed, is recorded (and audited) in the batch's
-//! transaction; a redelivery replays the recorded decision rather than deciding again.
+//! transaction; a redelivery replays the recorded decision rather than deciding again. A message
+//! its sender withdrew meanwhile goes no further ([`queues::handoff::halted`]).
 //!
 //! [`updates::ConsentUpdates`] consumes `ebox.consent-updates`, the portal's consent and
 //! preference changes.
@@ -66,7 +67,7 @@ impl Handler for ConsentCheck {
             return Ok(Outcome::ack(Vec::new()));
         };
         let message_id = record.id;
-        if give_up::settled_as_failed(&record) {
+        if give_up::settled_as_failed(&record) || handoff::halted(conn, STAGE, &record).await? {
             return Ok(Outcome::ack(Vec::new()));
         }
         let decision = match decisions::find(conn, message_id, STAGE).await? {

@@ -6,6 +6,9 @@
 //! - `ebox.publish.v1` (previous release): one main document, optional annexes, availability
 //!   in days.
 //!
+//! Beside them, a request of another kind: `ebox.withdraw.v1` ([`WithdrawalV1`]), which takes
+//! back a message the sender published by mistake (handled by [`crate::withdraw`]).
+//!
 //! Unknown fields are refused (`INVALID_INPUT`): a misspelt optional field would otherwise be
 //! silently ignored.
 
@@ -15,6 +18,28 @@ use serde::Deserialize;
 
 pub const TYPE_V1: &str = "ebox.publish.v1";
 pub const TYPE_V2: &str = "ebox.publish.v2";
+/// A withdrawal of a message published before ([`WithdrawalV1`]).
+pub const TYPE_WITHDRAW_V1: &str = "ebox.withdraw.v1";
+
+/// What a sender's publication asks, by its AMQP `type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// A message to deliver, in one of the two releases.
+    Publication,
+    /// A message to take back.
+    Withdrawal,
+}
+
+impl Request {
+    /// A withdrawal is told by its type; anything else is a publication, whose release
+    /// admission checks.
+    pub fn of_type(kind: Option<&str>) -> Self {
+        match kind {
+            Some(TYPE_WITHDRAW_V1) => Request::Withdrawal,
+            _ => Request::Publication,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContractVersion {
@@ -112,6 +137,21 @@ pub struct DocumentV1 {
     pub file_name: String,
     pub media_type: String,
     pub content: String,
+}
+
+/// Body of `ebox.withdraw.v1`: the message to withdraw, by the reference it was published
+/// under (its AMQP `message_id`), and why.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WithdrawalV1 {
+    pub sender_reference: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Decodes a withdrawal; the error is serde's, naming the field and position.
+pub fn decode_withdrawal(body: &[u8]) -> serde_json::Result<WithdrawalV1> {
+    serde_json::from_slice(body)
 }
 
 /// What the sender asked for the availability period.
@@ -312,6 +352,37 @@ mod tests {
         );
         let error = v1.expect_err("a misspelt field").to_string();
         assert!(error.contains("unknown field `retentionDay`"), "{error}");
+    }
+
+    #[test]
+    fn a_withdrawal_names_a_reference_and_nothing_it_does_not_know() {
+        let withdrawal =
+            decode_withdrawal(br#"{"senderReference": "ref-1", "reason": "wrong citizen"}"#)
+                .expect("a valid withdrawal");
+        assert_eq!(withdrawal.sender_reference, "ref-1");
+        assert_eq!(withdrawal.reason.as_deref(), Some("wrong citizen"));
+        let bare = decode_withdrawal(br#"{"senderReference": "ref-1"}"#).expect("no reason");
+        assert_eq!(bare.reason, None);
+        let error = decode_withdrawal(br#"{"senderReference": "ref-1", "reasons": "x"}"#)
+            .expect_err("a misspelt field")
+            .to_string();
+        assert!(error.contains("unknown field `reasons`"), "{error}");
+        let error = decode_withdrawal(br#"{"reason": "x"}"#)
+            .expect_err("no reference")
+            .to_string();
+        assert!(error.contains("missing field `senderReference`"), "{error}");
+    }
+
+    #[test]
+    fn only_the_withdrawal_type_asks_for_a_withdrawal() {
+        assert_eq!(
+            Request::of_type(Some(TYPE_WITHDRAW_V1)),
+            Request::Withdrawal
+        );
+        for kind in [Some(TYPE_V1), Some(TYPE_V2), Some("ebox.withdraw.v2"), None] {
+            assert_eq!(Request::of_type(kind), Request::Publication, "{kind:?}");
+        }
+        assert_eq!(ContractVersion::from_type(TYPE_WITHDRAW_V1), None);
     }
 
     #[test]

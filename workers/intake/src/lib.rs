@@ -22,12 +22,16 @@
 //!
 //! Any step from 2 on may refuse the publication; the refusal is answered in one place:
 //! audited, counted, and told to the sender as `rejected`.
+//!
+//! A publication of type `ebox.withdraw.v1` is not a message but a request to take one back:
+//! after the same authentication it goes through [`withdraw`]'s steps instead.
 
 pub mod contract;
 pub mod validate;
+pub mod withdraw;
 
 use chrono::{SubsecRound as _, Utc};
-use contract::ContractVersion;
+use contract::{ContractVersion, Request};
 use domain::audit::{Action, Stage};
 use domain::citizen::SsinHasher;
 use domain::digest::Sha256Digest;
@@ -204,6 +208,9 @@ impl Handler for Intake {
             properties,
             incoming,
         };
+        if Request::of_type(received.properties.kind.as_deref()) == Request::Withdrawal {
+            return withdraw::handle(conn, &received).await;
+        }
         match self.accept(conn, &received).await {
             Ok(outcome) => Ok(outcome),
             Err(Stop::Rejected(refusal)) => self.reject(conn, &received, refusal).await,
@@ -226,6 +233,10 @@ impl Handler for Intake {
             Some(Ok(user)) => registry::find_sender(conn, user.as_str()).await?,
             _ => None,
         };
+        if Request::of_type(properties.kind.as_deref()) == Request::Withdrawal {
+            // Its AMQP message_id names no message: nothing is failed.
+            return withdraw::give_up(conn, sender, &properties, incoming.body, error).await;
+        }
         let message_id = sender.as_ref().and_then(|sender| {
             let sender_id = SenderId::parse(&sender.id).ok()?;
             let reference = SenderReference::parse(properties.reference.as_deref()?).ok()?;
@@ -315,9 +326,10 @@ impl Intake {
             refuse(Rejection::new(
                 Code::UnsupportedSchema,
                 format!(
-                    "the AMQP property type must be {} or {}, not {:?}",
+                    "the AMQP property type must be {} or {} ({} to withdraw a message), not {:?}",
                     contract::TYPE_V2,
                     contract::TYPE_V1,
+                    contract::TYPE_WITHDRAW_V1,
                     kind.unwrap_or("")
                 ),
             ))

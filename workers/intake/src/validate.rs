@@ -632,6 +632,13 @@ pub fn identifier(field: &str, text: &str) -> Result<(), Rejection> {
     no_control_character(field, text, &[])
 }
 
+/// A short free text kept as sent (a withdrawal's reason): at most `max_chars` characters,
+/// none of them a control character.
+pub fn short_text(field: &str, text: &str, max_chars: usize) -> Result<(), Rejection> {
+    at_most_chars(field, text, max_chars)?;
+    no_control_character(field, text, &[])
+}
+
 /// Whether `text` could be kept as an identifier: what may be looked up, stored or echoed.
 pub fn is_identifier(text: &str) -> bool {
     text.chars().count() <= MAX_IDENTIFIER_CHARS && !text.chars().any(char::is_control)

@@ -5,7 +5,8 @@
 //!
 //! - [`Notify`], a handler on `ebox.notify` (bound to `newDocument` on `ebox.events`), checks
 //!   the event is the one recorded for a published document (a forged event is refused and
-//!   audited, see [`queues::handoff`]), decides
+//!   audited, see [`queues::handoff`]; a message its sender withdrew is left alone, see
+//!   [`queues::handoff::halted`]), decides
 //!   from the citizen's preference and records the *intent* — a row in the `notifications`
 //!   outbox, unique per (message, channel) — with its audit slice, in the batch's transaction.
 //!   Opted out, or no preference: nothing to send, audited as skipped.
@@ -82,6 +83,13 @@ impl Handler for Notify {
             .is_some()
         {
             info!(%message_id, "notification already decided");
+            return Ok(Outcome::ack(Vec::new()));
+        }
+        // Locked until the batch commits: a withdrawal either came first (nothing is queued)
+        // or comes after, and cancels what is queued here.
+        if let Some(record) = messages::lock(conn, message_id).await?
+            && handoff::halted(conn, STAGE, &record).await?
+        {
             return Ok(Outcome::ack(Vec::new()));
         }
         let Some(citizen) = self.verify(conn, &envelope).await? else {

@@ -70,6 +70,14 @@ impl Handler for ReadReceipt {
             return Ok(Outcome::ack(Vec::new()));
         }
         let message_id = envelope.event_data.message_id;
+        // A withdrawn message's sender heard `withdrawn`, with `readAt` when it had been read:
+        // nothing more is said of it. Locked until the batch commits, so that a withdrawal
+        // comes wholly before this receipt or wholly after it.
+        if let Some(record) = messages::lock(conn, message_id).await?
+            && handoff::halted(conn, STAGE, &record).await?
+        {
+            return Ok(Outcome::ack(Vec::new()));
+        }
         if recorded_receipt(conn, message_id).await?.is_none()
             && !self.read_by_recipient(conn, &envelope).await?
         {

@@ -12,6 +12,9 @@
 //! Store acts only on recorded state: the hand-off must name the recipient intake recorded
 //! and consent-check must have recorded consent; anything else is refused and audited
 //! ([`queues::handoff`]). The event and the proof are built from the record, not the message.
+//! The record is locked while store decides, so a sender's withdrawal either comes first —
+//! store then finds `withdrawn` and publishes nothing ([`queues::handoff::halted`]) — or after
+//! the publication, which it then undoes.
 //!
 //! [`retention`] deletes documents once they expire and tells the sender `expired`.
 
@@ -88,7 +91,8 @@ impl Handler for Store {
         else {
             return Ok(Outcome::ack(Vec::new()));
         };
-        if give_up::settled_as_failed(&record) {
+        if give_up::settled_as_failed(&record) || handoff::halted(conn, STAGE, &record).await? {
+            // Failed, or withdrawn by its sender: never published, nothing announced.
             return Ok(Outcome::ack(Vec::new()));
         }
         let message_id = record.id;
