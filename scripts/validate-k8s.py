@@ -16,7 +16,8 @@ reports every problem before it exits non-zero:
 - the RabbitMQ topology against queues/src/topology.rs (names; queues declared with their type
   alone, every setting that may change being a policy's, and each queue's policy placing its
   leader; the policies' definitions are checked against queues/src/policies.rs by a unit test
-  of the queues crate);
+  of the queues crate); the broker users, each User with its Permission (their rights are
+  checked against queues/src/permissions.rs by another unit test of the queues crate);
 - what k8s/README.md promises: the restricted pod settings, no `replicas` where KEDA scales,
   PDBs with maxUnavailable, the migrate Job named after the release, the schema version equal
   to the newest migration, the database connection budget, a runbook section and a unit test
@@ -122,11 +123,29 @@ RABBITMQ = {
          "applyTo": ("queues", "classic_queues", "quorum_queues", "exchanges", "all"),
          "priority": int, "definition": dict, "rabbitmqClusterReference": CLUSTER_REFERENCE},
     ),
+    "User": (
+        ["rabbitmqClusterReference"],
+        {"tags": [("management", "policymaker", "monitoring", "administrator")],
+         "importCredentialsSecret": {"name": str},
+         "rabbitmqClusterReference": CLUSTER_REFERENCE},
+    ),
+    "Permission": (
+        ["vhost", "permissions", "rabbitmqClusterReference"],
+        {"user": str, "userReference": {"name": str}, "vhost": str,
+         "permissions": {"configure": str, "write": str, "read": str},
+         "rabbitmqClusterReference": CLUSTER_REFERENCE},
+    ),
 }
 
 
 def check_fields(where: str, value, shape) -> None:
-    if isinstance(shape, tuple):
+    if isinstance(shape, list):  # a list whose every item has the one shape given
+        if not isinstance(value, list):
+            problem(where, "should be a list")
+            return
+        for i, item in enumerate(value):
+            check_fields(f"{where}[{i}]", item, shape[0])
+    elif isinstance(shape, tuple):
         if value not in shape:
             problem(where, f"{value!r} is not one of {', '.join(shape)}")
     elif isinstance(shape, dict):
@@ -153,6 +172,10 @@ def check_rabbitmq(where: str, doc: dict) -> None:
         if name not in spec:
             problem(where, f"spec.{name} is required")
     check_fields(f"{where} spec", spec, fields)
+    if doc["kind"] == "Permission" and ("user" in spec) == ("userReference" in spec):
+        problem(where, "spec needs exactly one of user and userReference")
+    if doc["kind"] == "Permission" and not spec.get("vhost"):
+        problem(where, "spec.vhost is empty")
     try:
         apimachinery.ObjectMeta.model_validate(doc.get("metadata") or {})
     except pydantic.ValidationError as e:
@@ -224,6 +247,18 @@ def check_topology(overlay: str, docs: list) -> None:
         applied = max(matching, key=lambda p: p["spec"].get("priority", 0), default=None)
         if applied is None or applied["spec"]["definition"].get("queue-leader-locator") != "balanced":
             problem(where, f"the policy applied to {name} does not spread leaders (queue-leader-locator: balanced)")
+
+
+def check_users(overlay: str, docs: list) -> None:
+    """Each User has its Permission and each Permission names a rendered User (the rights
+    themselves are checked against queues/src/permissions.rs by a unit test of the queues
+    crate)."""
+    users = {d["metadata"]["name"] for d in docs if d["kind"] == "User"}
+    granted = {(d["spec"].get("userReference") or {}).get("name") for d in docs if d["kind"] == "Permission"}
+    for name in sorted(users - granted):
+        problem(f"{overlay}: User {name}", "has no Permission")
+    for name in sorted(granted - users - {None}):
+        problem(f"{overlay}: a Permission", f"names the User {name}, which is not rendered")
 
 
 # --- what k8s/README.md promises --------------------------------------------------------------
@@ -381,6 +416,7 @@ def main() -> int:
         for doc in custom:
             check_custom(f"{overlay}: {doc['kind']} {doc['metadata']['name']}", doc)
         check_topology(overlay, docs)
+        check_users(overlay, docs)
         check_pods(overlay, docs)
         check_scaling(overlay, docs)
         check_release(overlay, docs)

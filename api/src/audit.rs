@@ -154,14 +154,18 @@ pub fn action(method: &Method, status: StatusCode) -> Option<Action> {
     }
 }
 
-/// The bearer token of a request, if any.
+/// The bearer token of a request, if any. The scheme's name is case-insensitive (RFC 7235
+/// §2.1): `bearer` and `BEARER` are `Bearer`.
 pub fn bearer(request_headers: &HeaderMap) -> Option<&str> {
-    request_headers
+    let value = request_headers
         .get(axum::http::header::AUTHORIZATION)?
         .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|token| !token.is_empty())
 }
 
 /// Every `X-Forwarded-For` header, joined, cut at [`MAX_FORWARDED_FOR`] characters.
@@ -223,6 +227,24 @@ pub async fn record(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive_and_other_schemes_carry_no_token() {
+        let token = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                axum::http::header::AUTHORIZATION,
+                value.parse().expect("a header value"),
+            );
+            bearer(&headers).map(str::to_owned)
+        };
+        for value in ["Bearer abc", "bearer abc", "BEARER abc", "Bearer  abc "] {
+            assert_eq!(token(value).as_deref(), Some("abc"), "{value:?}");
+        }
+        for value in ["Basic abc", "Bearer", "Bearer ", "Bearerabc", "abc"] {
+            assert_eq!(token(value), None, "{value:?}");
+        }
+    }
 
     #[test]
     fn a_refusal_is_refused_whatever_the_method_and_other_calls_keep_their_action() {

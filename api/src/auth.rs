@@ -16,7 +16,9 @@
 
 use crate::error::ApiError;
 use domain::ssin::Ssin;
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet};
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, KeyOperations, PublicKeyUse,
+};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use runtime::config::AssuranceLevel;
 use serde::Deserialize;
@@ -434,9 +436,35 @@ fn keys_from_jwks(raw: &[u8], source: &str) -> anyhow::Result<Vec<Key>> {
     Ok(keys)
 }
 
-/// `None` for a key this service does not verify with.
+/// `None` for a key this service does not verify with: not RSA or P-256, or one its publisher
+/// marked for something else — `use` other than `sig`, `key_ops` without `verify`, or an `alg`
+/// other than the one its type implies (RFC 7517 §4.2–4.4): such a key must not verify tokens.
 fn key_from_jwk(jwk: &Jwk) -> Option<jsonwebtoken::errors::Result<Key>> {
     let algorithm = jwk_algorithm(&jwk.algorithm)?;
+    let common = &jwk.common;
+    if common
+        .public_key_use
+        .as_ref()
+        .is_some_and(|usage| *usage != PublicKeyUse::Signature)
+    {
+        return None;
+    }
+    if common
+        .key_operations
+        .as_ref()
+        .is_some_and(|operations| !operations.contains(&KeyOperations::Verify))
+    {
+        return None;
+    }
+    if let Some(declared) = common.key_algorithm {
+        let implied = match algorithm {
+            Algorithm::RS256 => KeyAlgorithm::RS256,
+            _ => KeyAlgorithm::ES256,
+        };
+        if declared != implied {
+            return None;
+        }
+    }
     Some(DecodingKey::from_jwk(jwk).map(|key| Key {
         kid: jwk.common.key_id.clone(),
         algorithm,
@@ -611,6 +639,48 @@ mod tests {
                 expected,
                 "{}",
                 String::from_utf8_lossy(raw)
+            );
+        }
+    }
+
+    #[test]
+    fn a_jwk_its_publisher_marked_for_another_use_or_algorithm_verifies_nothing() {
+        let set: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(fixture("jwks.json")).expect("fixture"))
+                .expect("JSON");
+        let es256 = set["keys"][0].clone();
+        assert_eq!(es256["kid"], "test-es256");
+        let with = |member: &str, value: serde_json::Value| {
+            let mut key = es256.clone();
+            key[member] = value;
+            serde_json::to_vec(&serde_json::json!({"keys": [key]})).expect("JSON")
+        };
+        for (what, raw) in [
+            ("use enc", with("use", "enc".into())),
+            ("alg ES384", with("alg", "ES384".into())),
+            ("alg RS256", with("alg", "RS256".into())),
+            (
+                "key_ops encrypt",
+                with("key_ops", serde_json::json!(["encrypt"])),
+            ),
+        ] {
+            assert!(
+                keys_from_jwks(&raw, "jwks.json").is_err(),
+                "a key with {what} was kept"
+            );
+        }
+        for (what, raw) in [
+            ("use sig", with("use", "sig".into())),
+            (
+                "key_ops verify",
+                with("key_ops", serde_json::json!(["verify"])),
+            ),
+            ("alg ES256", with("alg", "ES256".into())),
+        ] {
+            assert_eq!(
+                keys_from_jwks(&raw, "jwks.json").map(|k| k.len()).ok(),
+                Some(1),
+                "a key with {what} was dropped"
             );
         }
     }

@@ -10,6 +10,8 @@ crate::vocabulary! {
         Store => "store",
         Notify => "notify",
         ReadReceipt => "read-receipt",
+        /// The sender's status events called back over HTTPS (in the notify process).
+        StatusCallbacks => "status-callbacks",
         Api => "api",
     }
 }
@@ -66,5 +68,12 @@ crate::vocabulary! {
         WithdrawalRefused => "withdrawal-refused",
         /// A later stage met a message its sender had withdrawn, and did nothing with it.
         Halted => "halted",
+        /// A status event is queued to be called back to its sender's status webhook.
+        StatusCallbackQueued => "status-callback-queued",
+        /// The sender's status webhook took the status event (2xx).
+        StatusCallbackSent => "status-callback-sent",
+        /// The callback was abandoned: its retry window closed (`ebox notifications retry
+        /// --failed` queues it again).
+        StatusCallbackFailed => "status-callback-failed",
     }
 }

@@ -87,6 +87,15 @@ pub struct SenderEntry {
     pub applications: Vec<ApplicationEntry>,
     #[serde(default)]
     pub message_types: Vec<String>,
+    /// Where the sender's status events are also POSTed (docs/sender-contract.md, "Status
+    /// callbacks"), when it asked for them: https, or http to a loopback address (for tests).
+    #[serde(default)]
+    pub status_webhook_url: Option<String>,
+    /// The variable that holds the callbacks' signing secret, named like a partner's
+    /// (`EBOX_PARTNER_<NAME>_SECRET`, one mechanism for every secret we sign with). Required
+    /// with `statusWebhookUrl`.
+    #[serde(default)]
+    pub status_secret_env: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -330,6 +339,7 @@ fn check_senders(
         shown.check(&owner, problems);
         check_images(&owner, &mut sender.logos, read, problems);
         check_applications(sender.id.as_str(), &mut sender.applications, read, problems);
+        check_status_webhook(&owner, sender, problems);
         for type_id in &sender.message_types {
             if !type_ids.contains(type_id.as_str()) {
                 problems.push(format!(
@@ -490,6 +500,32 @@ fn check_images(
     }
 }
 
+/// A status webhook, when there is one, is a URL partners' webhooks could have, with a secret
+/// named like theirs; neither comes without the other.
+fn check_status_webhook(owner: &str, sender: &SenderEntry, problems: &mut Vec<String>) {
+    match (&sender.status_webhook_url, &sender.status_secret_env) {
+        (None, None) => {}
+        (Some(url), Some(secret_env)) => {
+            if !webhook_url_allowed(url) {
+                problems.push(format!(
+                    "{owner} has statusWebhookUrl {url:?}: it must be https (http only to this machine)"
+                ));
+            }
+            if !is_partner_secret_name(secret_env) {
+                problems.push(format!(
+                    "{owner} has statusSecretEnv {secret_env:?}: name a variable EBOX_PARTNER_<NAME>_SECRET"
+                ));
+            }
+        }
+        (Some(_), None) => problems.push(format!(
+            "{owner} has a statusWebhookUrl without statusSecretEnv (the callbacks are signed)"
+        )),
+        (None, Some(_)) => problems.push(format!(
+            "{owner} has a statusSecretEnv without statusWebhookUrl"
+        )),
+    }
+}
+
 fn check_partners(partners: &[PartnerEntry], problems: &mut Vec<String>) {
     let mut partner_ids = HashSet::new();
     for partner in partners {
@@ -527,6 +563,55 @@ messageTypes:
     name: {nl: Attest, fr: Attestation, de: Bescheinigung}
     validityPeriod: {validityPeriodNumber: 1, validityPeriodUnit: year}
 "#;
+
+    #[test]
+    fn a_status_webhook_is_https_or_loopback_and_comes_with_its_secret() {
+        let with = |extra: &str| {
+            EXAMPLE.replacen(
+                "    messageTypes: [unemployment-certificate]\n",
+                &format!("    messageTypes: [unemployment-certificate]\n{extra}"),
+                1,
+            )
+        };
+        let file = RegistryFile::parse(&with(
+            "    statusWebhookUrl: https://onem.example/ebox/status\n    statusSecretEnv: EBOX_PARTNER_ONEM_SECRET\n",
+        ))
+        .expect("valid");
+        assert_eq!(
+            file.senders[0].status_webhook_url.as_deref(),
+            Some("https://onem.example/ebox/status")
+        );
+        assert!(
+            RegistryFile::parse(&with(
+                "    statusWebhookUrl: http://127.0.0.1:8080/status\n    statusSecretEnv: EBOX_PARTNER_ONEM_SECRET\n"
+            ))
+            .is_ok()
+        );
+        for (extra, problem) in [
+            (
+                "    statusWebhookUrl: http://onem.example/status\n    statusSecretEnv: EBOX_PARTNER_ONEM_SECRET\n",
+                "it must be https",
+            ),
+            (
+                "    statusWebhookUrl: https://onem.example/status\n",
+                "without statusSecretEnv",
+            ),
+            (
+                "    statusWebhookUrl: https://onem.example/status\n    statusSecretEnv: ONEM_SECRET\n",
+                "name a variable",
+            ),
+            (
+                "    statusSecretEnv: EBOX_PARTNER_ONEM_SECRET\n",
+                "without statusWebhookUrl",
+            ),
+        ] {
+            let problems = RegistryFile::parse(&with(extra)).expect_err(problem);
+            assert!(
+                problems.iter().any(|p| p.contains(problem)),
+                "{problem}: {problems:?}"
+            );
+        }
+    }
 
     #[test]
     fn the_documented_example_parses() {

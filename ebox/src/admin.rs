@@ -34,6 +34,8 @@ pub async fn apply_registry(
     queues::topology::declare(&connection).await?;
     for sender in &registry.senders {
         queues::topology::declare_status_queue(&connection, sender.id.as_str()).await?;
+        let callbacks = sender.status_webhook_url.is_some();
+        queues::topology::bind_status_callbacks(&connection, sender.id.as_str(), callbacks).await?;
     }
     let _ = connection.close(200, "done".into()).await;
     Ok(())

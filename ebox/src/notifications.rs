@@ -44,6 +44,8 @@ pub struct Retried {
     /// Abandoned partner notifications that cannot be sent again: they were abandoned before
     /// abandoning kept the event they carry (only with `--failed`).
     pub unsendable: i64,
+    /// Status callbacks to senders made due now (or, with `--failed`, queued again).
+    pub status_callbacks: u64,
 }
 
 pub async fn run(settings: &Settings, command: NotificationsCommand) -> anyhow::Result<()> {
@@ -60,6 +62,16 @@ pub async fn run(settings: &Settings, command: NotificationsCommand) -> anyhow::
         Requeue::Abandoned => "abandoned notification(s) queued again",
     };
     println!("{} {what}", retried.requeued);
+    if retried.status_callbacks > 0 {
+        println!(
+            "{} status callback(s) to senders {}",
+            retried.status_callbacks,
+            match which {
+                Requeue::Waiting => "made due now",
+                Requeue::Abandoned => "queued again",
+            }
+        );
+    }
     if retried.unsendable > 0 {
         println!(
             "{} abandoned partner notification(s) cannot be sent again: their event was erased when they were abandoned",
@@ -89,6 +101,10 @@ pub async fn retry(
         Requeue::Abandoned => outbox::unsendable(&mut tx, since).await?,
         Requeue::Waiting => 0,
     };
+    let status_callbacks =
+        notify::status_callbacks::requeue(&mut tx, which == Requeue::Abandoned, since)
+            .await
+            .context("Failed to re-queue the status callbacks")?;
     if !requeued.is_empty() {
         outbox::wake(&mut tx).await?;
     }
@@ -98,6 +114,7 @@ pub async fn retry(
     Ok(Retried {
         requeued: requeued.len(),
         unsendable,
+        status_callbacks,
     })
 }
 

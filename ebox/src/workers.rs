@@ -22,7 +22,9 @@ pub enum Worker {
     /// Keep the document in the citizen's eBox and announce it (`ebox.store`); delete it when
     /// it expires.
     Store,
-    /// Notify the citizen on their chosen channel (`ebox.notify`, plus the sending dispatcher).
+    /// Notify the citizen on their chosen channel (`ebox.notify`, plus the sending dispatcher);
+    /// call back the senders that asked for their status events over HTTPS
+    /// (`ebox.status-callbacks`, plus its dispatcher).
     Notify,
     /// Tell the sender its message was read (`ebox.read-receipt`).
     ReadReceipt,
@@ -182,6 +184,15 @@ pub fn spawn(
                     },
                 );
                 tasks.run(reminders, notify::reminders::EVERY);
+                // The senders' status callbacks: every status event, recorded for those that
+                // asked for them, POSTed by a dispatcher of their own.
+                tasks.consume(notify::status_callbacks::StatusCallbacks);
+                let callbacks = notify::status_callbacks::CallbackDispatcher::new(
+                    pool.clone(),
+                    settings.partner_secrets.clone(),
+                    settings.notify_retry_for,
+                )?;
+                tasks.run(callbacks, notify::status_callbacks::EVERY);
             }
         }
     }

@@ -69,6 +69,8 @@ pub struct Incoming<'a> {
     pub properties: &'a BasicProperties,
     pub body: &'a [u8],
     pub redelivered: bool,
+    /// The key it was routed with (a status event's `<sender>.<status>`).
+    pub routing_key: &'a str,
 }
 
 /// How the driver settles a delivery once the batch is committed and published.
@@ -413,6 +415,9 @@ async fn consume<H: Handler>(
         .with_context(|| {
             format!("consuming {queue} (the topology is declared by `ebox registry load`)")
         })?;
+    // Counted in `ebox_amqp_connected` until this function returns: a broken connection ends
+    // it (the caller reconnects), and so does shutdown, once the prefetch is drained.
+    let _connected = METRICS.consumer_connected(queue);
     ready.set(true);
     info!(
         queue,
@@ -961,6 +966,7 @@ async fn handle_batch<H: Handler>(
             properties: &delivery.properties,
             body: &delivery.data,
             redelivered: delivery.redelivered,
+            routing_key: delivery.routing_key.as_str(),
         };
         let span = &traced.span;
         let mut savepoint = tx.begin().await?;

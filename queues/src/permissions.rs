@@ -15,7 +15,7 @@
 use crate::topology::{
     CONSENT_CHECK_QUEUE, CONSENT_UPDATES_QUEUE, DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE,
     INTAKE_QUEUE, INTERNAL_EXCHANGE, NOTIFY_QUEUE, PORTAL_EXCHANGE, READ_RECEIPT_QUEUE,
-    STATUS_EXCHANGE, STORE_QUEUE,
+    STATUS_CALLBACKS_QUEUE, STATUS_EXCHANGE, STORE_QUEUE,
 };
 
 /// One component's broker rights.
@@ -91,7 +91,8 @@ pub const BROKER_USERS: &[BrokerUser] = &[
     BrokerUser {
         component: "notify",
         writes: &[DEAD_LETTER_EXCHANGE],
-        reads: &[NOTIFY_QUEUE],
+        // Its own queue, and every status event for the senders' status callbacks.
+        reads: &[NOTIFY_QUEUE, STATUS_CALLBACKS_QUEUE],
         tags: "",
     },
     BrokerUser {
@@ -178,5 +179,78 @@ mod tests {
             .map(|user| user.component)
             .collect();
         assert_eq!(writers, ["intake", "consent-check"]);
+    }
+
+    /// What `k8s/components/rabbitmq/users.yaml` should say of `user`: its User and its
+    /// Permission, as JSON values of their fields.
+    fn kubernetes_objects(user: &BrokerUser) -> [serde_json::Value; 2] {
+        let name = format!("ebox-{}", user.component);
+        let cluster = serde_json::json!({"name": "ebox-rabbitmq"});
+        let tags: Vec<&str> = user.tags.split_whitespace().collect();
+        [
+            serde_json::json!({
+                "apiVersion": "rabbitmq.com/v1beta1",
+                "kind": "User",
+                "metadata": {"name": name},
+                "spec": {
+                    "tags": tags,
+                    "importCredentialsSecret": {"name": format!("ebox-broker-{}", user.component)},
+                    "rabbitmqClusterReference": cluster,
+                },
+            }),
+            serde_json::json!({
+                "apiVersion": "rabbitmq.com/v1beta1",
+                "kind": "Permission",
+                "metadata": {"name": name},
+                "spec": {
+                    // The default vhost, as the topology and the policies.
+                    "vhost": "/",
+                    "userReference": {"name": name},
+                    "permissions": {
+                        "configure": user.configure(),
+                        "write": user.write(),
+                        "read": user.read(),
+                    },
+                    "rabbitmqClusterReference": cluster,
+                },
+            }),
+        ]
+    }
+
+    /// `k8s/components/rabbitmq/users.yaml` gives each component of the table a User and the
+    /// table's rights, and nothing else, so that a cluster run by the Topology Operator cannot
+    /// drift from `ebox broker permissions`.
+    #[test]
+    fn the_kubernetes_users_are_the_table() {
+        use serde::Deserialize as _;
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../k8s/components/rabbitmq/users.yaml"
+        );
+        let text = std::fs::read_to_string(path).expect("k8s/components/rabbitmq/users.yaml");
+        let found: Vec<serde_json::Value> = serde_yaml_ng::Deserializer::from_str(&text)
+            .map(|document| serde_json::Value::deserialize(document).expect("YAML"))
+            .filter(|object| !object.is_null())
+            .collect();
+        let table: Vec<serde_json::Value> =
+            BROKER_USERS.iter().flat_map(kubernetes_objects).collect();
+        let expected: Vec<String> = table
+            .iter()
+            .map(|object| serde_yaml_ng::to_string(object).expect("YAML"))
+            .collect();
+        let differs = |what: String| {
+            panic!(
+                "users.yaml differs from BROKER_USERS ({what}); it should hold, in this order:\n---\n{}",
+                expected.join("---\n")
+            )
+        };
+        for (found, table) in found.iter().zip(&table) {
+            if found != table {
+                differs(format!("{found} is not {table}"));
+            }
+        }
+        if found.len() != table.len() {
+            differs(format!("{} objects, not {}", found.len(), table.len()));
+        }
     }
 }

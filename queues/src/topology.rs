@@ -50,14 +50,22 @@ pub const NOTIFY_QUEUE: &str = "ebox.notify";
 pub const READ_RECEIPT_QUEUE: &str = "ebox.read-receipt";
 /// Consent and preference changes from the eBox portal.
 pub const CONSENT_UPDATES_QUEUE: &str = "ebox.consent-updates";
+/// The status events of the senders that asked for status callbacks over HTTPS
+/// (docs/sender-contract.md, "Status callbacks"): bound to [`STATUS_EXCHANGE`] with
+/// `<sender>.#` for each of them ([`bind_status_callbacks`]), and for nobody else. Not with
+/// `#`: a status event for a sender whose status queue is gone must stay unroutable, so that
+/// the stage parks it and publishes it again until the queue is back
+/// ([`crate::parked`]). Internal: the senders' own status queues are unchanged.
+pub const STATUS_CALLBACKS_QUEUE: &str = "ebox.status-callbacks";
 
 /// A message delivered more often than this (a crash loop) is dead-lettered instead. Set by the
 /// policy [`crate::policies::STAGES`]; the driver gives up one delivery before.
 pub const DELIVERY_LIMIT: i64 = 20;
 
 /// The stages that consume a queue, each with its queue and the routing key the broker keeps
-/// when it dead-letters one of its messages.
-pub const STAGE_QUEUES: [(Stage, &str, &str); 6] = [
+/// when it dead-letters one of its messages (for status callbacks, whose keys are
+/// `<sender>.<status>`, see [`dead_letter_keys`]).
+pub const STAGE_QUEUES: [(Stage, &str, &str); 7] = [
     (Stage::Intake, INTAKE_QUEUE, PUBLISH_ROUTING_KEY),
     (
         Stage::ConsentCheck,
@@ -72,7 +80,27 @@ pub const STAGE_QUEUES: [(Stage, &str, &str); 6] = [
         CONSENT_UPDATES_QUEUE,
         PORTAL_ROUTING_KEY,
     ),
+    (Stage::StatusCallbacks, STATUS_CALLBACKS_QUEUE, "*.accepted"),
 ];
+
+/// The keys that route to `stage`'s dead-letter queue: the driver's parked copies, what the
+/// broker dead-letters by its original routing key, and what it dead-letters after a replay
+/// (which went to the queue by name). A status event's original key is `<sender>.<status>`
+/// (a sender id has no dot): one `*.<status>` per status, which no other key matches.
+pub fn dead_letter_keys(stage: Stage, queue: &str, dead_key: &str) -> Vec<String> {
+    let mut keys = vec![parked_routing_key(stage), queue.to_owned()];
+    if stage == Stage::StatusCallbacks {
+        use domain::vocabulary::Vocabulary as _;
+        keys.extend(
+            domain::status::Status::ALL
+                .iter()
+                .map(|status| format!("*.{}", status.as_str())),
+        );
+    } else {
+        keys.push(dead_key.to_owned());
+    }
+    keys
+}
 
 /// A stage's dead-letter queue: `ebox.dead-letter.<stage>`.
 pub fn dead_letter_queue(stage: Stage) -> String {
@@ -180,14 +208,12 @@ pub async fn declare(connection: &Connection) -> lapin::Result<()> {
     for (stage, queue, dead_key) in STAGE_QUEUES {
         let parked = dead_letter_queue(stage);
         declare_queue(connection, &channel, &parked).await?;
-        // The driver's copies; what the broker dead-letters, by its original routing key; and
-        // what it dead-letters after a replay, which went to the queue by name.
-        for key in [parked_routing_key(stage).as_str(), dead_key, queue] {
+        for key in dead_letter_keys(stage, queue, dead_key) {
             channel
                 .queue_bind(
                     parked.as_str().into(),
                     DEAD_LETTER_EXCHANGE.into(),
-                    key.into(),
+                    key.as_str().into(),
                     QueueBindOptions::default(),
                     FieldTable::default(),
                 )
@@ -240,6 +266,40 @@ pub async fn declare_status_queue(connection: &Connection, sender_id: &str) -> l
             FieldTable::default(),
         )
         .await?;
+    let _ = channel.close(200, "done".into()).await;
+    Ok(())
+}
+
+/// Binds [`STATUS_CALLBACKS_QUEUE`] to `<sender>.#` on the status exchange when the sender
+/// asked for status callbacks (`wanted`), and unbinds it otherwise (unbinding what is not bound
+/// is a no-op). `ebox registry load` runs it for every sender of the file.
+pub async fn bind_status_callbacks(
+    connection: &Connection,
+    sender_id: &str,
+    wanted: bool,
+) -> lapin::Result<()> {
+    let channel = connection.create_channel().await?;
+    let key = format!("{sender_id}.#");
+    if wanted {
+        channel
+            .queue_bind(
+                STATUS_CALLBACKS_QUEUE.into(),
+                STATUS_EXCHANGE.into(),
+                key.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+    } else {
+        channel
+            .queue_unbind(
+                STATUS_CALLBACKS_QUEUE.into(),
+                STATUS_EXCHANGE.into(),
+                key.as_str().into(),
+                FieldTable::default(),
+            )
+            .await?;
+    }
     let _ = channel.close(200, "done".into()).await;
     Ok(())
 }

@@ -86,10 +86,11 @@ async fn upsert_sender(conn: &mut PgConnection, sender: &SenderEntry) -> sqlx::R
 async fn store_sender(conn: &mut PgConnection, sender: &SenderEntry) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO senders (id, organization_id, name, long_name, url, contact_business,
-                              contact_technical, active)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, true)
+                              contact_technical, status_webhook_url, status_secret_env, active)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, true)
          ON CONFLICT (id) DO UPDATE SET organization_id = $2, name = $3, long_name = $4, url = $5,
-             contact_business = $6, contact_technical = $7, active = true, updated_at = now()",
+             contact_business = $6, contact_technical = $7, status_webhook_url = $8,
+             status_secret_env = $9, active = true, updated_at = now()",
     )
     .bind(sender.id.as_str())
     .bind(sender.organization_id.as_str())
@@ -98,6 +99,8 @@ async fn store_sender(conn: &mut PgConnection, sender: &SenderEntry) -> sqlx::Re
     .bind(sender.url.as_ref().map(sqlx::types::Json))
     .bind(sender.contact_business.as_deref())
     .bind(sender.contact_technical.as_deref())
+    .bind(sender.status_webhook_url.as_deref())
+    .bind(sender.status_secret_env.as_deref())
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -254,6 +257,29 @@ pub async fn find_partner(conn: &mut PgConnection, id: &str) -> sqlx::Result<Opt
         .bind(id)
         .fetch_optional(conn)
         .await
+}
+
+/// Where a sender's status events are called back (docs/sender-contract.md, "Status
+/// callbacks"), and the variable holding the signing secret.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StatusWebhook {
+    pub url: String,
+    pub secret_env: String,
+}
+
+/// The status webhook of sender `id`, if it asked for callbacks. A withdrawn sender keeps its
+/// callbacks for the events its messages still cause.
+pub async fn find_status_webhook(
+    conn: &mut PgConnection,
+    id: &str,
+) -> sqlx::Result<Option<StatusWebhook>> {
+    sqlx::query_as(
+        "SELECT status_webhook_url AS url, status_secret_env AS secret_env FROM senders
+          WHERE id = $1 AND status_webhook_url IS NOT NULL AND status_secret_env IS NOT NULL",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await
 }
 
 /// Every active sender's id, to declare their status queues.

@@ -90,6 +90,17 @@ pub struct Metrics {
     pub http_requests_total: IntCounterVec,
     /// Time to answer an API request. Label: `route`.
     pub http_request_seconds: HistogramVec,
+    /// Consumers of a queue in this process that hold an open broker connection and consume:
+    /// 1 in a worker process while its consumer runs, 0 while it connects again (or before it
+    /// first did). Label: `queue`. The API's publisher, opened on first use, is not counted.
+    pub amqp_connected: IntGaugeVec,
+    /// Connections the process's database pool holds open, busy or idle; sampled at each
+    /// scrape.
+    pub db_pool_connections: IntGauge,
+    /// Of those, the idle ones; sampled at each scrape.
+    pub db_pool_idle: IntGauge,
+    /// The most connections the pool may open (`EBOX_DATABASE_MAX_CONNECTIONS`).
+    pub db_pool_max: IntGauge,
     /// Always 1. Label: `version` (the crates' version).
     pub build_info: IntGaugeVec,
 }
@@ -252,6 +263,27 @@ impl Metrics {
                     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
                 ],
             ),
+            amqp_connected: gauge_vec(
+                &registry,
+                "ebox_amqp_connected",
+                "Consumers of the queue in this process holding an open broker connection",
+                &["queue"],
+            ),
+            db_pool_connections: gauge(
+                &registry,
+                "ebox_db_pool_connections",
+                "Connections the database pool holds open, busy or idle",
+            ),
+            db_pool_idle: gauge(
+                &registry,
+                "ebox_db_pool_idle",
+                "Idle connections in the database pool",
+            ),
+            db_pool_max: gauge(
+                &registry,
+                "ebox_db_pool_max",
+                "The most connections the database pool may open",
+            ),
             build_info: gauge_vec(
                 &registry,
                 "ebox_build_info",
@@ -318,6 +350,23 @@ impl Metrics {
         self.message_handling_seconds
             .with_label_values(&[stage.as_str()]);
         self.queue_wait_seconds.with_label_values(&[stage.as_str()]);
+        self.amqp_connected.with_label_values(&[queue]);
+    }
+
+    /// The consumer of `queue` holds an open connection and consumes, until the guard is
+    /// dropped (the connection failed, or the consumer stopped).
+    pub fn consumer_connected(&self, queue: &'static str) -> Connected {
+        self.amqp_connected.with_label_values(&[queue]).inc();
+        Connected { queue }
+    }
+
+    /// Reads the pool's gauges from `pool`: called at each scrape.
+    pub fn sample_pool(&self, pool: &PgPool) {
+        self.db_pool_connections.set(i64::from(pool.size()));
+        self.db_pool_idle
+            .set(i64::try_from(pool.num_idle()).unwrap_or(i64::MAX));
+        self.db_pool_max
+            .set(i64::from(pool.options().get_max_connections()));
     }
 
     /// The process publishes to `exchange`: its series exist from now on, at zero.
@@ -341,6 +390,21 @@ impl Metrics {
         TextEncoder::new()
             .encode_to_string(&self.registry.gather())
             .unwrap_or_default()
+    }
+}
+
+/// A consumer's open connection, counted in `ebox_amqp_connected` while it lives.
+#[must_use = "the consumer counts as connected only while the guard lives"]
+pub struct Connected {
+    queue: &'static str,
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        METRICS
+            .amqp_connected
+            .with_label_values(&[self.queue])
+            .dec();
     }
 }
 
@@ -461,7 +525,8 @@ impl Readiness {
     }
 }
 
-/// Serves `/metrics`, `/livez` and `/readyz` until `shutdown` completes. The process is ready
+/// Serves `/metrics` (reading the pool's gauges from `pool` at each scrape), `/livez` and
+/// `/readyz` until `shutdown` completes. The process is ready
 /// when every consumer consumes, every background job's last pass succeeded, and the
 /// database answers; it is live while no loop has stalled ([`crate::liveness`]).
 pub async fn serve(
@@ -472,7 +537,16 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let app = Router::new()
-        .route("/metrics", get(|| async { METRICS.render() }))
+        .route(
+            "/metrics",
+            get({
+                let pool = pool.clone();
+                move || async move {
+                    METRICS.sample_pool(&pool);
+                    METRICS.render()
+                }
+            }),
+        )
         .route(
             "/livez",
             get(move || async move {
@@ -559,6 +633,36 @@ mod tests {
             r#"ebox_queue_wait_seconds_count{stage="consent-updates"} 0"#,
             r#"ebox_job_passes_total{job="test-job",result="failed"} 0"#,
             r#"ebox_publishes_total{exchange="ebox.test-exchange",result="failed"} 0"#,
+        ] {
+            assert!(rendered.contains(series), "no {series} in\n{rendered}");
+        }
+    }
+
+    #[test]
+    fn a_consumer_counts_as_connected_while_its_guard_lives() {
+        let queue = "ebox.test-connected";
+        METRICS.consumer_started(Stage::ConsentUpdates, queue);
+        let series = format!(r#"ebox_amqp_connected{{queue="{queue}"}}"#);
+        assert!(METRICS.render().contains(&format!("{series} 0")));
+        let connected = METRICS.consumer_connected(queue);
+        assert!(METRICS.render().contains(&format!("{series} 1")));
+        drop(connected);
+        assert!(METRICS.render().contains(&format!("{series} 0")));
+    }
+
+    #[tokio::test]
+    async fn the_pool_gauges_are_read_from_the_pool_at_each_scrape() {
+        // A lazy pool opens nothing until asked: no database is needed.
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(7)
+            .connect_lazy("postgres://nobody@127.0.0.1:1/nothing")
+            .expect("a lazy pool");
+        METRICS.sample_pool(&pool);
+        let rendered = METRICS.render();
+        for series in [
+            "ebox_db_pool_connections 0",
+            "ebox_db_pool_idle 0",
+            "ebox_db_pool_max 7",
         ] {
             assert!(rendered.contains(series), "no {series} in\n{rendered}");
         }

@@ -210,6 +210,7 @@ async fn a_message_still_accepted_is_forwarded_again_when_it_comes_again() {
                     properties: &properties,
                     body: &body,
                     redelivered,
+                    routing_key: queues::topology::PUBLISH_ROUTING_KEY,
                 },
             )
             .await

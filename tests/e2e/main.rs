@@ -18,6 +18,7 @@ mod pipeline;
 mod privileges;
 mod reference_data;
 mod reminders;
+mod status_callbacks;
 mod stranded;
 mod tls;
 mod tokens;

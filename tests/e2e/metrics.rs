@@ -233,6 +233,28 @@ async fn the_metrics_move_as_messages_flow_and_promtool_accepts_them() {
     }
     promtool_check(&before.text)
         .unwrap_or_else(|problems| panic!("promtool check metrics refused:\n{problems}"));
+    // This test's consumers are connected (other tests of this process may add theirs).
+    for queue in [
+        "ebox.intake",
+        "ebox.consent-check",
+        "ebox.store",
+        "ebox.notify",
+        "ebox.read-receipt",
+    ] {
+        let connected = before.value(&format!(r#"ebox_amqp_connected{{queue="{queue}"}}"#));
+        assert!(connected >= 1.0, "{queue}: {connected} connected consumers");
+    }
+    // The pool's gauges, read from this test's pool at the scrape.
+    let (open, idle, max) = (
+        before.value("ebox_db_pool_connections"),
+        before.value("ebox_db_pool_idle"),
+        before.value("ebox_db_pool_max"),
+    );
+    assert!(
+        max >= 1.0 && idle <= open && open <= max,
+        "pool: {open} open, {idle} idle, {max} at most"
+    );
+    assert_eq!(max, f64::from(app.pool.options().get_max_connections()));
 
     // One message from the sender to the citizen, who is told by e-mail and opens it.
     let mut sender = app.sender().await;

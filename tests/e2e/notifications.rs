@@ -267,6 +267,7 @@ async fn an_abandoned_notification_queued_again_reaches_the_citizen_once_when_th
     let none = Retried {
         requeued: 0,
         unsendable: 0,
+        status_callbacks: 0,
     };
     assert_eq!(
         retry(&app.pool, Requeue::Waiting, None)

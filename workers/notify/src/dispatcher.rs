@@ -193,7 +193,7 @@ impl Job for Dispatcher {
     }
 }
 
-async fn listen(pool: &PgPool) -> Option<PgListener> {
+pub async fn listen(pool: &PgPool) -> Option<PgListener> {
     let listening = async {
         let mut listener = PgListener::connect_with(pool).await?;
         listener.listen(WAKE_CHANNEL).await?;
@@ -209,7 +209,7 @@ async fn listen(pool: &PgPool) -> Option<PgListener> {
 }
 
 /// The wait before attempt `attempts + 1`: 1 s, 2 s, 4 s, … capped at [`MAX_RETRY_DELAY`].
-fn retry_delay(attempts: u32) -> Duration {
+pub fn retry_delay(attempts: u32) -> Duration {
     ExponentialBuilder::default()
         .with_min_delay(Duration::from_secs(1))
         .with_max_delay(MAX_RETRY_DELAY)

@@ -16,6 +16,11 @@
 //!   abandoned until `ebox notifications retry --failed` queues them again. The outbox's SQL is
 //!   in [`outbox`].
 //!
+//! Beside them, in the same process, [`status_callbacks`]: the status events of the senders
+//! that asked for them, POSTed to the sender's own endpoint (consumed from
+//! `ebox.status-callbacks`, recorded in an outbox of their own, sent by a dispatcher of their
+//! own with the same signature, back-off and retry window).
+//!
 //! The one window left: a crash after the e-mail or webhook left and before it is marked sent
 //! repeats that one send when its lease (two minutes) expires. A partner drops the repeat by its
 //! `Idempotency-Key`; an e-mail repeat carries the same `Message-ID`.
@@ -25,6 +30,7 @@ pub mod email;
 pub mod notifier;
 pub mod outbox;
 pub mod reminders;
+pub mod status_callbacks;
 pub mod webhook;
 
 use domain::audit::{Action, Stage};
