@@ -753,3 +753,73 @@ pub fn portal_citizen_token() -> String {
     })
     .expect("a token")
 }
+
+/// One request a webhook endpoint received.
+pub struct WebhookCall {
+    pub idempotency_key: String,
+    pub timestamp: String,
+    pub signature: String,
+    pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for WebhookCall {
+    /// The key alone: a test shows the body beside it when it matters.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WebhookCall({})", self.idempotency_key)
+    }
+}
+
+/// A real HTTP server on loopback standing for a webhook's receiver (a partner app, a sender's
+/// status endpoint) at `path`: it answers 500 to the first call and 200 to the others, and
+/// reports every call.
+pub async fn start_webhook_endpoint(
+    path: &'static str,
+) -> (std::net::SocketAddr, mpsc::UnboundedReceiver<WebhookCall>) {
+    use axum::http::{HeaderMap, StatusCode};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (tx, rx) = mpsc::unbounded_channel();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let app = axum::Router::new().route(
+        path,
+        axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+            let (tx, calls) = (tx.clone(), calls.clone());
+            async move {
+                let header = |name: &str| {
+                    headers
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                let _ = tx.send(WebhookCall {
+                    idempotency_key: header(notify::webhook::IDEMPOTENCY_KEY),
+                    timestamp: header(notify::webhook::TIMESTAMP),
+                    signature: header(notify::webhook::SIGNATURE),
+                    body: body.to_vec(),
+                });
+                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    StatusCode::OK
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("listen");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, rx)
+}
+
+/// What a webhook's receiver computes to check a signature: HMAC-SHA256 of
+/// `<timestamp>.<body>` with the shared secret.
+pub fn expected_signature(secret: &str, timestamp: &str, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("key");
+    mac.update(format!("{timestamp}.").as_bytes());
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}

@@ -465,70 +465,9 @@ async fn redelivery_at_every_stage_never_stores_or_notifies_twice() {
     assert_eq!(decided, 2, "one consent decision per message");
 }
 
-/// One request the partner's server received.
-struct PartnerCall {
-    idempotency_key: String,
-    timestamp: String,
-    signature: String,
-    body: Vec<u8>,
-}
-
-/// A real HTTP server on loopback standing for a partner app: it answers 500 to the first
-/// call and 200 to the others, and reports every call.
-async fn start_partner() -> (
-    std::net::SocketAddr,
-    tokio::sync::mpsc::UnboundedReceiver<PartnerCall>,
-) {
-    use axum::http::{HeaderMap, StatusCode};
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
-            let (tx, calls) = (tx.clone(), calls.clone());
-            async move {
-                let header = |name: &str| {
-                    headers
-                        .get(name)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default()
-                        .to_owned()
-                };
-                let _ = tx.send(PartnerCall {
-                    idempotency_key: header(notify::webhook::IDEMPOTENCY_KEY),
-                    timestamp: header(notify::webhook::TIMESTAMP),
-                    signature: header(notify::webhook::SIGNATURE),
-                    body: body.to_vec(),
-                });
-                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                } else {
-                    StatusCode::OK
-                }
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("listen");
-    let addr = listener.local_addr().expect("address");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (addr, rx)
-}
-
-fn expected_signature(secret: &str, timestamp: &str, body: &[u8]) -> String {
-    use hmac::{Hmac, Mac};
-    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("key");
-    mac.update(format!("{timestamp}.").as_bytes());
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
 #[tokio::test]
 async fn a_partner_webhook_is_signed_retried_after_a_500_and_keyed_against_repeats() {
-    let (partner, mut calls) = start_partner().await;
+    let (partner, mut calls) = start_webhook_endpoint("/hook").await;
     let secret = "partner-shared-secret";
     let app = spawn_app_with(Options {
         registry_extra: format!(

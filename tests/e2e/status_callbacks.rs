@@ -13,75 +13,6 @@ use lapin::types::ShortString;
 use queues::topology::{STATUS_EXCHANGE, status_routing_key};
 use std::collections::HashMap;
 
-/// One request the sender's endpoint received.
-struct Call {
-    idempotency_key: String,
-    timestamp: String,
-    signature: String,
-    body: Vec<u8>,
-}
-
-impl std::fmt::Debug for Call {
-    /// The key alone: the event is shown beside it.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Call({})", self.idempotency_key)
-    }
-}
-
-/// The sender's endpoint: answers 500 to the first call and 200 to the others, and reports
-/// every call.
-async fn start_endpoint() -> (
-    std::net::SocketAddr,
-    tokio::sync::mpsc::UnboundedReceiver<Call>,
-) {
-    use axum::http::{HeaderMap, StatusCode};
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let app = axum::Router::new().route(
-        "/ebox/status",
-        axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
-            let (tx, calls) = (tx.clone(), calls.clone());
-            async move {
-                let header = |name: &str| {
-                    headers
-                        .get(name)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default()
-                        .to_owned()
-                };
-                let _ = tx.send(Call {
-                    idempotency_key: header(notify::webhook::IDEMPOTENCY_KEY),
-                    timestamp: header(notify::webhook::TIMESTAMP),
-                    signature: header(notify::webhook::SIGNATURE),
-                    body: body.to_vec(),
-                });
-                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                } else {
-                    StatusCode::OK
-                }
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("listen");
-    let addr = listener.local_addr().expect("address");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (addr, rx)
-}
-
-/// What the sender computes to check a signature: HMAC-SHA256 of `<timestamp>.<body>`.
-fn expected_signature(secret: &str, timestamp: &str, body: &[u8]) -> String {
-    use hmac::{Hmac, Mac};
-    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("key");
-    mac.update(format!("{timestamp}.").as_bytes());
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
 /// The test registry: the test's sender with a status webhook, and `other` without.
 fn registry(app: &TestApp, endpoint: std::net::SocketAddr, other: &str) -> String {
     registry_yaml(&app.sender_id)
@@ -131,8 +62,8 @@ async fn journey(sender: &mut SenderClient, reference: &str, ssin: &str) -> Vec<
 /// Receives calls until one for (`reference`, `status`) answered 200 (any call but the very
 /// first), checking each call's signature.
 async fn calls_until(
-    calls: &mut tokio::sync::mpsc::UnboundedReceiver<Call>,
-    received: &mut Vec<(Call, StatusEvent)>,
+    calls: &mut tokio::sync::mpsc::UnboundedReceiver<WebhookCall>,
+    received: &mut Vec<(WebhookCall, StatusEvent)>,
     secret: &str,
     reference: &str,
     status: Status,
@@ -161,7 +92,7 @@ async fn calls_until(
 
 #[tokio::test]
 async fn status_callbacks_are_signed_retried_once_per_status_and_only_for_senders_that_asked() {
-    let (endpoint, mut calls) = start_endpoint().await;
+    let (endpoint, mut calls) = start_webhook_endpoint("/ebox/status").await;
     let secret = "sender-status-secret";
     let app = spawn_app_with(Options {
         vars: vec![(

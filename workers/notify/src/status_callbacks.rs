@@ -7,10 +7,11 @@
 //! redelivery:
 //!
 //! - [`StatusCallbacks`], a handler on `ebox.status-callbacks` (bound to `<sender>.#` on
-//!   `ebox.status` for each sender with a status webhook), records the status event to call back — a row of the `status_callbacks`
-//!   outbox whose key is derived from (sender, messageId or sender reference, status), so that
-//!   a redelivered or re-published event adds none — with its audit slice, in the batch's
-//!   transaction. A sender without a status webhook: acked, nothing recorded.
+//!   `ebox.status` for each sender with a status webhook), records the status event to call
+//!   back — a row of the `status_callbacks` outbox whose key is derived from (sender, messageId
+//!   or sender reference, status), so that a redelivered or re-published event adds none — with
+//!   its audit slice, in the batch's transaction. A sender without a status webhook: acked,
+//!   nothing recorded.
 //! - [`CallbackDispatcher`], a background job beside the notification dispatcher, POSTs the
 //!   event's bytes exactly as they were published, with the partners' signature headers and an
 //!   `Idempotency-Key`, and marks the row sent; a failure is retried with the notifications'
