@@ -483,6 +483,37 @@ impl TestApp {
         tx.commit().await.expect("commit");
     }
 
+    /// The citizen consents and chooses `channel`, in French (what `ebox consent grant` and
+    /// `ebox citizen set` record).
+    pub async fn grant_consent_with(&self, ssin: &str, channel: domain::citizen::Channel) {
+        let ssin = domain::ssin::Ssin::parse(ssin).expect("a valid national number");
+        let mut tx = self.pool.begin().await.expect("tx");
+        records::citizens::record_consent(
+            &mut tx,
+            &self.hasher,
+            &ssin,
+            domain::citizen::Consent::Granted,
+            chrono::Utc::now(),
+            "test",
+        )
+        .await
+        .expect("consent recorded");
+        let preferences = domain::citizen::Preferences {
+            language: domain::translated::Language::Fr,
+            channel,
+        };
+        records::citizens::record_preferences(
+            &mut tx,
+            &self.hasher,
+            &ssin,
+            &preferences,
+            chrono::Utc::now(),
+        )
+        .await
+        .expect("preferences recorded");
+        tx.commit().await.expect("commit");
+    }
+
     /// A connection with the service's own user, to look into internal queues.
     pub async fn service_channel(&self) -> lapin::Channel {
         let connection = queues::driver::connect(&self.settings.amqp_url, "test inspector")

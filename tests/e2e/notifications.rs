@@ -8,18 +8,15 @@
 
 use crate::helpers::*;
 use chrono::{DateTime, Utc};
-use domain::citizen::{Channel, Consent, Preferences};
+use domain::citizen::Channel;
 use domain::events::EventEnvelope;
-use domain::ssin::Ssin;
 use domain::status::Status;
-use domain::translated::Language;
 use ebox::demo::{SAMPLE_SSIN, SenderClient, sample_v2};
 use ebox::notifications::{Retried, retry};
 use ebox::smtp_sink::Mail;
 use ebox::workers::Worker;
 use intake::contract::TYPE_V2;
 use notify::outbox::Requeue;
-use records::citizens::{record_consent, record_preferences};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::mpsc;
@@ -60,29 +57,6 @@ async fn relay_back(app: &mut TestApp) -> mpsc::UnboundedReceiver<Mail> {
     app.settings.smtp_url = Some(format!("smtp://{addr}"));
     app.start_workers(&Worker::ALL).await;
     mails
-}
-
-async fn consenting(app: &TestApp, ssin: &str, channel: Channel) {
-    let ssin = Ssin::parse(ssin).expect("valid");
-    let mut tx = app.pool.begin().await.expect("tx");
-    record_consent(
-        &mut tx,
-        &app.hasher,
-        &ssin,
-        Consent::Granted,
-        Utc::now(),
-        "test",
-    )
-    .await
-    .expect("consent recorded");
-    let preferences = Preferences {
-        language: Language::Fr,
-        channel,
-    };
-    record_preferences(&mut tx, &app.hasher, &ssin, &preferences, Utc::now())
-        .await
-        .expect("preferences recorded");
-    tx.commit().await.expect("commit");
 }
 
 fn email(address: &str) -> Channel {
@@ -203,7 +177,8 @@ async fn next_mail(mails: &mut mpsc::UnboundedReceiver<Mail>) -> Mail {
 #[tokio::test]
 async fn a_notification_is_retried_past_many_failures_within_its_window_and_abandoned_after_it() {
     let app = app_with_relay_down().await;
-    consenting(&app, SAMPLE_SSIN, email(CITIZEN_MAIL)).await;
+    app.grant_consent_with(SAMPLE_SSIN, email(CITIZEN_MAIL))
+        .await;
     let mut sender = app.sender().await;
     deliver(&mut sender, "ref-outage", SAMPLE_SSIN).await;
     notification_when(&app, "ref-outage", "a first failed attempt", |n| {
@@ -254,8 +229,10 @@ async fn a_notification_is_retried_past_many_failures_within_its_window_and_aban
 #[tokio::test]
 async fn an_abandoned_notification_queued_again_reaches_the_citizen_once_when_the_relay_is_back() {
     let mut app = app_with_relay_down().await;
-    consenting(&app, SAMPLE_SSIN, email(CITIZEN_MAIL)).await;
-    consenting(&app, &other_ssin(), email("burger@example.be")).await;
+    app.grant_consent_with(SAMPLE_SSIN, email(CITIZEN_MAIL))
+        .await;
+    app.grant_consent_with(&other_ssin(), email("burger@example.be"))
+        .await;
     let mut sender = app.sender().await;
     deliver(&mut sender, "ref-abandoned", SAMPLE_SSIN).await;
     let failed = abandoned(&app, "ref-abandoned").await;
@@ -332,7 +309,8 @@ async fn an_abandoned_notification_queued_again_reaches_the_citizen_once_when_th
 #[tokio::test]
 async fn a_notification_waiting_out_its_back_off_is_sent_at_once_when_told_the_relay_is_back() {
     let mut app = app_with_relay_down().await;
-    consenting(&app, SAMPLE_SSIN, email(CITIZEN_MAIL)).await;
+    app.grant_consent_with(SAMPLE_SSIN, email(CITIZEN_MAIL))
+        .await;
     let mut sender = app.sender().await;
     deliver(&mut sender, "ref-waiting", SAMPLE_SSIN).await;
     notification_when(&app, "ref-waiting", "a first failed attempt", |n| {
@@ -432,7 +410,7 @@ async fn an_abandoned_partner_notification_keeps_its_event_until_it_is_queued_ag
     let mybox = Channel::Partner {
         partner_id: "mybox".into(),
     };
-    consenting(&app, SAMPLE_SSIN, mybox).await;
+    app.grant_consent_with(SAMPLE_SSIN, mybox).await;
     let mut sender = app.sender().await;
     deliver(&mut sender, "ref-partner", SAMPLE_SSIN).await;
 

@@ -12,15 +12,12 @@
 use crate::citizen_api::citizen_token;
 use crate::helpers::*;
 use chrono::{DateTime, TimeDelta, Utc};
-use domain::citizen::{Channel, Consent, Preferences};
+use domain::citizen::Channel;
 use domain::events::{EventEnvelope, EventType};
-use domain::ssin::Ssin;
-use domain::translated::Language;
 use ebox::demo::{SAMPLE_SSIN, sample_v2};
 use ebox::smtp_sink::Mail;
 use ebox::workers::Worker;
 use notify::reminders::{Fired, Periods, Reminders};
-use records::citizens::{record_consent, record_preferences};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -31,29 +28,6 @@ fn days(n: i64) -> TimeDelta {
     TimeDelta::days(n)
 }
 const SECOND: TimeDelta = TimeDelta::seconds(1);
-
-async fn consenting(app: &TestApp, channel: Channel) {
-    let ssin = Ssin::parse(SAMPLE_SSIN).expect("valid");
-    let mut tx = app.pool.begin().await.expect("tx");
-    record_consent(
-        &mut tx,
-        &app.hasher,
-        &ssin,
-        Consent::Granted,
-        Utc::now(),
-        "test",
-    )
-    .await
-    .expect("consent recorded");
-    let preferences = Preferences {
-        language: Language::Fr,
-        channel,
-    };
-    record_preferences(&mut tx, &app.hasher, &ssin, &preferences, Utc::now())
-        .await
-        .expect("preferences recorded");
-    tx.commit().await.expect("commit");
-}
 
 fn email() -> Channel {
     Channel::Email {
@@ -159,7 +133,7 @@ async fn pass(job: &Reminders, at: DateTime<Utc>) -> Fired {
 #[tokio::test]
 async fn a_reminder_fires_once_fifteen_days_after_receipt_and_not_a_second_before() {
     let mut app = spawn_app_with(Options::pipeline()).await;
-    consenting(&app, email()).await;
+    app.grant_consent_with(SAMPLE_SSIN, email()).await;
     let (id, receipt, _) = published(&app, "ref-reminder").await;
     assert!(subject(&next_mail(&mut app).await).starts_with("Nouveau document"));
     let job = job(&app);
@@ -245,7 +219,7 @@ async fn notification_states(app: &TestApp, id: Uuid) -> Vec<String> {
 #[tokio::test]
 async fn an_expiration_alert_fires_once_seven_days_before_expiry_and_no_reminder_follows() {
     let mut app = spawn_app_with(Options::pipeline()).await;
-    consenting(&app, email()).await;
+    app.grant_consent_with(SAMPLE_SSIN, email()).await;
     let (id, receipt, expiration) = published(&app, "ref-alert").await;
     next_mail(&mut app).await;
     // Reminders 360 days after receipt: the alert, a week before expiry (a year after
@@ -292,7 +266,7 @@ async fn an_expiration_alert_fires_once_seven_days_before_expiry_and_no_reminder
 #[tokio::test]
 async fn a_document_the_citizen_read_gets_neither_reminder_nor_alert() {
     let mut app = spawn_app_with(Options::with_api()).await;
-    consenting(&app, email()).await;
+    app.grant_consent_with(SAMPLE_SSIN, email()).await;
     let (id, receipt, expiration) = published(&app, "ref-read").await;
     next_mail(&mut app).await;
     let opened = open_main_content(&app, id, &citizen_token(SAMPLE_SSIN)).await;
@@ -316,7 +290,7 @@ async fn a_document_the_citizen_read_gets_neither_reminder_nor_alert() {
 #[tokio::test]
 async fn an_opted_out_citizen_hears_nothing_but_the_event_is_recorded() {
     let app = spawn_app_with(Options::pipeline()).await;
-    consenting(&app, Channel::None).await;
+    app.grant_consent_with(SAMPLE_SSIN, Channel::None).await;
     let (id, receipt, expiration) = published(&app, "ref-opted-out").await;
     let job = job(&app);
 
@@ -391,8 +365,8 @@ async fn a_partner_receives_the_reminder_event() {
         ..Options::pipeline()
     })
     .await;
-    consenting(
-        &app,
+    app.grant_consent_with(
+        SAMPLE_SSIN,
         Channel::Partner {
             partner_id: "mybox".into(),
         },
@@ -417,7 +391,7 @@ async fn a_partner_receives_the_reminder_event() {
 #[tokio::test]
 async fn two_jobs_racing_fire_each_reminder_exactly_once() {
     let mut app = spawn_app_with(Options::pipeline()).await;
-    consenting(&app, email()).await;
+    app.grant_consent_with(SAMPLE_SSIN, email()).await;
     let mut ids = Vec::new();
     let mut latest = DateTime::<Utc>::MIN_UTC;
     for n in 0..4 {
@@ -465,7 +439,7 @@ async fn two_jobs_racing_fire_each_reminder_exactly_once() {
 #[tokio::test]
 async fn the_notify_process_runs_the_reminders_job() {
     let mut app = spawn_app_with(Options::pipeline()).await;
-    consenting(&app, email()).await;
+    app.grant_consent_with(SAMPLE_SSIN, email()).await;
     let (id, _, _) = published(&app, "ref-in-process").await;
     next_mail(&mut app).await;
     // Received sixteen days ago, as far as the record says; a restart runs a pass at once.

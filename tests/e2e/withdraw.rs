@@ -7,15 +7,12 @@
 use crate::citizen_api::Api;
 use crate::helpers::*;
 use chrono::Utc;
-use domain::citizen::{Channel, Consent, Preferences};
-use domain::ssin::Ssin;
+use domain::citizen::Channel;
 use domain::status::{Status, StatusEvent};
-use domain::translated::Language;
 use ebox::demo::{SAMPLE_SSIN, SAMPLE_SSIN_NO_CONSENT, SenderClient, sample_v2};
 use ebox::workers::Worker;
 use intake::contract::{TYPE_V2, TYPE_WITHDRAW_V1};
 use intake::withdraw::{WITHDRAWN_BEFORE_DELIVERY_MESSAGE, WITHDRAWN_MESSAGE};
-use records::citizens::{record_consent, record_preferences};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -53,32 +50,6 @@ fn full_message(ssin: &str) -> Value {
         "dueDate": "2030-01-31T23:59:59+01:00", "iban": "BE68539007547034"
     });
     message
-}
-
-/// The citizen consents and wants an e-mail.
-async fn consenting_by_email(app: &TestApp, ssin: &str) {
-    let ssin = Ssin::parse(ssin).expect("valid");
-    let mut tx = app.pool.begin().await.expect("tx");
-    record_consent(
-        &mut tx,
-        &app.hasher,
-        &ssin,
-        Consent::Granted,
-        Utc::now(),
-        "test",
-    )
-    .await
-    .expect("consent recorded");
-    let preferences = Preferences {
-        language: Language::Fr,
-        channel: Channel::Email {
-            email: CITIZEN_MAIL.to_owned(),
-        },
-    };
-    record_preferences(&mut tx, &app.hasher, &ssin, &preferences, Utc::now())
-        .await
-        .expect("preferences recorded");
-    tx.commit().await.expect("commit");
 }
 
 /// How many rows of `table` are about the message `id` (its `message_id` column).
@@ -463,7 +434,13 @@ async fn withdrawals_of_nothing_are_refused_with_codes_naming_why_and_change_not
 async fn a_message_withdrawn_while_still_accepted_is_never_published_nor_notified() {
     // Intake alone: the message is accepted and waits for consent-check.
     let mut app = spawn_app().await;
-    consenting_by_email(&app, SAMPLE_SSIN).await;
+    app.grant_consent_with(
+        SAMPLE_SSIN,
+        Channel::Email {
+            email: CITIZEN_MAIL.to_owned(),
+        },
+    )
+    .await;
     let mut sender = app.sender().await;
     let body = serde_json::to_vec(&sample_v2(SAMPLE_SSIN, MESSAGE_TYPE)).expect("JSON");
     let accepted = publish_and_wait(&mut sender, "ref-early", TYPE_V2, &body).await;
@@ -554,7 +531,13 @@ async fn a_withdrawn_messages_unsent_notifications_are_cancelled_and_its_reminde
         ..Options::pipeline()
     })
     .await;
-    consenting_by_email(&app, SAMPLE_SSIN).await;
+    app.grant_consent_with(
+        SAMPLE_SSIN,
+        Channel::Email {
+            email: CITIZEN_MAIL.to_owned(),
+        },
+    )
+    .await;
     let mut sender = app.sender().await;
     let mistake = deliver(
         &mut sender,
