@@ -10,6 +10,17 @@ set -euo pipefail
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 log() { printf '[services] %s\n' "$*" >&2; }
 
+# Starts a daemon with no file descriptor of ours but the standard three: a server started
+# from a script run under a lock (`flock LOCK scripts/test.sh`) would otherwise hold the lock
+# for as long as it runs.
+as_daemon() (
+  local pid=$BASHPID fd
+  for fd in $(ls "/proc/$pid/fd"); do
+    if [ "$fd" -gt 2 ] && [ "$fd" -ne 255 ]; then eval "exec $fd>&-"; fi
+  done
+  as_root "$@"
+)
+
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 wait_for_port() {
@@ -37,7 +48,7 @@ ensure_postgres() {
   log "starting PostgreSQL"
   local version
   version=$(ls /etc/postgresql | sort -V | tail -n 1)
-  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  as_daemon pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
   wait_for_port 5432 PostgreSQL
   if [ "${fresh:-}" = 1 ]; then
     # A fresh Debian cluster asks for a password over TCP: give `postgres` the one the
@@ -53,7 +64,7 @@ ensure_rabbitmq() {
   fi
   if ! port_open 5672; then
     log "starting RabbitMQ"
-    as_root rabbitmq-server -detached
+    as_daemon rabbitmq-server -detached
     wait_for_port 5672 RabbitMQ
   else
     log "RabbitMQ is running"
@@ -161,7 +172,7 @@ restart_rabbitmq() {
   else
     as_root rabbitmqctl stop >/dev/null
     for _ in $(seq 1 30); do port_open 5672 || break; sleep 1; done
-    as_root rabbitmq-server -detached
+    as_daemon rabbitmq-server -detached
   fi
   wait_for_port 5672 RabbitMQ
   as_root rabbitmqctl await_startup >/dev/null

@@ -96,6 +96,32 @@ pub struct SenderEntry {
     /// with `statusWebhookUrl`.
     #[serde(default)]
     pub status_secret_env: Option<String>,
+    /// How much the sender may publish (docs/operations.md, "Sender limits"): over a limit,
+    /// intake waits before it takes more from the sender's lane; nothing is refused.
+    #[serde(default)]
+    pub limits: SenderLimits,
+}
+
+/// A sender's limits. Each is optional: no limit, no wait.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SenderLimits {
+    /// Publications intake takes per second, on average (a second's worth may come at once).
+    #[serde(default)]
+    pub messages_per_second: Option<u32>,
+    /// Bytes of publications intake takes per day (UTC); past them, the rest waits for the next
+    /// day.
+    #[serde(default)]
+    pub bytes_per_day: Option<u64>,
+}
+
+impl SenderLimits {
+    /// The most a limit may be: PostgreSQL keeps them as signed integers.
+    pub const MAX_MESSAGES_PER_SECOND: u32 = 1_000_000;
+
+    pub fn any(&self) -> bool {
+        self.messages_per_second.is_some() || self.bytes_per_day.is_some()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -340,6 +366,7 @@ fn check_senders(
         check_images(&owner, &mut sender.logos, read, problems);
         check_applications(sender.id.as_str(), &mut sender.applications, read, problems);
         check_status_webhook(&owner, sender, problems);
+        check_limits(&owner, &sender.limits, problems);
         for type_id in &sender.message_types {
             if !type_ids.contains(type_id.as_str()) {
                 problems.push(format!(
@@ -526,6 +553,25 @@ fn check_status_webhook(owner: &str, sender: &SenderEntry, problems: &mut Vec<St
     }
 }
 
+/// Limits are positive and fit PostgreSQL's integers.
+fn check_limits(owner: &str, limits: &SenderLimits, problems: &mut Vec<String>) {
+    if let Some(rate) = limits.messages_per_second
+        && !(1..=SenderLimits::MAX_MESSAGES_PER_SECOND).contains(&rate)
+    {
+        problems.push(format!(
+            "{owner} has limits.messagesPerSecond {rate}: it must be 1 to {}",
+            SenderLimits::MAX_MESSAGES_PER_SECOND
+        ));
+    }
+    if let Some(bytes) = limits.bytes_per_day
+        && !(1..=i64::MAX as u64).contains(&bytes)
+    {
+        problems.push(format!(
+            "{owner} has limits.bytesPerDay {bytes}: it must be at least 1"
+        ));
+    }
+}
+
 fn check_partners(partners: &[PartnerEntry], problems: &mut Vec<String>) {
     let mut partner_ids = HashSet::new();
     for partner in partners {
@@ -611,6 +657,52 @@ messageTypes:
                 "{problem}: {problems:?}"
             );
         }
+    }
+
+    #[test]
+    fn limits_are_optional_positive_and_named_when_wrong() {
+        let with = |extra: &str| {
+            EXAMPLE.replacen(
+                "    messageTypes: [unemployment-certificate]\n",
+                &format!("    messageTypes: [unemployment-certificate]\n{extra}"),
+                1,
+            )
+        };
+        let file = RegistryFile::parse(EXAMPLE).expect("valid");
+        assert_eq!(file.senders[0].limits, SenderLimits::default());
+        assert!(!file.senders[0].limits.any());
+        let file = RegistryFile::parse(&with(
+            "    limits: {messagesPerSecond: 50, bytesPerDay: 10737418240}\n",
+        ))
+        .expect("valid");
+        assert_eq!(
+            file.senders[0].limits,
+            SenderLimits {
+                messages_per_second: Some(50),
+                bytes_per_day: Some(10_737_418_240),
+            }
+        );
+        for (extra, problem) in [
+            (
+                "    limits: {messagesPerSecond: 0}\n",
+                "messagesPerSecond 0",
+            ),
+            ("    limits: {bytesPerDay: 0}\n", "bytesPerDay 0"),
+            (
+                "    limits: {messagesPerSecond: 2000000}\n",
+                "messagesPerSecond 2000000",
+            ),
+        ] {
+            let problems = RegistryFile::parse(&with(extra)).expect_err(problem);
+            assert!(
+                problems.iter().any(|p| p.contains(problem)),
+                "{problem}: {problems:?}"
+            );
+        }
+        assert!(
+            RegistryFile::parse(&with("    limits: {perHour: 3}\n")).is_err(),
+            "an unknown limit is refused, not ignored"
+        );
     }
 
     #[test]

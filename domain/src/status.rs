@@ -59,6 +59,11 @@ crate::vocabulary! {
         NothingToWithdraw => "NOTHING_TO_WITHDRAW",
         /// A withdrawal named a message that already expired: it left the citizen's eBox then.
         AlreadyExpired => "ALREADY_EXPIRED",
+        /// A publication came by another sender's lane (routing key `sender.<another>`).
+        WrongLane => "WRONG_LANE",
+        /// A sender with limits published on the shared lane (routing key `message`): it
+        /// publishes on its own lane (`sender.<its id>`).
+        OwnLaneRequired => "OWN_LANE_REQUIRED",
     }
 }
 

@@ -23,7 +23,8 @@ pub fn files_beside(registry: &Path) -> impl FnMut(&str) -> Result<Vec<u8>, Stri
 }
 
 /// Applies the registry to the database, then declares the topology and each listed sender's
-/// status queue, so a sender can consume its answers before publishing anything.
+/// status queue and own intake lane, so a sender can consume its answers before publishing
+/// anything, on its own lane.
 pub async fn apply_registry(
     pool: &PgPool,
     amqp_url: &str,
@@ -34,6 +35,7 @@ pub async fn apply_registry(
     queues::topology::declare(&connection).await?;
     for sender in &registry.senders {
         queues::topology::declare_status_queue(&connection, sender.id.as_str()).await?;
+        queues::topology::declare_intake_lane(&connection, sender.id.as_str()).await?;
         let callbacks = sender.status_webhook_url.is_some();
         queues::topology::bind_status_callbacks(&connection, sender.id.as_str(), callbacks).await?;
     }

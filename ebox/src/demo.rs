@@ -1,5 +1,5 @@
-//! A sender, as a sender organisation would write one: publish to `ebox.publish` with
-//! publisher confirms, read the answers on its own status queue. `ebox demo` uses it to show
+//! A sender, as a sender organisation would write one: publish to `ebox.publish` on its own
+//! lane with publisher confirms, read the answers on its own status queue. `ebox demo` uses it to show
 //! the pipeline, and the end-to-end tests use it to drive the pipeline for real.
 
 use anyhow::{Context, bail};
@@ -12,13 +12,15 @@ use lapin::options::{
 };
 use lapin::types::{FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, Consumer};
-use queues::topology::{PUBLISH_EXCHANGE, PUBLISH_ROUTING_KEY, status_queue};
+use queues::topology::{PUBLISH_EXCHANGE, lane_routing_key, status_queue};
 use std::time::Duration;
 
 pub struct SenderClient {
     connection: Connection,
     channel: Channel,
     sender_id: String,
+    /// The routing key it publishes with: its own lane's (`sender.<sender>`).
+    routing_key: String,
     /// Absent for a sender that only publishes.
     statuses: Option<Consumer>,
 }
@@ -47,6 +49,7 @@ impl SenderClient {
             connection,
             channel,
             sender_id: sender_id.to_owned(),
+            routing_key: lane_routing_key(sender_id),
             statuses: Some(statuses),
         })
     }
@@ -64,8 +67,16 @@ impl SenderClient {
             connection,
             channel,
             sender_id: sender_id.to_owned(),
+            routing_key: lane_routing_key(sender_id),
             statuses: None,
         })
+    }
+
+    /// Publishes with `routing_key` instead of its own lane's: the previous contract release's
+    /// `message` (the shared lane), or another sender's lane (which intake refuses).
+    pub fn with_routing_key(mut self, routing_key: impl Into<String>) -> Self {
+        self.routing_key = routing_key.into();
+        self
     }
 
     /// The properties a well-behaved sender sets: its reference, the release, its user.
@@ -84,7 +95,7 @@ impl SenderClient {
             .channel
             .basic_publish(
                 PUBLISH_EXCHANGE.into(),
-                PUBLISH_ROUTING_KEY.into(),
+                self.routing_key.as_str().into(),
                 BasicPublishOptions {
                     mandatory: true,
                     ..BasicPublishOptions::default()

@@ -1,8 +1,10 @@
 //! The one consumer driver. A worker is a [`Handler`]: decode → decide → effects → what to
 //! publish next. The driver owns everything else, once for every stage:
 //!
-//! 1. consume its queue with a bounded prefetch, and take up to `batch_size` deliveries that
-//!    are already there (it never waits to fill a batch);
+//! 1. consume its queue — and its lanes, if it has any ([`crate::lanes`]: intake's senders'
+//!    own queues), taken in turn — with a bounded prefetch, and take up to `batch_size`
+//!    deliveries that are already there (it never waits to fill a batch); charge them to the
+//!    stage's limits ([`Handler::admit`]), which may make a lane wait;
 //! 2. run the handler for each delivery inside one database transaction, each in its own
 //!    savepoint, so one bad message cannot spoil the others' effects;
 //! 3. commit, then publish every outgoing message with publisher confirms;
@@ -31,6 +33,7 @@
 //! published in that span's trace, so one message's journey through every stage is one trace.
 
 use crate::give_up;
+use crate::lanes::{LaneSpec, LaneWait, Lanes};
 use crate::parked;
 use crate::propagation;
 use crate::publisher::{Outgoing, Publisher};
@@ -38,15 +41,11 @@ use crate::topology::{self, DELIVERY_LIMIT};
 use anyhow::Context as _;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use domain::audit::Stage;
-use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
-use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
-    BasicRejectOptions, QueueDeclareOptions,
-};
+use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions, QueueDeclareOptions};
 use lapin::types::AMQPValue;
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use runtime::internal_events::{
     BatchHandled, DeliveryOutcome, DeliverySettled, DeliveryTaken, MessageHandled, PublishesParked,
     TransientFault,
@@ -227,6 +226,26 @@ pub trait Handler: Send + Sync + 'static {
         incoming: Incoming<'_>,
     ) -> impl Future<Output = Result<Outcome, HandlerError>> + Send;
 
+    /// The lanes the stage consumes besides its queue (intake: one per sender), looked up when
+    /// the consumer starts and every [`LANES_REFRESH`]. The default: none.
+    fn lanes(&self, pool: &PgPool) -> impl Future<Output = anyhow::Result<Vec<LaneSpec>>> + Send {
+        let _ = pool;
+        async { Ok(Vec::new()) }
+    }
+
+    /// Charges a batch, before it is handled, to whatever limits the stage applies, and says
+    /// which lanes must wait before more of their deliveries are taken (the batch itself is
+    /// handled). Outside the batch's transaction: a charge is not undone when the batch is
+    /// retried. The default: nothing waits.
+    fn admit(
+        &self,
+        pool: &PgPool,
+        batch: &[Incoming<'_>],
+    ) -> impl Future<Output = anyhow::Result<Vec<LaneWait>>> + Send {
+        let _ = (pool, batch);
+        async { Ok(Vec::new()) }
+    }
+
     /// The driver gives up on `incoming` (a permanent fault, a body that does not decode, or
     /// the broker's delivery limit is near): record it, in a savepoint of its own after the
     /// failed attempt was rolled back, and say what to publish (the sender's final status).
@@ -400,21 +419,11 @@ async fn consume<H: Handler>(
     let publishing = connect(&settings.amqp_url, &format!("ebox {queue} publisher")).await?;
     let mut publisher = Publisher::open(&publishing).await?;
     let service_user = amqp_user(&settings.amqp_url);
-    let channel = connection.create_channel().await?;
-    channel
-        .basic_qos(settings.prefetch, BasicQosOptions::default())
-        .await?;
-    let mut consumer = channel
-        .basic_consume(
-            queue.into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
+    let specs = handler
+        .lanes(driver.pool)
         .await
-        .with_context(|| {
-            format!("consuming {queue} (the topology is declared by `ebox registry load`)")
-        })?;
+        .context("looking up the lanes to consume")?;
+    let mut lanes = Lanes::open(&connection, queue, settings.prefetch, &specs).await?;
     // Counted in `ebox_amqp_connected` until this function returns: a broken connection ends
     // it (the caller reconnects), and so does shutdown, once the prefetch is drained.
     let _connected = METRICS.consumer_connected(queue);
@@ -427,21 +436,25 @@ async fn consume<H: Handler>(
     );
 
     let mut depth = QueueDepth::new(&connection, queue);
+    let mut refresh =
+        tokio::time::interval_at(tokio::time::Instant::now() + LANES_REFRESH, LANES_REFRESH);
     loop {
         driver.heartbeat.waiting();
         let first = loop {
             tokio::select! {
                 // Cancellation only here, between batches: a batch that started always finishes.
                 _ = driver.shutdown.cancelled() => break None,
-                next = consumer.next() => break Some(next),
+                next = lanes.next() => break Some(next),
                 _ = tokio::time::sleep(BACKLOG_CHECK_EVERY) => depth.check(driver.heartbeat).await,
+                _ = refresh.tick() => match handler.lanes(driver.pool).await {
+                    Ok(specs) => lanes.refresh(&specs).await,
+                    Err(error) => warn!(queue, error = format!("{error:#}"), "could not look up the lanes; keeping those open"),
+                },
             }
         };
         let Some(first) = first else { break };
-        let Some(first) = first else {
-            anyhow::bail!("the broker cancelled the consumer of {queue}");
-        };
-        let batch = fill_batch(first?, &mut consumer, settings.batch_size)?;
+        let batch = fill_batch(first?, &mut lanes, settings.batch_size)?;
+        admit(handler, driver, &mut lanes, &batch).await;
         let broker = Broker {
             connection: &publishing,
             publisher: &mut publisher,
@@ -455,29 +468,63 @@ async fn consume<H: Handler>(
         publisher: &mut publisher,
         service_user: &service_user,
     };
-    drain(handler, driver, settings, &channel, consumer, broker).await?;
+    drain(handler, driver, settings, &mut lanes, broker).await?;
     driver.heartbeat.waiting();
-    let _ = channel.close(200, "shutting down".into()).await;
+    lanes.close().await;
     let _ = connection.close(200, "shutting down".into()).await;
     let _ = publishing.close(200, "shutting down".into()).await;
     Ok(())
 }
 
-/// `first` and the deliveries already there after it, up to `batch_size`: a batch never waits
-/// to fill.
+/// How often a consumer looks up its lanes again (a sender added to the registry, a lane whose
+/// wait is over).
+pub const LANES_REFRESH: Duration = Duration::from_secs(10);
+
+/// `first` and the deliveries already there after it, lanes taking turns, up to `batch_size`:
+/// a batch never waits to fill.
 fn fill_batch(
     first: Delivery,
-    consumer: &mut Consumer,
+    lanes: &mut Lanes<'_>,
     batch_size: usize,
-) -> lapin::Result<Vec<Delivery>> {
+) -> anyhow::Result<Vec<Delivery>> {
     let mut batch = vec![first];
     while batch.len() < batch_size {
-        match consumer.next().now_or_never() {
-            Some(Some(delivery)) => batch.push(delivery?),
-            _ => break,
+        match lanes.next_now()? {
+            Some(delivery) => batch.push(delivery),
+            None => break,
         }
     }
     Ok(batch)
+}
+
+/// Charges the batch to the stage's limits and makes the lanes over them wait. A charge that
+/// fails (the database is down) is logged and the batch goes on: the handler's transaction
+/// meets the same fault and retries.
+async fn admit<H: Handler>(
+    handler: &H,
+    driver: Driver<'_>,
+    lanes: &mut Lanes<'_>,
+    batch: &[Delivery],
+) {
+    let incoming: Vec<Incoming<'_>> = batch.iter().map(incoming).collect();
+    match handler.admit(driver.pool, &incoming).await {
+        Ok(waits) => lanes.wait(&waits).await,
+        Err(error) => warn!(
+            queue = handler.queue(),
+            error = format!("{error:#}"),
+            "could not charge a batch to its senders' limits; handling it all the same"
+        ),
+    }
+}
+
+/// What a handler sees of `delivery`.
+fn incoming(delivery: &Delivery) -> Incoming<'_> {
+    Incoming {
+        properties: &delivery.properties,
+        body: &delivery.data,
+        redelivered: delivery.redelivered,
+        routing_key: delivery.routing_key.as_str(),
+    }
 }
 
 /// Shutdown: takes what the broker sends until the prefetch window is full (or nothing more
@@ -493,37 +540,13 @@ async fn drain<H: Handler>(
     handler: &H,
     driver: Driver<'_>,
     settings: &DriverSettings,
-    channel: &Channel,
-    mut consumer: Consumer,
+    lanes: &mut Lanes<'_>,
     broker: Broker<'_>,
 ) -> anyhow::Result<()> {
     let queue = handler.queue();
     let deadline = tokio::time::Instant::now() + DRAIN_DEADLINE;
     driver.heartbeat.busy("draining its prefetch");
-    let mut held = Vec::new();
-    while held.len() < usize::from(settings.prefetch) {
-        match tokio::time::timeout(DRAIN_QUIET, consumer.next()).await {
-            Ok(Some(delivery)) => held.push(delivery?),
-            Ok(None) => break,
-            Err(_) => break,
-        }
-    }
-    let cancelled = tokio::time::timeout_at(
-        deadline,
-        channel.basic_cancel(consumer.tag(), BasicCancelOptions::default()),
-    )
-    .await;
-    if matches!(cancelled, Ok(Ok(()))) {
-        // The stream ends once the cancellation is confirmed, after whatever came before it.
-        while let Ok(Some(delivery)) = tokio::time::timeout_at(deadline, consumer.next()).await {
-            held.push(delivery?);
-        }
-    } else {
-        warn!(
-            queue,
-            "the broker did not confirm the consumer's cancellation; deliveries still on their way go back to the queue"
-        );
-    }
+    let held = lanes.drain(DRAIN_QUIET, deadline).await?;
     let drained = held.len();
     let mut held = held.into_iter();
     loop {
@@ -962,12 +985,7 @@ async fn handle_batch<H: Handler>(
     let mut tx = pool.begin().await?;
     let mut outcomes = Vec::with_capacity(batch.len());
     for (delivery, traced) in batch.iter().zip(traced) {
-        let incoming = Incoming {
-            properties: &delivery.properties,
-            body: &delivery.data,
-            redelivered: delivery.redelivered,
-            routing_key: delivery.routing_key.as_str(),
-        };
+        let incoming = incoming(delivery);
         let span = &traced.span;
         let mut savepoint = tx.begin().await?;
         let handled = match last_chance(&incoming) {

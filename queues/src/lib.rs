@@ -10,6 +10,8 @@
 //!   by a background job;
 //! - [`handoff`]: what travels between the stages after intake, checked against the record;
 //! - [`driver`]: the one consumer driver that runs every stage's [`driver::Handler`];
+//! - [`lanes`]: the queues a stage consumes, taken in turn, and the waits of senders over
+//!   their limits;
 //! - [`give_up`]: what happens when a stage gives up on a delivery (a final status, an audit
 //!   record, the dead-letter queue).
 //! - [`permissions`]: one broker user per component, with only the rights it needs;
@@ -20,6 +22,7 @@
 pub mod driver;
 pub mod give_up;
 pub mod handoff;
+pub mod lanes;
 pub mod parked;
 pub mod permissions;
 pub mod policies;
@@ -33,4 +36,5 @@ pub use driver::{
     Decode, DriverSettings, Handler, HandlerError, Incoming, InternalMessage, Outcome, Raw,
     ResultExt,
 };
+pub use lanes::{LaneSpec, LaneWait};
 pub use publisher::{Outgoing, Publisher};

@@ -14,8 +14,8 @@
 
 use crate::topology::{
     CONSENT_CHECK_QUEUE, CONSENT_UPDATES_QUEUE, DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE,
-    INTAKE_QUEUE, INTERNAL_EXCHANGE, NOTIFY_QUEUE, PORTAL_EXCHANGE, READ_RECEIPT_QUEUE,
-    STATUS_CALLBACKS_QUEUE, STATUS_EXCHANGE, STORE_QUEUE,
+    INTAKE_LANE_PREFIX, INTAKE_QUEUE, INTERNAL_EXCHANGE, NOTIFY_QUEUE, PORTAL_EXCHANGE,
+    READ_RECEIPT_QUEUE, STATUS_CALLBACKS_QUEUE, STATUS_EXCHANGE, STORE_QUEUE,
 };
 
 /// One component's broker rights.
@@ -27,6 +27,9 @@ pub struct BrokerUser {
     pub writes: &'static [&'static str],
     /// Queues it consumes.
     pub reads: &'static [&'static str],
+    /// Families of queues it consumes, by the prefix of their names (intake: the senders' own
+    /// lanes, `ebox.intake.<sender>`).
+    pub read_families: &'static [&'static str],
     /// RabbitMQ user tags (`monitoring` lets KEDA read queue depths).
     pub tags: &'static str,
 }
@@ -42,9 +45,18 @@ impl BrokerUser {
         exactly(self.writes)
     }
 
-    /// The `read` expression: exactly the queues it consumes.
+    /// The `read` expression: exactly the queues it consumes, and the families' members.
     pub fn read(&self) -> String {
-        exactly(self.reads)
+        if self.read_families.is_empty() {
+            return exactly(self.reads);
+        }
+        let mut alternatives: Vec<String> = self.reads.iter().map(|name| escape(name)).collect();
+        alternatives.extend(
+            self.read_families
+                .iter()
+                .map(|prefix| format!("{}.+", escape(prefix))),
+        );
+        format!("^({})$", alternatives.join("|"))
     }
 }
 
@@ -56,8 +68,14 @@ fn exactly(names: &[&str]) -> String {
     if names.is_empty() {
         return NOTHING.to_owned();
     }
-    let escaped: Vec<String> = names.iter().map(|name| name.replace('.', "\\.")).collect();
+    let escaped: Vec<String> = names.iter().map(|name| escape(name)).collect();
     format!("^({})$", escaped.join("|"))
+}
+
+/// `name` with its dots escaped (our names have no other character special to a regular
+/// expression).
+fn escape(name: &str) -> String {
+    name.replace('.', "\\.")
 }
 
 /// Every component that uses the broker, with what it needs. A worker process also
@@ -68,24 +86,28 @@ pub const BROKER_USERS: &[BrokerUser] = &[
         component: "intake",
         writes: &[INTERNAL_EXCHANGE, STATUS_EXCHANGE, DEAD_LETTER_EXCHANGE],
         reads: &[INTAKE_QUEUE],
+        read_families: &[INTAKE_LANE_PREFIX],
         tags: "",
     },
     BrokerUser {
         component: "consent-check",
         writes: &[INTERNAL_EXCHANGE, STATUS_EXCHANGE, DEAD_LETTER_EXCHANGE],
         reads: &[CONSENT_CHECK_QUEUE],
+        read_families: &[],
         tags: "",
     },
     BrokerUser {
         component: "consent-updates",
         writes: &[DEAD_LETTER_EXCHANGE],
         reads: &[CONSENT_UPDATES_QUEUE],
+        read_families: &[],
         tags: "",
     },
     BrokerUser {
         component: "store",
         writes: &[EVENTS_EXCHANGE, STATUS_EXCHANGE, DEAD_LETTER_EXCHANGE],
         reads: &[STORE_QUEUE],
+        read_families: &[],
         tags: "",
     },
     BrokerUser {
@@ -93,30 +115,35 @@ pub const BROKER_USERS: &[BrokerUser] = &[
         writes: &[DEAD_LETTER_EXCHANGE],
         // Its own queue, and every status event for the senders' status callbacks.
         reads: &[NOTIFY_QUEUE, STATUS_CALLBACKS_QUEUE],
+        read_families: &[],
         tags: "",
     },
     BrokerUser {
         component: "read-receipt",
         writes: &[STATUS_EXCHANGE, DEAD_LETTER_EXCHANGE],
         reads: &[READ_RECEIPT_QUEUE],
+        read_families: &[],
         tags: "",
     },
     BrokerUser {
         component: "api",
         writes: &[EVENTS_EXCHANGE],
         reads: &[],
+        read_families: &[],
         tags: "",
     },
     BrokerUser {
         component: "portal",
         writes: &[PORTAL_EXCHANGE],
         reads: &[],
+        read_families: &[],
         tags: "",
     },
     BrokerUser {
         component: "keda",
         writes: &[],
         reads: &[],
+        read_families: &[],
         tags: "monitoring",
     },
 ];
@@ -154,6 +181,28 @@ mod tests {
             exactly(&["ebox.internal", "ebox.status"]),
             "^(ebox\\.internal|ebox\\.status)$"
         );
+    }
+
+    #[test]
+    fn intake_reads_its_shared_lane_and_every_senders_lane_but_nothing_else() {
+        let read = of("intake").expect("intake").read();
+        assert_eq!(read, "^(ebox\\.intake|ebox\\.intake\\..+)$");
+        let pattern = regex::Regex::new(&read).expect("a regular expression");
+        for queue in [
+            "ebox.intake",
+            "ebox.intake.onem",
+            &crate::topology::intake_lane("riziv"),
+        ] {
+            assert!(pattern.is_match(queue), "{queue}");
+        }
+        for queue in [
+            "ebox.intake.",
+            "ebox.intakes",
+            "ebox.dead-letter.intake",
+            "ebox.store",
+        ] {
+            assert!(!pattern.is_match(queue), "{queue}");
+        }
     }
 
     #[test]

@@ -17,12 +17,14 @@
 
 use crate::topology::{
     DEAD_LETTER_EXCHANGE, DEAD_LETTER_TTL_MS, DELIVERY_LIMIT, STAGE_QUEUES, dead_letter_queue,
-    status_queue,
+    intake_lane, status_queue,
 };
 use serde_json::{Value, json};
 
 /// The stage queues' policy (dead-lettering, the delivery limit).
 pub const STAGES: &str = "ebox-stages";
+/// The senders' own intake lanes' policy: the stage queues' definition.
+pub const LANES: &str = "ebox-intake-lanes";
 /// The dead-letter queues' policy (bounded in length and age).
 pub const DEAD_LETTERS: &str = "ebox-dead-letters";
 /// The senders' status queues' policy (bounded in length and age).
@@ -147,23 +149,31 @@ pub fn with_bounds(bounds: &Bounds) -> Vec<Policy> {
         .iter()
         .map(|(stage, _, _)| dead_letter_queue(*stage))
         .collect();
+    let stage = json!({
+        "dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+        // Nothing a stage gives up on is lost between its queue and the dead-letter
+        // queue. This strategy needs `reject-publish`: were a length set, a full stage
+        // queue would refuse its publishers (who park and publish again) rather than
+        // drop its oldest. None is set: a stage queue holds what senders publish.
+        "dead-letter-strategy": "at-least-once",
+        "overflow": "reject-publish",
+        "delivery-limit": bounds.delivery_limit,
+        "queue-leader-locator": LEADER_LOCATOR,
+    });
     vec![
         Policy {
             name: STAGES,
             pattern: exactly(&stage_queues),
             apply_to: "queues",
             priority: PRIORITY,
-            definition: json!({
-                "dead-letter-exchange": DEAD_LETTER_EXCHANGE,
-                // Nothing a stage gives up on is lost between its queue and the dead-letter
-                // queue. This strategy needs `reject-publish`: were a length set, a full stage
-                // queue would refuse its publishers (who park and publish again) rather than
-                // drop its oldest. None is set: a stage queue holds what senders publish.
-                "dead-letter-strategy": "at-least-once",
-                "overflow": "reject-publish",
-                "delivery-limit": bounds.delivery_limit,
-                "queue-leader-locator": LEADER_LOCATOR,
-            }),
+            definition: stage.clone(),
+        },
+        Policy {
+            name: LANES,
+            pattern: format!("^{}.+$", regex_escape(&intake_lane(""))),
+            apply_to: "queues",
+            priority: PRIORITY,
+            definition: stage,
         },
         Policy {
             name: DEAD_LETTERS,
@@ -276,6 +286,21 @@ mod tests {
         assert_eq!(
             applied(&policies, &status_queue("onem")).map(|p| p.name),
             Some(STATUS)
+        );
+        assert_eq!(
+            applied(&policies, &intake_lane("onem")).map(|p| p.name),
+            Some(LANES)
+        );
+        assert_eq!(
+            policies
+                .iter()
+                .find(|p| p.name == LANES)
+                .map(|p| &p.definition),
+            policies
+                .iter()
+                .find(|p| p.name == STAGES)
+                .map(|p| &p.definition),
+            "a lane is a stage queue"
         );
         assert_eq!(
             applied(&policies, "ebox.dead-letter").map(|p| p.name),

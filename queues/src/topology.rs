@@ -15,7 +15,9 @@ use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, Connection, ErrorKind, ExchangeKind};
 
-/// Senders publish here (direct), routing key [`PUBLISH_ROUTING_KEY`].
+/// Senders publish here (direct): with their own lane's routing key
+/// ([`lane_routing_key`], `sender.<sender>`), or with [`PUBLISH_ROUTING_KEY`], the previous
+/// contract release's key, to the lane all such senders share ([`INTAKE_QUEUE`]).
 pub const PUBLISH_EXCHANGE: &str = "ebox.publish";
 pub const PUBLISH_ROUTING_KEY: &str = "message";
 /// Status events to senders (topic), routing key `<sender>.<status>`.
@@ -41,6 +43,8 @@ pub const DEAD_LETTER_EXCHANGE: &str = "ebox.dead-letter";
 pub const DEAD_LETTER_TTL_MS: i64 = 14 * 24 * 3600 * 1000;
 
 /// Stage queues.
+/// Intake's shared lane: what senders publish with [`PUBLISH_ROUTING_KEY`]. Each sender also
+/// has a lane of its own ([`intake_lane`]).
 pub const INTAKE_QUEUE: &str = "ebox.intake";
 pub const CONSENT_CHECK_QUEUE: &str = "ebox.consent-check";
 pub const STORE_QUEUE: &str = "ebox.store";
@@ -99,6 +103,11 @@ pub fn dead_letter_keys(stage: Stage, queue: &str, dead_key: &str) -> Vec<String
     } else {
         keys.push(dead_key.to_owned());
     }
+    if stage == Stage::Intake {
+        // What the broker dead-letters from a sender's own lane (`sender.<sender>`; a sender
+        // id has no dot).
+        keys.push(format!("{LANE_KEY_PREFIX}*"));
+    }
     keys
 }
 
@@ -110,6 +119,31 @@ pub fn dead_letter_queue(stage: Stage) -> String {
 /// The routing key of a copy the driver parks for `stage`.
 pub fn parked_routing_key(stage: Stage) -> String {
     format!("parked.{stage}")
+}
+
+/// A sender's own intake lane, `ebox.intake.<sender>`: what it publishes with
+/// [`lane_routing_key`]. Intake consumes every lane with a prefetch of its own, so that one
+/// sender's backlog never stands in front of another sender's message, and a sender over its
+/// limits waits in its own lane (docs/operations.md, "Sender lanes and limits").
+pub fn intake_lane(sender_id: &str) -> String {
+    format!("{INTAKE_LANE_PREFIX}{sender_id}")
+}
+
+/// What every sender's own lane's name starts with.
+pub const INTAKE_LANE_PREFIX: &str = "ebox.intake.";
+
+/// The routing key of a sender's own lane, `sender.<sender>`: never a key of the shared lane
+/// (`message`), whatever the sender's id.
+pub fn lane_routing_key(sender_id: &str) -> String {
+    format!("{LANE_KEY_PREFIX}{sender_id}")
+}
+
+/// What every lane's routing key starts with.
+pub const LANE_KEY_PREFIX: &str = "sender.";
+
+/// The sender whose lane a routing key names, if it names one.
+pub fn lane_owner(routing_key: &str) -> Option<&str> {
+    routing_key.strip_prefix(LANE_KEY_PREFIX)
 }
 
 pub fn status_queue(sender_id: &str) -> String {
@@ -262,6 +296,26 @@ pub async fn declare_status_queue(connection: &Connection, sender_id: &str) -> l
             queue.as_str().into(),
             STATUS_EXCHANGE.into(),
             format!("{sender_id}.#").as_str().into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let _ = channel.close(200, "done".into()).await;
+    Ok(())
+}
+
+/// Declares a sender's own intake lane ([`intake_lane`]), bound to [`PUBLISH_EXCHANGE`] with
+/// [`lane_routing_key`]. Its dead-lettering and delivery limit are the policy
+/// [`crate::policies::LANES`]'s.
+pub async fn declare_intake_lane(connection: &Connection, sender_id: &str) -> lapin::Result<()> {
+    let queue = intake_lane(sender_id);
+    let channel = connection.create_channel().await?;
+    declare_queue(connection, &channel, &queue).await?;
+    channel
+        .queue_bind(
+            queue.as_str().into(),
+            PUBLISH_EXCHANGE.into(),
+            lane_routing_key(sender_id).as_str().into(),
             QueueBindOptions::default(),
             FieldTable::default(),
         )

@@ -8,6 +8,7 @@
 //!   commit order, served as a feed and pushed by the event relay;
 //! - [`citizens`]: consent (with its history) and notification preferences;
 //! - [`registry`]: the operator's registry file applied, and the stages' look-ups;
+//! - [`sender_limits`]: the senders' lanes, and what each limited sender used;
 //! - [`audit`]: the audit writer;
 //! - [`seals`]: the audit seals and the canonical lines they cover;
 //! - [`withdrawals`]: a sender's withdrawal of a message — its document removed, its
@@ -24,5 +25,6 @@ pub mod events;
 pub mod messages;
 pub mod registry;
 pub mod seals;
+pub mod sender_limits;
 pub mod vocabulary;
 pub mod withdrawals;

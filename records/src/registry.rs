@@ -86,11 +86,13 @@ async fn upsert_sender(conn: &mut PgConnection, sender: &SenderEntry) -> sqlx::R
 async fn store_sender(conn: &mut PgConnection, sender: &SenderEntry) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO senders (id, organization_id, name, long_name, url, contact_business,
-                              contact_technical, status_webhook_url, status_secret_env, active)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, true)
+                              contact_technical, status_webhook_url, status_secret_env,
+                              messages_per_second, bytes_per_day, active)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, true)
          ON CONFLICT (id) DO UPDATE SET organization_id = $2, name = $3, long_name = $4, url = $5,
              contact_business = $6, contact_technical = $7, status_webhook_url = $8,
-             status_secret_env = $9, active = true, updated_at = now()",
+             status_secret_env = $9, messages_per_second = $10, bytes_per_day = $11,
+             active = true, updated_at = now()",
     )
     .bind(sender.id.as_str())
     .bind(sender.organization_id.as_str())
@@ -101,6 +103,19 @@ async fn store_sender(conn: &mut PgConnection, sender: &SenderEntry) -> sqlx::Re
     .bind(sender.contact_technical.as_deref())
     .bind(sender.status_webhook_url.as_deref())
     .bind(sender.status_secret_env.as_deref())
+    // Checked by the registry file's parse: within PostgreSQL's integers.
+    .bind(
+        sender
+            .limits
+            .messages_per_second
+            .map(|rate| i32::try_from(rate).unwrap_or(i32::MAX)),
+    )
+    .bind(
+        sender
+            .limits
+            .bytes_per_day
+            .map(|bytes| i64::try_from(bytes).unwrap_or(i64::MAX)),
+    )
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -208,6 +223,8 @@ pub struct RegisteredSender {
     pub active: bool,
     pub applications: Vec<String>,
     pub message_types: Vec<String>,
+    /// Whether it has limits: then it publishes on its own lane only.
+    pub limited: bool,
 }
 
 pub async fn find_sender(
@@ -217,7 +234,8 @@ pub async fn find_sender(
     sqlx::query_as(
         "SELECT s.id, s.organization_id, s.active,
                 coalesce((SELECT array_agg(a.id) FROM sender_applications a WHERE a.sender_id = s.id), '{}') AS applications,
-                coalesce((SELECT array_agg(t.message_type_id) FROM sender_message_types t WHERE t.sender_id = s.id), '{}') AS message_types
+                coalesce((SELECT array_agg(t.message_type_id) FROM sender_message_types t WHERE t.sender_id = s.id), '{}') AS message_types,
+                (s.messages_per_second IS NOT NULL OR s.bytes_per_day IS NOT NULL) AS limited
          FROM senders s WHERE s.id = $1",
     )
     .bind(id)

@@ -416,7 +416,39 @@ messageTypes:
     )
 }
 
+/// The test registry with a second sender, `other`, beside `sender_id`; `extra` is added to
+/// the second sender's entry (lines indented by four spaces, e.g. its `limits`).
+pub fn registry_with_sender(sender_id: &str, other: &str, extra: &str) -> RegistryFile {
+    let yaml = registry_yaml(sender_id).replacen(
+        "senders:\n",
+        &format!(
+            "senders:\n  - id: {other}\n    organizationId: \"0206731645\"\n    \
+             name: {{nl: RIZIV, fr: INAMI, de: LIKIV}}\n    \
+             applications: [{{id: benefits, name: {{nl: Uitkeringen, fr: Indemnités}}}}]\n    \
+             messageTypes: [{MESSAGE_TYPE}]\n{extra}"
+        ),
+        1,
+    );
+    RegistryFile::parse(&yaml).expect("valid registry")
+}
+
 impl TestApp {
+    /// Registers a second sender, `other` (see [`registry_with_sender`]), with its broker
+    /// user, and connects it reading its statuses.
+    pub async fn second_sender(&self, other: &str, extra: &str) -> SenderClient {
+        ebox::admin::apply_registry(
+            &self.pool,
+            &self.settings.amqp_url,
+            &registry_with_sender(&self.sender_id, other, extra),
+        )
+        .await
+        .expect("the second sender registered");
+        self.broker_user(other).await;
+        SenderClient::connect(&self.amqp_url_for(other), other)
+            .await
+            .expect("the second sender connects")
+    }
+
     /// Another broker user with a sender's permissions (registered or not), removed with the
     /// test.
     pub async fn broker_user(&self, user: &str) {

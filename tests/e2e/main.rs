@@ -12,6 +12,7 @@ mod event_engine;
 mod forgery;
 mod helpers;
 mod intake;
+mod lanes;
 mod metrics;
 mod notifications;
 mod pipeline;

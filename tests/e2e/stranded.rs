@@ -317,10 +317,12 @@ async fn a_publication_parked_for_an_unknown_sender_is_replayed_once_the_sender_
     let app = spawn_app().await;
     let stranger = format!("stranger-{}", app.id);
     app.broker_user(&stranger).await;
+    // An unregistered user has no lane of its own: it publishes on the shared one.
     let unregistered =
         SenderClient::connect_publishing_only(&app.amqp_url_for(&stranger), &stranger)
             .await
-            .expect("the stranger connects");
+            .expect("the stranger connects")
+            .with_routing_key(queues::topology::PUBLISH_ROUTING_KEY);
     let body = serde_json::to_vec(&sample_v2(SAMPLE_SSIN, MESSAGE_TYPE)).expect("JSON");
     unregistered
         .publish(unregistered.properties("ref-early", TYPE_V2), &body)

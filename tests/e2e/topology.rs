@@ -40,21 +40,6 @@ async fn parked_publishes(app: &TestApp) -> i64 {
         .expect("count")
 }
 
-/// The test registry with a second sender, `other`, beside the test's own.
-fn registry_with(app: &TestApp, other: &str) -> RegistryFile {
-    let yaml = registry_yaml(&app.sender_id).replacen(
-        "senders:\n",
-        &format!(
-            "senders:\n  - id: {other}\n    organizationId: \"0206731645\"\n    \
-             name: {{nl: RIZIV, fr: INAMI, de: LIKIV}}\n    \
-             applications: [{{id: benefits, name: {{nl: Uitkeringen, fr: Indemnités}}}}]\n    \
-             messageTypes: [{MESSAGE_TYPE}]\n"
-        ),
-        1,
-    );
-    RegistryFile::parse(&yaml).expect("valid registry")
-}
-
 #[tokio::test]
 async fn a_sender_that_does_not_read_loses_its_oldest_statuses_and_nobody_waits_for_it() {
     const BOUND: i64 = 3;
@@ -70,17 +55,7 @@ async fn a_sender_that_does_not_read_loses_its_oldest_statuses_and_nobody_waits_
     .await;
     until_in_effect(&app, &status_queue(&app.sender_id), "max-length", BOUND).await;
     let other_id = format!("inss-{}", app.id);
-    ebox::admin::apply_registry(
-        &app.pool,
-        &app.settings.amqp_url,
-        &registry_with(&app, &other_id),
-    )
-    .await
-    .expect("the second sender registered");
-    app.broker_user(&other_id).await;
-    let mut other = SenderClient::connect(&app.amqp_url_for(&other_id), &other_id)
-        .await
-        .expect("the other sender reads its statuses");
+    let mut other = app.second_sender(&other_id, "").await;
 
     // The test's sender publishes ten messages and the last one, and reads nothing.
     let unread = app.sender_without_statuses().await;
@@ -159,10 +134,12 @@ async fn a_bound_changed_on_a_live_vhost_takes_effect_and_the_registry_still_loa
     // dead-letter queue keeps the newer.
     let stranger = format!("stranger-{}", app.id);
     app.broker_user(&stranger).await;
+    // An unregistered user has no lane of its own: it publishes on the shared one.
     let unregistered =
         SenderClient::connect_publishing_only(&app.amqp_url_for(&stranger), &stranger)
             .await
-            .expect("the stranger connects");
+            .expect("the stranger connects")
+            .with_routing_key(queues::topology::PUBLISH_ROUTING_KEY);
     let body = serde_json::to_vec(&sample_v2(SAMPLE_SSIN, MESSAGE_TYPE)).expect("JSON");
     for reference in ["ref-stranger-1", "ref-stranger-2"] {
         unregistered

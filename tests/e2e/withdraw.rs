@@ -73,21 +73,6 @@ async fn recorded_status(app: &TestApp, reference: &str) -> String {
         .expect("the message's record")
 }
 
-/// The test registry with a second sender, `other`, beside the test's own.
-fn registry_with(app: &TestApp, other: &str) -> domain::registry::RegistryFile {
-    let yaml = registry_yaml(&app.sender_id).replacen(
-        "senders:\n",
-        &format!(
-            "senders:\n  - id: {other}\n    organizationId: \"0206731645\"\n    \
-             name: {{nl: RIZIV, fr: INAMI, de: LIKIV}}\n    \
-             applications: [{{id: benefits, name: {{nl: Uitkeringen, fr: Indemnités}}}}]\n    \
-             messageTypes: [{MESSAGE_TYPE}]\n"
-        ),
-        1,
-    );
-    domain::registry::RegistryFile::parse(&yaml).expect("valid registry")
-}
-
 #[tokio::test]
 async fn a_withdrawn_message_leaves_the_citizens_ebox_and_only_its_tombstone_and_audit_remain() {
     let app = spawn_app_with(Options::with_api()).await;
@@ -297,17 +282,7 @@ async fn a_sender_cannot_withdraw_another_senders_message_under_the_same_referen
     let mut sender = app.sender().await;
     let id = deliver(&mut sender, "ref-1", sample_v2(SAMPLE_SSIN, MESSAGE_TYPE)).await;
     let other_id = format!("inss-{}", app.id);
-    ebox::admin::apply_registry(
-        &app.pool,
-        &app.settings.amqp_url,
-        &registry_with(&app, &other_id),
-    )
-    .await
-    .expect("the second sender registered");
-    app.broker_user(&other_id).await;
-    let mut other = SenderClient::connect(&app.amqp_url_for(&other_id), &other_id)
-        .await
-        .expect("the other sender connects");
+    let mut other = app.second_sender(&other_id, "").await;
 
     let refused = withdraw(&mut other, "ref-1", Some("not mine")).await;
     assert_eq!(refused.status, Status::Rejected, "{refused:?}");

@@ -260,7 +260,9 @@ impl SenderLink {
                     .channel
                     .basic_publish(
                         queues::topology::PUBLISH_EXCHANGE.into(),
-                        queues::topology::PUBLISH_ROUTING_KEY.into(),
+                        queues::topology::lane_routing_key(&self.account.id)
+                            .as_str()
+                            .into(),
                         BasicPublishOptions {
                             mandatory: true,
                             ..Default::default()

@@ -1,15 +1,17 @@
 //! The intake stage: authenticate the sender, validate, deduplicate.
 //!
-//! Consumes `ebox.intake` (what senders publish to `ebox.publish`). [`Intake::handle`] takes
-//! each publication through these steps, each a function of its own:
+//! Consumes what senders publish to `ebox.publish`: each sender's own lane
+//! (`ebox.intake.<sender>`) and the shared one (`ebox.intake`), in turn, charging each batch to
+//! its senders' limits ([`lanes`]). [`Intake::handle`] takes each publication through these
+//! steps, each a function of its own:
 //!
 //! 1. **authenticate**: the sender is the AMQP `user_id`, which RabbitMQ guarantees is the
 //!    connection's user; a user with no registration has no status queue, so its message is
 //!    audited and dead-lettered;
 //! 2. **reference**: the sender reference (`message_id`) gives the eBox message id (UUIDv5),
 //!    and the `correlation_id`, kept and echoed, is text that can be kept;
-//! 3. **admissible**: the registration is active, the body within the size limit, and its
-//!    release (the AMQP `type`) one we read;
+//! 3. **admissible**: it came by a lane it may take ([`lanes::refusal`]), the registration
+//!    is active, the body within the size limit, and its release (the AMQP `type`) one we read;
 //! 4. **deduplicate**: a reference seen before with the same content re-sends the current
 //!    status, with other content it is `rejected` with `DUPLICATE_REFERENCE_CONFLICT`;
 //! 5. **decode and validate**: the body is decoded per its release ([`contract`]) and checked
@@ -27,6 +29,7 @@
 //! after the same authentication it goes through [`withdraw`]'s steps instead.
 
 pub mod contract;
+pub mod lanes;
 pub mod validate;
 pub mod withdraw;
 
@@ -43,14 +46,15 @@ use lapin::types::AMQPValue;
 use queues::status::status_message;
 use queues::topology::{CONSENT_CHECK_QUEUE, INTAKE_QUEUE};
 use queues::{
-    Handler, HandlerError, Incoming, Outcome, Outgoing, Raw, ResultExt, give_up, handoff,
+    Handler, HandlerError, Incoming, LaneSpec, LaneWait, Outcome, Outgoing, Raw, ResultExt,
+    give_up, handoff,
 };
 use records::audit::AuditEvent;
 use records::documents;
 use records::messages::{self, MessageRecord};
 use records::registry::{self, RegisteredSender};
 use runtime::internal_events::{IntakeDecided, IntakeOutcome};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 use tracing::{error, warn};
 use validate::{Envelope, Rejection};
 
@@ -61,6 +65,8 @@ pub struct Intake {
     max_message_bytes: usize,
     /// The broker user whose replays (`ebox dlq replay`) are trusted to name their sender.
     replayer: Option<String>,
+    /// The senders' own lanes, and which senders have limits.
+    lanes: lanes::SenderLanes,
 }
 
 /// The header a replay names its sender in; trusted only from the replaying user, whose own
@@ -73,6 +79,7 @@ impl Intake {
             hasher,
             max_message_bytes,
             replayer: None,
+            lanes: lanes::SenderLanes::default(),
         }
     }
 
@@ -192,6 +199,14 @@ impl Handler for Intake {
         INTAKE_QUEUE
     }
 
+    async fn lanes(&self, pool: &PgPool) -> anyhow::Result<Vec<LaneSpec>> {
+        self.lanes.specs(pool).await
+    }
+
+    async fn admit(&self, pool: &PgPool, batch: &[Incoming<'_>]) -> anyhow::Result<Vec<LaneWait>> {
+        self.lanes.admit(pool, batch).await
+    }
+
     async fn handle(
         &self,
         conn: &mut PgConnection,
@@ -295,8 +310,8 @@ impl Intake {
         Ok(forward_accepted(received, &publication)?)
     }
 
-    /// Checks that need no decoding: the registration is active, the body fits, and its
-    /// release is one we read.
+    /// Checks that need no decoding: it came by a lane it may take, the registration is
+    /// active, the body fits, and its release is one we read.
     fn admissible(
         &self,
         received: &Received<'_>,
@@ -304,6 +319,9 @@ impl Intake {
         message_id: MessageId,
     ) -> Result<Admitted, Stop> {
         let refuse = |rejection| Stop::rejected(rejection, Some(message_id), None);
+        if let Some(rejection) = lanes::refusal(received) {
+            return Err(refuse(rejection));
+        }
         if !received.sender.active {
             return Err(refuse(Rejection::new(
                 Code::SenderNotAuthorized,

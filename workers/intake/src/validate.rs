@@ -1163,6 +1163,7 @@ mod tests {
                     active: true,
                     applications: vec!["unemployment".into()],
                     message_types: vec![MESSAGE_TYPE.into()],
+                    limited: false,
                 },
                 validity: Some(ValidityPeriod {
                     validity_period_number: 1,
