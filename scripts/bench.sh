@@ -28,6 +28,11 @@ export EBOX_DATABASE_URL=${EBOX_DATABASE_URL:-postgres://postgres:postgres@127.0
 export EBOX_SSIN_HASH_KEY=${EBOX_SSIN_HASH_KEY:-bench-only-secret-never-use-it-in-production}
 # Store signs proofs of deposit: the test-only key of tests/fixtures.
 export EBOX_PROOF_SIGNING_KEY_FILE=${EBOX_PROOF_SIGNING_KEY_FILE:-tests/fixtures/proof-ed25519.pem}
+# The benchmark's publications hold a 10 KiB PDF (about 14 KiB of JSON): its largest message is
+# 1 MiB, so that intake's prefetch is EBOX_DELIVERY_BUDGET_BYTES / 1 MiB = 64, shared among its
+# lanes (docs/operations.md, "Memory"), as an operator sizes it to its senders' documents; with
+# the default 16 MiB intake would hold 4 deliveries, one or two per lane.
+export EBOX_MAX_MESSAGE_BYTES=${EBOX_MAX_MESSAGE_BYTES:-1048576}
 export EBOX_LOG=${EBOX_LOG:-warn}
 export EBOX_LOG_FORMAT=${EBOX_LOG_FORMAT:-text}
 

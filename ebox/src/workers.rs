@@ -134,6 +134,7 @@ pub fn spawn(
         match worker {
             Worker::Intake => {
                 let intake = intake::Intake::new(hasher(), settings.max_message_bytes)
+                    .with_in_flight_per_sender(settings.in_flight_per_sender)
                     .trusting_replays_from(replay_user(settings));
                 // The one stage that receives whole documents: its prefetch fits the budget.
                 let prefetch = settings.intake_prefetch();

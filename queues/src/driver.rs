@@ -33,7 +33,7 @@
 //! published in that span's trace, so one message's journey through every stage is one trace.
 
 use crate::give_up;
-use crate::lanes::{LaneSpec, LaneWait, Lanes};
+use crate::lanes::{LaneDelivery, LaneSpec, LaneWait, Lanes};
 use crate::parked;
 use crate::propagation;
 use crate::publisher::{Outgoing, Publisher};
@@ -454,7 +454,10 @@ async fn consume<H: Handler>(
         };
         let Some(first) = first else { break };
         let batch = fill_batch(first?, &mut lanes, settings.batch_size)?;
-        admit(handler, driver, &mut lanes, &batch).await;
+        let batch = admit(handler, driver, &mut lanes, batch).await;
+        if batch.is_empty() {
+            continue;
+        }
         let broker = Broker {
             connection: &publishing,
             publisher: &mut publisher,
@@ -483,10 +486,10 @@ pub const LANES_REFRESH: Duration = Duration::from_secs(10);
 /// `first` and the deliveries already there after it, lanes taking turns, up to `batch_size`:
 /// a batch never waits to fill.
 fn fill_batch(
-    first: Delivery,
+    first: LaneDelivery,
     lanes: &mut Lanes<'_>,
     batch_size: usize,
-) -> anyhow::Result<Vec<Delivery>> {
+) -> anyhow::Result<Vec<LaneDelivery>> {
     let mut batch = vec![first];
     while batch.len() < batch_size {
         match lanes.next_now()? {
@@ -497,24 +500,33 @@ fn fill_batch(
     Ok(batch)
 }
 
-/// Charges the batch to the stage's limits and makes the lanes over them wait. A charge that
-/// fails (the database is down) is logged and the batch goes on: the handler's transaction
-/// meets the same fault and retries.
+/// Charges the batch to the stage's limits, makes the lanes over them wait, and returns what
+/// of the batch is handled now (a deferring wait puts its lane's deliveries back). A charge
+/// that fails (the database is down) is logged and the whole batch goes on: the handler's
+/// transaction meets the same fault and retries.
 async fn admit<H: Handler>(
     handler: &H,
     driver: Driver<'_>,
     lanes: &mut Lanes<'_>,
-    batch: &[Delivery],
-) {
-    let incoming: Vec<Incoming<'_>> = batch.iter().map(incoming).collect();
-    match handler.admit(driver.pool, &incoming).await {
-        Ok(waits) => lanes.wait(&waits).await,
-        Err(error) => warn!(
-            queue = handler.queue(),
-            error = format!("{error:#}"),
-            "could not charge a batch to its senders' limits; handling it all the same"
-        ),
-    }
+    batch: Vec<LaneDelivery>,
+) -> Vec<Delivery> {
+    let incoming: Vec<Incoming<'_>> = batch
+        .iter()
+        .map(|taken| incoming(&taken.delivery))
+        .collect();
+    let waits = match handler.admit(driver.pool, &incoming).await {
+        Ok(waits) => waits,
+        Err(error) => {
+            warn!(
+                queue = handler.queue(),
+                error = format!("{error:#}"),
+                "could not charge a batch to its senders' limits; handling it all the same"
+            );
+            Vec::new()
+        }
+    };
+    drop(incoming);
+    lanes.wait(&waits, batch).await
 }
 
 /// What a handler sees of `delivery`.

@@ -4,14 +4,17 @@
 //! stands in front of another sender's message (docs/operations.md, "Sender lanes and
 //! limits").
 //!
-//! A lane may have to wait (its sender is over a limit), without ever refusing what it holds:
+//! A lane may have to wait (its sender is over a limit, or has too many messages in flight),
+//! without ever refusing what it holds:
 //!
 //! - a short wait (up to [`HOLD_AT_MOST`]) *holds* the lane: the deliveries the broker already
-//!   sent stay with the consumer, unacknowledged, and are taken when the wait is over;
-//! - a longer one *closes* it: its consumer is cancelled, what the broker had sent is handled
-//!   like any delivery, and the lane is consumed again once the wait is over (the next
-//!   [`Lanes::refresh`] after it). Holding for hours would cross the broker's
-//!   `consumer_timeout`, which closes the channel and returns the deliveries.
+//!   sent stay with the consumer, unacknowledged, and are taken when the wait is over; a
+//!   *deferring* wait also puts the batch's deliveries from that lane back in front of it;
+//! - a longer one — or deferring for longer than [`HOLD_AT_MOST`] without a break — *closes*
+//!   it: its consumer is cancelled, what the broker had sent is handled like any delivery, and
+//!   the lane is consumed again once the wait is over (the next [`Lanes::refresh`] after it).
+//!   Holding for hours would cross the broker's `consumer_timeout`, which closes the channel
+//!   and returns the deliveries, each return counting toward the delivery limit.
 //!
 //! The stage's own queue never waits: nothing is charged on it.
 
@@ -22,11 +25,11 @@ use lapin::message::Delivery;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 use tracing::{info, warn};
@@ -53,28 +56,62 @@ pub struct LaneSpec {
 pub struct LaneWait {
     pub queue: String,
     pub until: std::time::SystemTime,
+    /// The batch's deliveries from this lane wait too, put back in front of the lane, rather
+    /// than being handled now (they were not charged).
+    pub defer: bool,
+}
+
+/// A delivery, with the lane it came from.
+pub(crate) struct LaneDelivery {
+    pub(crate) lane: Arc<str>,
+    pub(crate) delivery: Delivery,
 }
 
 /// What one lane's stream and its owner share.
 struct Gate {
     queue: Arc<str>,
-    held_until: Mutex<Option<Instant>>,
+    state: Mutex<GateState>,
     /// Set at shutdown: every delivery held is taken, waits or not.
     draining: Arc<AtomicBool>,
 }
 
+#[derive(Default)]
+struct GateState {
+    held_until: Option<Instant>,
+    /// Deliveries put back by a deferring wait: the next ones the lane yields.
+    deferred: VecDeque<Delivery>,
+    /// Since when the lane's deliveries have been put back, without a batch handled between.
+    deferring_since: Option<Instant>,
+    /// The stream's task, to wake when the gate changes (a lane whose deliveries are all put
+    /// back gets nothing from the broker that would wake it).
+    waker: Option<Waker>,
+}
+
 impl Gate {
+    fn state(&self) -> std::sync::MutexGuard<'_, GateState> {
+        self.state.lock().expect("not poisoned")
+    }
+
     fn held_until(&self) -> Option<Instant> {
         if self.draining.load(Ordering::Relaxed) {
             return None;
         }
-        *self.held_until.lock().expect("not poisoned")
+        self.state().held_until
+    }
+
+    /// Holds the lane until `until`, and wakes its stream to see it.
+    fn hold(&self, until: Instant) {
+        let mut state = self.state();
+        state.held_until = Some(until);
+        if let Some(waker) = state.waker.take() {
+            waker.wake();
+        }
     }
 }
 
 /// What the merged stream yields.
 enum Taken {
-    Delivery(Box<Delivery>),
+    Delivery(Arc<str>, Box<Delivery>),
     /// The lane's consumer ended: cancelled (by us or the broker), or its channel failed.
     Ended {
         queue: Arc<str>,
@@ -98,6 +135,7 @@ impl Stream for LaneStream {
         if this.ended {
             return Poll::Ready(None);
         }
+        this.gate.state().waker = Some(cx.waker().clone());
         if let Some(until) = this.gate.held_until()
             && until > Instant::now()
         {
@@ -112,9 +150,13 @@ impl Stream for LaneStream {
             }
         }
         this.sleep = None;
+        let lane = || this.gate.queue.clone();
+        if let Some(delivery) = this.gate.state().deferred.pop_front() {
+            return Poll::Ready(Some(Taken::Delivery(lane(), Box::new(delivery))));
+        }
         match this.consumer.poll_next_unpin(cx) {
             Poll::Ready(Some(Ok(delivery))) => {
-                Poll::Ready(Some(Taken::Delivery(Box::new(delivery))))
+                Poll::Ready(Some(Taken::Delivery(lane(), Box::new(delivery))))
             }
             Poll::Ready(Some(Err(error))) => {
                 this.ended = true;
@@ -216,7 +258,7 @@ impl<'c> Lanes<'c> {
         let queue: Arc<str> = Arc::from(queue);
         let gate = Arc::new(Gate {
             queue: queue.clone(),
-            held_until: Mutex::new(None),
+            state: Mutex::new(GateState::default()),
             draining: self.draining.clone(),
         });
         self.merged.push(LaneStream {
@@ -249,13 +291,15 @@ impl<'c> Lanes<'c> {
                 Some(LaneWait {
                     queue: spec.queue.clone(),
                     until: spec.waits_until?,
+                    defer: false,
                 })
             })
             .collect();
-        // A wait no longer recorded (a limit raised, a new day) is over.
+        // A wait no longer recorded (a limit raised, a new day) is over; so is a lane's pause
+        // for its messages in flight, which is looked at again when it is open.
         self.closed
             .retain(|queue, _| recorded.iter().any(|wait| wait.queue == *queue));
-        self.wait(&recorded).await;
+        self.wait(&recorded, Vec::new()).await;
         let share = self.share(specs.len());
         for spec in specs {
             if self.open.contains_key(spec.queue.as_str()) || self.closed.contains_key(&spec.queue)
@@ -284,10 +328,15 @@ impl<'c> Lanes<'c> {
 
     /// The next delivery of any lane, lanes taking turns; an error when the stage's own queue
     /// or the connection fails.
-    pub(crate) async fn next(&mut self) -> anyhow::Result<Delivery> {
+    pub(crate) async fn next(&mut self) -> anyhow::Result<LaneDelivery> {
         loop {
             match self.merged.next().await {
-                Some(Taken::Delivery(delivery)) => return Ok(*delivery),
+                Some(Taken::Delivery(lane, delivery)) => {
+                    return Ok(LaneDelivery {
+                        lane,
+                        delivery: *delivery,
+                    });
+                }
                 Some(Taken::Ended { queue, error }) => self.ended(&queue, error)?,
                 None => anyhow::bail!("no lane left to consume"),
             }
@@ -295,10 +344,15 @@ impl<'c> Lanes<'c> {
     }
 
     /// A delivery that is already there, if any.
-    pub(crate) fn next_now(&mut self) -> anyhow::Result<Option<Delivery>> {
+    pub(crate) fn next_now(&mut self) -> anyhow::Result<Option<LaneDelivery>> {
         loop {
             match self.merged.next().now_or_never() {
-                Some(Some(Taken::Delivery(delivery))) => return Ok(Some(*delivery)),
+                Some(Some(Taken::Delivery(lane, delivery))) => {
+                    return Ok(Some(LaneDelivery {
+                        lane,
+                        delivery: *delivery,
+                    }));
+                }
                 Some(Some(Taken::Ended { queue, error })) => self.ended(&queue, error)?,
                 Some(None) | None => return Ok(None),
             }
@@ -331,9 +385,18 @@ impl<'c> Lanes<'c> {
         Ok(())
     }
 
-    /// Makes each lane of `waits` wait: held when the wait is short, closed when it is long.
-    pub(crate) async fn wait(&mut self, waits: &[LaneWait]) {
+    /// Makes each lane of `waits` wait — held when the wait is short, closed when it is long —
+    /// and returns what of `batch` is handled now: a deferring wait puts its lane's deliveries
+    /// back in front of the lane, unless the lane has been deferring for longer than
+    /// [`HOLD_AT_MOST`]: then it closes for as long, and they are handled.
+    pub(crate) async fn wait(
+        &mut self,
+        waits: &[LaneWait],
+        batch: Vec<LaneDelivery>,
+    ) -> Vec<Delivery> {
         let now_system = std::time::SystemTime::now();
+        let now = Instant::now();
+        let mut deferring: HashSet<&str> = HashSet::new();
         for wait in waits {
             if wait.queue == self.main {
                 continue;
@@ -342,7 +405,7 @@ impl<'c> Lanes<'c> {
                 .until
                 .duration_since(now_system)
                 .unwrap_or(Duration::ZERO);
-            let until = Instant::now() + after;
+            let until = now + after;
             let Some(open) = self.open.get(wait.queue.as_str()) else {
                 if after > HOLD_AT_MOST {
                     self.closed.insert(wait.queue.clone(), until);
@@ -351,20 +414,40 @@ impl<'c> Lanes<'c> {
             };
             if self.closed.contains_key(&wait.queue) {
                 // Closing already: its stream ends once the cancellation is confirmed.
-                self.closed.insert(wait.queue.clone(), until);
+                self.closed
+                    .insert(wait.queue.clone(), until.max(self.closed[&wait.queue]));
                 continue;
             }
-            if after <= HOLD_AT_MOST {
-                *open.gate.held_until.lock().expect("not poisoned") = Some(until);
+            let deferred_too_long = wait.defer
+                && open
+                    .gate
+                    .state()
+                    .deferring_since
+                    .is_some_and(|since| now.duration_since(since) > HOLD_AT_MOST);
+            if after <= HOLD_AT_MOST && !deferred_too_long {
+                if wait.defer {
+                    open.gate.state().deferring_since.get_or_insert(now);
+                    deferring.insert(wait.queue.as_str());
+                }
+                open.gate.hold(until);
                 continue;
             }
-            *open.gate.held_until.lock().expect("not poisoned") = None;
+            let closed_until = if deferred_too_long {
+                now + HOLD_AT_MOST
+            } else {
+                until
+            };
+            {
+                let mut state = open.gate.state();
+                state.held_until = None;
+                state.deferring_since = None;
+            }
             info!(
                 lane = wait.queue,
-                wait_s = after.as_secs(),
-                "lane over its sender's limits; closing it until the wait is over"
+                wait_s = closed_until.duration_since(now).as_secs(),
+                "lane waiting for long; closing it until the wait is over"
             );
-            self.closed.insert(wait.queue.clone(), until);
+            self.closed.insert(wait.queue.clone(), closed_until);
             // What the broker already sent is still taken (and handled) until the stream ends.
             let tag = open.consumer.tag();
             if let Err(error) = open
@@ -375,6 +458,31 @@ impl<'c> Lanes<'c> {
                 warn!(lane = wait.queue, error = %error, "could not cancel a lane's consumer");
             }
         }
+        let mut now_handled = Vec::with_capacity(batch.len());
+        let mut put_back: HashMap<Arc<str>, Vec<Delivery>> = HashMap::new();
+        for LaneDelivery { lane, delivery } in batch {
+            if deferring.contains(&*lane) {
+                put_back.entry(lane).or_default().push(delivery);
+            } else {
+                if let Some(open) = self.open.get(&*lane) {
+                    open.gate.state().deferring_since = None;
+                }
+                now_handled.push(delivery);
+            }
+        }
+        for (lane, deliveries) in put_back {
+            match self.open.get(&*lane) {
+                Some(open) => {
+                    let mut state = open.gate.state();
+                    for delivery in deliveries.into_iter().rev() {
+                        state.deferred.push_front(delivery);
+                    }
+                }
+                // Not reachable (a deferring lane is open); handled rather than lost.
+                None => now_handled.extend(deliveries),
+            }
+        }
+        now_handled
     }
 
     /// Shutdown: takes what the broker sends until every lane's window is full (or `quiet`
@@ -390,7 +498,7 @@ impl<'c> Lanes<'c> {
         let window = self.window();
         while held.len() < window {
             match tokio::time::timeout(quiet, self.merged.next()).await {
-                Ok(Some(Taken::Delivery(delivery))) => held.push(*delivery),
+                Ok(Some(Taken::Delivery(_, delivery))) => held.push(*delivery),
                 Ok(Some(Taken::Ended { .. })) => {}
                 Ok(None) | Err(_) => break,
             }
@@ -409,7 +517,7 @@ impl<'c> Lanes<'c> {
             // Each stream ends once its cancellation is confirmed, after what came before it.
             while let Ok(Some(taken)) = tokio::time::timeout_at(deadline, self.merged.next()).await
             {
-                if let Taken::Delivery(delivery) = taken {
+                if let Taken::Delivery(_, delivery) = taken {
                     held.push(*delivery);
                 }
             }

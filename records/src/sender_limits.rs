@@ -7,7 +7,8 @@
 //! each publication taken moves it `1 / messages_per_second` later (from now when it is in the
 //! past), and a lane whose pace is more than [`BURST`] ahead waits until it is not, so a second's
 //! worth may come at once and the average is the limit whatever the number of replicas. Bytes
-//! are counted per UTC day; past `bytes_per_day`, the lane waits for the next day.
+//! are counted per UTC day; past `bytes_per_day`, the lane waits for the next day. And every
+//! sender, limited or not, has a bound on its messages in flight ([`in_flight`]).
 
 use chrono::{DateTime, Days, NaiveTime, TimeDelta, Utc};
 use sqlx::PgPool;
@@ -41,6 +42,22 @@ pub async fn lanes(pool: &PgPool) -> sqlx::Result<Vec<Lane>> {
          FROM senders s LEFT JOIN sender_usage u ON u.sender_id = s.id
          ORDER BY s.id",
     )
+    .fetch_all(pool)
+    .await
+}
+
+/// How many messages of each of `senders` are in flight: accepted, with no final status yet
+/// (an index holds only those). Senders with none are left out.
+pub async fn in_flight(pool: &PgPool, senders: &[&str]) -> sqlx::Result<Vec<(String, i64)>> {
+    if senders.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_as(
+        "SELECT sender_id, count(*) FROM messages
+         WHERE sender_id = ANY($1) AND status = 'accepted'
+         GROUP BY sender_id",
+    )
+    .bind(senders)
     .fetch_all(pool)
     .await
 }

@@ -43,6 +43,11 @@ pub struct Settings {
     pub delivery_budget_bytes: usize,
     /// Deliveries a stage processes in one database transaction, at most.
     pub batch_size: usize,
+    /// A sender's messages accepted and not yet final (`EBOX_INTAKE_IN_FLIGHT_PER_SENDER`)
+    /// past which intake takes no more from its lane until some are: the later stages' queues
+    /// then hold at most this many of one sender's, so that another sender's message never
+    /// waits behind a whole backlog there either.
+    pub in_flight_per_sender: u32,
     /// Where `/metrics`, `/livez` and `/readyz` are served.
     pub metrics_addr: SocketAddr,
     /// `tracing` filter, e.g. `info` or `info,queues=debug`.
@@ -204,6 +209,7 @@ impl fmt::Debug for Settings {
             .field("delivery_budget_bytes", &self.delivery_budget_bytes)
             .field("prefetch", &self.prefetch)
             .field("batch_size", &self.batch_size)
+            .field("in_flight_per_sender", &self.in_flight_per_sender)
             .field("metrics_addr", &self.metrics_addr)
             .field("log_filter", &self.log_filter)
             .field("log_format", &self.log_format)
@@ -316,6 +322,7 @@ impl Settings {
                 delivery_budget_bytes: limits.delivery_budget_bytes?,
                 prefetch: limits.prefetch?,
                 batch_size: limits.batch_size?,
+                in_flight_per_sender: limits.in_flight_per_sender?,
                 metrics_addr: telemetry.metrics_addr?,
                 log_filter: telemetry.log_filter?,
                 log_format: telemetry.log_format?,
@@ -527,6 +534,7 @@ struct PipelineLimits {
     delivery_budget_bytes: Option<usize>,
     prefetch: Option<u16>,
     batch_size: Option<usize>,
+    in_flight_per_sender: Option<u32>,
 }
 
 fn read_pipeline_limits(env: &mut Env) -> PipelineLimits {
@@ -539,6 +547,9 @@ fn read_pipeline_limits(env: &mut Env) -> PipelineLimits {
         }),
         prefetch: env.optional("EBOX_PREFETCH", 64, |v| parse_in(v, 1..=1000)),
         batch_size: env.optional("EBOX_BATCH_SIZE", 32, |v| parse_in(v, 1..=1000)),
+        in_flight_per_sender: env.optional("EBOX_INTAKE_IN_FLIGHT_PER_SENDER", 256, |v| {
+            parse_in(v, 1..=1_000_000)
+        }),
     }
 }
 

@@ -236,3 +236,58 @@ async fn lanes_are_their_senders_own_and_a_limited_sender_keeps_to_its_own() {
     let accepted = publish_and_wait(&mut previous_release, "ref-shared-ok", TYPE_V2, &body).await;
     assert_eq!(accepted.status, Status::Accepted, "{accepted:?}");
 }
+
+/// Messages in flight: with intake alone running nothing leaves `accepted`, so a sender stops
+/// being taken at its bound (`EBOX_INTAKE_IN_FLIGHT_PER_SENDER`) while another sender's
+/// message still is; the rest waits in its lane, refused nothing, and is taken once the
+/// later stages bring the messages in flight to their final status.
+#[tokio::test]
+async fn a_sender_at_its_bound_of_messages_in_flight_waits_in_its_lane_while_the_others_go_on() {
+    const BOUND: i64 = 3;
+    const BACKLOG: usize = 10;
+    let mut app = spawn_app_with(Options {
+        vars: vec![(
+            "EBOX_INTAKE_IN_FLIGHT_PER_SENDER".to_owned(),
+            BOUND.to_string(),
+        )],
+        ..Options::default()
+    })
+    .await;
+    app.grant_consent(SAMPLE_SSIN).await;
+    let body = body();
+    let big_id = format!("inss-{}", app.id);
+    let big = app.second_sender(&big_id, "").await;
+    until_consumed(&app, &big_id).await;
+
+    publish_all(&big, "ref-flight", BACKLOG, &body).await;
+    eventually("the big sender's first messages to be accepted", || async {
+        count(&app, &big_id, "accepted").await == BOUND
+    })
+    .await;
+    // Barrier: the small sender's message is accepted while the big one is at its bound.
+    let mut small = app.sender().await;
+    let answer = publish_and_wait(&mut small, "ref-small", TYPE_V2, &body).await;
+    assert_eq!(answer.status, Status::Accepted, "{answer:?}");
+    assert_eq!(
+        count(&app, &big_id, "accepted").await,
+        BOUND,
+        "no more taken from the big sender's lane"
+    );
+    assert!(
+        depth(&app, &intake_lane(&big_id)).await >= BACKLOG as i64 - BOUND - 1,
+        "the rest waits in the lane (one may be held by intake)"
+    );
+
+    // The later stages publish what is in flight: the rest is taken.
+    app.stop_workers().await;
+    app.start_workers(&ebox::workers::Worker::ALL).await;
+    let deadline = tokio::time::Instant::now() + WAIT * 3;
+    while count(&app, &big_id, "published").await < BACKLOG as i64 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the big sender's backlog drains"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(count(&app, &big_id, "rejected").await, 0);
+}

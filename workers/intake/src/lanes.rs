@@ -7,6 +7,10 @@
 //! ([`records::sender_limits::charge`]) and a sender over a limit has its lane wait: nothing is
 //! refused for being over a limit, it is taken later.
 //!
+//! Every sender also has a bound on its messages in flight (accepted, no final status yet):
+//! past it, its lane waits a moment ([`IN_FLIGHT_RECHECK`]) before intake takes more, so the
+//! later stages' queues never hold a whole backlog of one sender in front of another's message.
+//!
 //! Two publications are refused, with a status the sender hears: one that came by another
 //! sender's lane (`WRONG_LANE`: it would spend that sender's turns and limits), and one from a
 //! sender with limits on the shared lane (`OWN_LANE_REQUIRED`: there its backlog would stand in
@@ -22,6 +26,7 @@ use records::sender_limits::{self, Charge};
 use sqlx::PgPool;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
 
 /// Why a publication may not come by the lane it came by, if it may not.
 pub(crate) fn refusal(received: &Received<'_>) -> Option<Rejection> {
@@ -42,14 +47,32 @@ pub(crate) fn refusal(received: &Received<'_>) -> Option<Rejection> {
     }
 }
 
+/// How long a lane over its sender's bound on messages in flight waits before intake looks
+/// again.
+pub const IN_FLIGHT_RECHECK: Duration = Duration::from_millis(50);
+
 /// The senders' lanes as last looked up, with which senders have limits (those whose
-/// batches are charged).
-#[derive(Debug, Default)]
+/// batches are charged), and the bound on each sender's messages in flight.
+#[derive(Debug)]
 pub struct SenderLanes {
     limited: Mutex<HashSet<String>>,
+    in_flight_per_sender: i64,
+}
+
+impl Default for SenderLanes {
+    fn default() -> Self {
+        Self::new(256)
+    }
 }
 
 impl SenderLanes {
+    pub fn new(in_flight_per_sender: u32) -> Self {
+        Self {
+            limited: Mutex::new(HashSet::new()),
+            in_flight_per_sender: i64::from(in_flight_per_sender),
+        }
+    }
+
     /// Every sender's lane, each limited one holding no more than a second's worth.
     pub async fn specs(&self, pool: &PgPool) -> anyhow::Result<Vec<LaneSpec>> {
         let lanes = sender_limits::lanes(pool).await?;
@@ -71,27 +94,51 @@ impl SenderLanes {
             .collect())
     }
 
-    /// Charges what `batch` took from the limited senders' own lanes — first deliveries only
-    /// (a redelivery was charged when it first came), and only a sender's own publications
-    /// (another's are refused as `WRONG_LANE`) — and says which lanes wait. No statement when
-    /// none of the batch is charged.
+    /// Says which lanes of `batch` wait: those whose sender has too many messages in flight
+    /// (looked up for the senders of the batch's own-lane publications), and those of limited
+    /// senders over a limit once what the batch took from their own lanes is charged — first
+    /// deliveries only (a redelivery was charged when it first came), and only a sender's own
+    /// publications (another's are refused as `WRONG_LANE`). At most two statements; none for
+    /// a batch from the shared lane only.
     pub async fn admit(
         &self,
         pool: &PgPool,
         batch: &[Incoming<'_>],
     ) -> anyhow::Result<Vec<LaneWait>> {
-        let charges = self.charges(batch);
-        if charges.is_empty() {
-            return Ok(Vec::new());
-        }
-        let waits = sender_limits::charge(pool, &charges).await?;
-        Ok(waits
+        let owners = own_lane_senders(batch);
+        let full: Vec<String> = sender_limits::in_flight(pool, &owners)
+            .await?
             .into_iter()
-            .map(|wait| LaneWait {
-                queue: intake_lane(&wait.sender_id),
-                until: wait.until.into(),
+            .filter(|(_, in_flight)| *in_flight >= self.in_flight_per_sender)
+            .map(|(sender_id, _)| sender_id)
+            .collect();
+        // Their publications in the batch are put back, not handled: nor charged.
+        let mut waits: Vec<LaneWait> = full
+            .iter()
+            .map(|sender_id| LaneWait {
+                queue: intake_lane(sender_id),
+                until: SystemTime::now() + IN_FLIGHT_RECHECK,
+                defer: true,
             })
-            .collect())
+            .collect();
+        let charges: Vec<Charge> = self
+            .charges(batch)
+            .into_iter()
+            .filter(|charge| !full.contains(&charge.sender_id))
+            .collect();
+        if !charges.is_empty() {
+            waits.extend(
+                sender_limits::charge(pool, &charges)
+                    .await?
+                    .into_iter()
+                    .map(|wait| LaneWait {
+                        queue: intake_lane(&wait.sender_id),
+                        until: wait.until.into(),
+                        defer: false,
+                    }),
+            );
+        }
+        Ok(waits)
     }
 
     fn charges(&self, batch: &[Incoming<'_>]) -> Vec<Charge> {
@@ -118,6 +165,21 @@ impl SenderLanes {
             })
             .collect()
     }
+}
+
+/// The senders whose own lanes `batch` came from (their own publications only).
+fn own_lane_senders<'a>(batch: &[Incoming<'a>]) -> Vec<&'a str> {
+    let mut senders: Vec<&str> = batch
+        .iter()
+        .filter_map(|incoming| {
+            let owner = lane_owner(incoming.routing_key)?;
+            let user = incoming.properties.user_id().as_ref().map(|u| u.as_str());
+            (user == Some(owner)).then_some(owner)
+        })
+        .collect();
+    senders.sort_unstable();
+    senders.dedup();
+    senders
 }
 
 #[cfg(test)]
@@ -167,5 +229,6 @@ mod tests {
             }]
         );
         assert!(limited(&[]).charges(&batch).is_empty(), "nobody limited");
+        assert_eq!(own_lane_senders(&batch), ["onem", "riziv"]);
     }
 }

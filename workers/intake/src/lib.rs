@@ -83,6 +83,13 @@ impl Intake {
         }
     }
 
+    /// Takes no more from a sender's own lane while it has `n` messages in flight (accepted,
+    /// no final status yet).
+    pub fn with_in_flight_per_sender(mut self, n: u32) -> Self {
+        self.lanes = lanes::SenderLanes::new(n);
+        self
+    }
+
     /// Trusts publications from `user` (the service's own broker user) to name their sender
     /// in [`REPLAYED_FOR`]: that is how a parked publication is replayed, since a copy cannot
     /// carry the sender's `user_id`.
