@@ -73,20 +73,29 @@ pub struct Summary {
     ebox_size: f64,
 }
 
-/// When the citizen last used their eBox before this call: their latest call that succeeded
-/// (a `consultation` or an `update`), as the audit trail records it. The trail already holds
-/// every such call, written once the call is answered, so this one is not counted and nothing
-/// is written twice; refused calls are not an access. A partial index on (citizen, time) makes
-/// it one index probe (migration `20261207000005_contract.sql`).
+/// When the citizen last used their eBox before this call: their latest call to their own
+/// messages that succeeded (`/ebox` or `/ebox/messages/**`, a `consultation` or an `update`), as
+/// the audit trail records it. Reference data and logos are no use of the eBox: the portal
+/// fetches them for its pages, whatever the citizen does. The trail already holds every such
+/// call, written once the call is answered, so this one is not counted and nothing is written
+/// twice; refused calls are not an access. A partial index on (citizen, time) makes it one
+/// index range (migration `20261207000005_contract.sql`). The paths are matched under the base
+/// path the API serves now, as the records have the URL as the client sent it.
 async fn last_consultation(
     state: &AppState,
     citizen: &CitizenKeys,
 ) -> Result<Option<DateTime<Utc>>, ApiError> {
+    let ebox = format!("{}/ebox", state.base_path.trim_end_matches('/'));
+    let messages = format!("{ebox}/messages");
     Ok(sqlx::query_scalar(
         "SELECT max(at) FROM audit_events
-          WHERE ssin_hash = ANY($1) AND stage = 'api' AND action IN ('consultation', 'update')",
+          WHERE ssin_hash = ANY($1) AND stage = 'api' AND action IN ('consultation', 'update')
+            AND (split_part(details->>'url', '?', 1) IN ($2, $3)
+                 OR starts_with(split_part(details->>'url', '?', 1), $3 || '/'))",
     )
     .bind(citizen.all())
+    .bind(&ebox)
+    .bind(&messages)
     .fetch_one(&state.pool)
     .await?)
 }

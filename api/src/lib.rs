@@ -44,7 +44,8 @@ use domain::citizen::SsinHasher;
 use sqlx::PgPool;
 use std::sync::Arc;
 
-/// The project's own OpenAPI document: what this service implements of the contract.
+/// The project's own OpenAPI document: every path this router serves, its parameters, answers
+/// and schemas (the end-to-end tests check every answer they receive against it).
 pub const OPENAPI: &str = include_str!("../openapi.yaml");
 
 pub struct AppState {

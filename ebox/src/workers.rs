@@ -194,6 +194,12 @@ pub fn spawn(
                     settings.notify_retry_for,
                 )?;
                 tasks.run(callbacks, notify::status_callbacks::EVERY);
+                // Sent callbacks are kept for EBOX_STATUS_CALLBACK_RETENTION_DAYS, then deleted.
+                let retention = notify::status_callbacks::retention::SentCallbackRetention::new(
+                    pool.clone(),
+                    settings.status_callback_retention,
+                );
+                tasks.run(retention, notify::status_callbacks::retention::EVERY);
             }
         }
     }

@@ -67,6 +67,10 @@ pub struct Settings {
     /// `ebox notifications retry`) before it is abandoned: long enough to outlast a relay or a
     /// partner down for hours.
     pub notify_retry_for: std::time::Duration,
+    /// How long a status callback that was sent is kept before the notify process deletes it
+    /// (`EBOX_STATUS_CALLBACK_RETENTION_DAYS`): within it, a status event sent again is not
+    /// called back twice.
+    pub status_callback_retention: std::time::Duration,
     /// This document provider's id in the events it publishes (`eventProviderId`).
     pub provider_id: String,
     /// How often the store worker looks for expired documents to delete.
@@ -224,6 +228,7 @@ impl fmt::Debug for Settings {
             .field("mail_from", &self.mail_from)
             .field("portal_url", &self.portal_url)
             .field("notify_retry_for", &self.notify_retry_for)
+            .field("status_callback_retention", &self.status_callback_retention)
             .field("provider_id", &self.provider_id)
             .field("event_engine", &self.event_engine)
             .field(
@@ -331,6 +336,7 @@ impl Settings {
                 mail_from: notifications.mail_from?,
                 portal_url: notifications.portal_url?,
                 notify_retry_for: notifications.notify_retry_for?,
+                status_callback_retention: notifications.status_callback_retention?,
                 provider_id: provider_id?,
                 retention_interval: retention_interval?,
                 stuck_after: stuck_after?,
@@ -668,6 +674,7 @@ struct Notifications {
     mail_from: Option<String>,
     portal_url: Option<String>,
     notify_retry_for: Option<std::time::Duration>,
+    status_callback_retention: Option<std::time::Duration>,
 }
 
 fn read_notifications(env: &mut Env) -> Notifications {
@@ -697,11 +704,17 @@ fn read_notifications(env: &mut Env) -> Notifications {
         std::time::Duration::from_secs(72 * 3600),
         |v| parse_duration_in(v, 60..=30 * 86_400),
     );
+    let status_callback_retention = env.optional(
+        "EBOX_STATUS_CALLBACK_RETENTION_DAYS",
+        std::time::Duration::from_secs(30 * 86_400),
+        |v| parse_in::<u64>(v, 1..=3650).map(|d| std::time::Duration::from_secs(d * 86_400)),
+    );
     Notifications {
         smtp_url,
         mail_from,
         portal_url,
         notify_retry_for,
+        status_callback_retention,
     }
 }
 
@@ -1561,6 +1574,28 @@ mod tests {
                     "{key}={raw}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn sent_status_callbacks_are_kept_30_days_unless_told_from_1_to_3650() {
+        let days = |d: u64| std::time::Duration::from_secs(d * 86_400);
+        let settings = Settings::from_vars(with(&[])).expect("the default");
+        assert_eq!(settings.status_callback_retention, days(30));
+        for (raw, expected) in [("1", days(1)), ("3650", days(3650))] {
+            let settings =
+                Settings::from_vars(with(&[("EBOX_STATUS_CALLBACK_RETENTION_DAYS", raw)]))
+                    .expect(raw);
+            assert_eq!(settings.status_callback_retention, expected, "{raw}");
+        }
+        for raw in ["0", "3651", "30d", "x"] {
+            let errors = Settings::from_vars(with(&[("EBOX_STATUS_CALLBACK_RETENTION_DAYS", raw)]))
+                .expect_err(raw);
+            assert_eq!(
+                errors.0,
+                ["EBOX_STATUS_CALLBACK_RETENTION_DAYS must be a whole number from 1 to 3650"],
+                "{raw}"
+            );
         }
     }
 

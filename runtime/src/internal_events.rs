@@ -85,6 +85,16 @@ domain::vocabulary! {
     }
 }
 
+domain::vocabulary! {
+    /// What became of a sender's status callback.
+    pub enum CallbackResult {
+        Queued => "queued",
+        Sent => "sent",
+        Retry => "retry",
+        Failed => "failed",
+    }
+}
+
 impl NotificationResult {
     /// Whether a notification on `channel` can end this way: `none` is always skipped, a
     /// channel with a target is queued, then sent, retried or abandoned.
@@ -216,6 +226,87 @@ impl OutboxBacklog {
         METRICS
             .notification_outbox_oldest_seconds
             .set(self.oldest.as_secs_f64());
+    }
+}
+
+/// The status callbacks' outbox, as their dispatcher found it.
+pub struct CallbackBacklog {
+    pub pending: i64,
+    pub oldest: Duration,
+}
+
+impl CallbackBacklog {
+    pub fn emit(self) {
+        debug!(
+            pending = self.pending,
+            oldest_s = self.oldest.as_secs(),
+            "status callback outbox"
+        );
+        METRICS.status_callback_outbox_pending.set(self.pending);
+        METRICS
+            .status_callback_outbox_oldest_seconds
+            .set(self.oldest.as_secs_f64());
+    }
+}
+
+/// A status event was recorded to be called back to its sender.
+pub struct StatusCallbackQueued<'a> {
+    pub sender_id: &'a str,
+    pub key: &'a str,
+    pub status: &'a str,
+}
+
+impl StatusCallbackQueued<'_> {
+    pub fn emit(self) {
+        let (key, sender, status) = (self.key, self.sender_id, self.status);
+        info!(key, sender, status, "status callback queued");
+        METRICS
+            .status_callbacks_total
+            .with_label_values(&[CallbackResult::Queued.as_str()])
+            .inc();
+    }
+}
+
+/// The dispatcher sent a status callback, will retry it, or abandoned it.
+pub struct StatusCallbackSettled<'a> {
+    pub sender_id: &'a str,
+    pub key: &'a str,
+    pub status: &'a str,
+    pub result: CallbackResult,
+    pub attempts: i32,
+    pub error: Option<&'a str>,
+    pub retry_in: Option<Duration>,
+}
+
+impl StatusCallbackSettled<'_> {
+    pub fn emit(self) {
+        let (key, sender, status, attempts, error) = (
+            self.key,
+            self.sender_id,
+            self.status,
+            self.attempts,
+            self.error,
+        );
+        match self.result {
+            CallbackResult::Sent => info!(key, sender, status, attempts, "status callback sent"),
+            CallbackResult::Retry => warn!(
+                key,
+                sender,
+                status,
+                attempts,
+                error,
+                retry_in_ms = self.retry_in.map(|d| d.as_millis() as u64),
+                "status callback failed; retrying"
+            ),
+            _ => warn!(
+                key,
+                sender, status, attempts, error, "status callback abandoned"
+            ),
+        }
+        METRICS
+            .status_callbacks_total
+            .with_label_values(&[self.result.as_str()])
+            .inc();
     }
 }
 

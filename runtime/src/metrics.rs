@@ -3,8 +3,8 @@
 //! and the small HTTP server that exposes them with the health probes.
 
 use crate::internal_events::{
-    DeliveryOutcome, IntakeOutcome, NotificationResult, PassResult, PublishResult, RelayFault,
-    RelayResult,
+    CallbackResult, DeliveryOutcome, IntakeOutcome, NotificationResult, PassResult, PublishResult,
+    RelayFault, RelayResult,
 };
 use axum::Router;
 use axum::http::StatusCode;
@@ -73,6 +73,12 @@ pub struct Metrics {
     pub notification_outbox_pending: IntGauge,
     /// How long the oldest of them has waited since it was queued or re-queued (0 when none).
     pub notification_outbox_oldest_seconds: Gauge,
+    /// Senders' status callbacks. Label: `result` (`queued`, `sent`, `retry`, `failed`).
+    pub status_callbacks_total: IntCounterVec,
+    /// Status callbacks in their outbox not yet sent nor abandoned.
+    pub status_callback_outbox_pending: IntGauge,
+    /// How long the oldest of them has waited since it was queued or re-queued (0 when none).
+    pub status_callback_outbox_oldest_seconds: Gauge,
     /// Events the event relay settled with the event engine. Label: `result` (`delivered`,
     /// `already_delivered`: a 409, `parked`: refused for good, or behind one that was).
     pub event_relay_events_total: IntCounterVec,
@@ -225,6 +231,21 @@ impl Metrics {
                 "ebox_notification_outbox_oldest_seconds",
                 "How long the oldest pending notification has waited since it was queued",
             ),
+            status_callbacks_total: counter(
+                "ebox_status_callbacks_total",
+                "Senders' status callbacks by result",
+                &["result"],
+            ),
+            status_callback_outbox_pending: gauge(
+                &registry,
+                "ebox_status_callback_outbox_pending",
+                "Status callbacks in the outbox not yet sent nor abandoned",
+            ),
+            status_callback_outbox_oldest_seconds: float_gauge(
+                &registry,
+                "ebox_status_callback_outbox_oldest_seconds",
+                "How long the oldest pending status callback has waited since it was queued",
+            ),
             event_relay_events_total: counter(
                 "ebox_event_relay_events_total",
                 "Events the event relay settled with the event engine, by result",
@@ -312,6 +333,10 @@ impl Metrics {
         for decision in ConsentDecision::ALL {
             self.consent_decisions_total
                 .with_label_values(&[decision.as_str()]);
+        }
+        for result in CallbackResult::ALL {
+            self.status_callbacks_total
+                .with_label_values(&[result.as_str()]);
         }
         for channel in ChannelKind::ALL {
             for result in NotificationResult::ALL {

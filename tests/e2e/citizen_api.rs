@@ -1059,7 +1059,7 @@ async fn after_the_national_number_key_rotates_old_records_are_still_found() {
         .await
         .expect("the API starts with the rotated key");
     let api = Api {
-        base: format!("http://{addr}"),
+        base: app.front(addr).await,
         http: reqwest::Client::new(),
     };
 

@@ -66,7 +66,7 @@ fn the_schema_refuses_an_event_in_the_enterprise_shape_or_with_a_recipient_objec
         "receiptDate": "2026-12-07T10:00:00.123456Z",
         "expirationDate": "2027-12-07T10:00:00Z",
         "registeredMail": false,
-        "subject": {"nl": "Uw attest"},
+        "subject": {"nl": "Uw attest", "fr": "Votre attestation", "de": "Ihre Bescheinigung"},
     });
     assert_valid("EboxCitizenDocumentEvent", &event);
     let root = {

@@ -1,6 +1,7 @@
 //! `spawn_app()`: a fresh database, a fresh vhost with a registered sender, and the workers
 //! running in-process against them.
 
+use crate::conformance::front::{self, Violations};
 use domain::citizen::SsinHasher;
 use domain::registry::RegistryFile;
 use domain::status::StatusEvent;
@@ -71,8 +72,11 @@ pub struct TestApp {
     /// What the notify worker sent through the test's own SMTP server.
     pub mails: mpsc::UnboundedReceiver<Mail>,
     pub hasher: SsinHasher,
-    /// The API's root URL, when it runs.
+    /// The API's root URL, when it runs: a front that checks every answer against
+    /// `api/openapi.yaml` ([`crate::conformance`]).
     pub api: Option<String>,
+    /// The answers of the API that did not conform: the test fails with them when it ends.
+    violations: Violations,
     /// Broker users created for this test, removed with it.
     users: std::sync::Mutex<Vec<String>>,
     /// The PostgreSQL login role of [`Options::runtime_role`], dropped with the test.
@@ -274,11 +278,12 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         readiness.extend(ready);
         tasks.spawn(async move { while spawned.join_next().await.is_some() {} });
     }
+    let violations = Violations::default();
     let api = if options.api {
         let addr = workers::start_api(&as_component("api"), &pool, &mut tasks, &shutdown)
             .await
             .expect("the API starts");
-        Some(format!("http://{addr}"))
+        Some(front::start(addr, &settings.api_base_path, violations.clone()).await)
     } else {
         None
     };
@@ -297,6 +302,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         mails,
         hasher,
         api,
+        violations,
         users: std::sync::Mutex::new(users),
         runtime_role,
         liveness,
@@ -546,6 +552,17 @@ impl TestApp {
         tx.commit().await.expect("commit");
     }
 
+    /// How many answers of the API were checked against `api/openapi.yaml` so far.
+    pub fn answers_checked(&self) -> usize {
+        self.violations.checked()
+    }
+
+    /// The root URL of a front for another API the test started at `addr`, whose answers are
+    /// checked like the harness's.
+    pub async fn front(&self, addr: std::net::SocketAddr) -> String {
+        front::start(addr, &self.settings.api_base_path, self.violations.clone()).await
+    }
+
     /// A connection with the service's own user, to look into internal queues.
     pub async fn service_channel(&self) -> lapin::Channel {
         let connection = queues::driver::connect(&self.settings.amqp_url, "test inspector")
@@ -639,12 +656,27 @@ impl TestApp {
 impl Drop for TestApp {
     /// Stops the workers and removes the test's vhost, broker users and database: the broker
     /// slows to a halt when hundreds of idle quorum queues pile up. `EBOX_TEST_KEEP=1` keeps
-    /// them for inspection (`scripts/test.sh` sweeps leftovers before each run).
+    /// them for inspection (`scripts/test.sh` sweeps leftovers before each run). Then fails the
+    /// test if an answer of the API was not as `api/openapi.yaml` describes it.
     fn drop(&mut self) {
         self.shutdown.cancel();
-        if std::env::var_os("EBOX_TEST_KEEP").is_some() {
-            return;
+        if std::env::var_os("EBOX_TEST_KEEP").is_none() {
+            self.clean_up();
         }
+        let violations = self.violations.take();
+        if !violations.is_empty() && !std::thread::panicking() {
+            panic!(
+                "{} answer(s) of the API not as api/openapi.yaml describes them:\n{}",
+                violations.len(),
+                violations.join("\n")
+            );
+        }
+    }
+}
+
+impl TestApp {
+    /// Removes the test's vhost, broker users, database and runtime role.
+    fn clean_up(&mut self) {
         let vhost = self.vhost.clone();
         let users: Vec<String> = self.users.lock().map(|u| u.clone()).unwrap_or_default();
         let database = format!("ebox_test_{}", self.id);

@@ -6,6 +6,7 @@ mod api_audit;
 mod audit;
 mod broker_users;
 mod citizen_api;
+mod conformance;
 mod contract;
 mod driver;
 mod event_engine;

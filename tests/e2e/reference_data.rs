@@ -375,3 +375,44 @@ async fn a_withdrawn_sender_is_still_shown_while_its_message_is_live_but_may_not
         .await;
     assert_eq!(list["totalItems"], 0, "{list}");
 }
+
+#[tokio::test]
+async fn fetching_reference_data_and_logos_is_not_a_use_of_the_citizens_ebox() {
+    let app = spawn_app_with(Options {
+        api: true,
+        ..Options::default()
+    })
+    .await;
+    let _dir = load_showing(&app).await;
+    let api = Api::of(&app);
+    let token = citizen_token(SAMPLE_SSIN);
+    let organization = format!("/referenceData/senderOrganizations/{ORGANIZATION}");
+    for path in [
+        "/referenceData/messageTypes".to_owned(),
+        format!("{organization}/images/onem-logo/content"),
+        organization,
+        "/referenceData/senderApplications/unemployment/images/app-logo/content".to_owned(),
+    ] {
+        let response = api.get_raw(&path, &token).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+    }
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_events
+          WHERE stage = 'api' AND action = 'consultation' AND details->>'url' LIKE '/referenceData/%'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("the audit trail");
+    assert_eq!(audited, 4, "each fetch is on the trail, as a consultation");
+
+    let (status, summary) = api.get("/ebox", Some(&token)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        summary.get("lastConsultationDate"),
+        None,
+        "reference data is no use of the eBox: {summary:#}"
+    );
+    // Their own messages are: the summary just answered counts for the next one.
+    let (_, summary) = api.get("/ebox", Some(&token)).await;
+    assert!(summary["lastConsultationDate"].is_string(), "{summary:#}");
+}

@@ -1,7 +1,9 @@
 //! Status callbacks (docs/sender-contract.md, "Status callbacks"): a sender with a
 //! `statusWebhookUrl` hears each status event over HTTP as well, signed, retried after a 500,
 //! once per (message, status) however often the event is delivered; a sender without one hears
-//! nothing over HTTP. A real HTTP server on loopback stands for the sender's endpoint.
+//! nothing over HTTP. A real HTTP server on loopback stands for the sender's endpoint. Each
+//! step is counted; a callback sent longer ago than the retention period is deleted, and no
+//! other.
 
 use crate::helpers::*;
 use domain::status::{Status, StatusEvent};
@@ -11,7 +13,18 @@ use lapin::BasicProperties;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::ShortString;
 use queues::topology::{STATUS_EXCHANGE, status_routing_key};
+use runtime::metrics::METRICS;
 use std::collections::HashMap;
+use std::time::Duration;
+
+/// `ebox_status_callbacks_total{result}` now. The counters are the process's, shared by the
+/// tests running beside this one: a test compares what it did with how much they moved.
+fn counted(result: &str) -> u64 {
+    METRICS
+        .status_callbacks_total
+        .with_label_values(&[result])
+        .get()
+}
 
 /// The test registry: the test's sender with a status webhook, and `other` without.
 fn registry(app: &TestApp, endpoint: std::net::SocketAddr, other: &str) -> String {
@@ -94,6 +107,7 @@ async fn calls_until(
 async fn status_callbacks_are_signed_retried_once_per_status_and_only_for_senders_that_asked() {
     let (endpoint, mut calls) = start_webhook_endpoint("/ebox/status").await;
     let secret = "sender-status-secret";
+    let before: Vec<u64> = ["queued", "sent", "retry"].map(counted).to_vec();
     let app = spawn_app_with(Options {
         vars: vec![(
             "EBOX_PARTNER_ONEM_STATUS_SECRET".to_owned(),
@@ -271,4 +285,99 @@ async fn status_callbacks_are_signed_retried_once_per_status_and_only_for_sender
         .expect("count");
     assert_eq!(rows, 5, "nothing recorded for the sender without a webhook");
     assert!(calls.try_recv().is_err(), "nothing more once each said 200");
+    let moved: Vec<u64> = ["queued", "sent", "retry"]
+        .iter()
+        .zip(&before)
+        .map(|(result, before)| counted(result) - before)
+        .collect();
+    assert!(
+        moved[0] >= 5 && moved[1] >= 5 && moved[2] >= 1,
+        "queued, sent, retry counted: {moved:?}"
+    );
+    let rendered = METRICS.render();
+    for gauge in [
+        "ebox_status_callback_outbox_pending",
+        "ebox_status_callback_outbox_oldest_seconds",
+    ] {
+        assert!(rendered.contains(gauge), "{gauge} exported");
+    }
+}
+
+/// A status callback as the outbox holds it, `state`, created and (when sent) sent `days_ago`.
+async fn callback(app: &TestApp, reference: &str, state: &str, days_ago: i32) -> uuid::Uuid {
+    let key = uuid::Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO status_callbacks (idempotency_key, sender_id, sender_reference, status, body,
+                                       state, created_at, retry_from, sent_at)
+         VALUES ($1, $2, $3, 'accepted', ''::bytea, $4, now() - make_interval(days => $5),
+                 now() - make_interval(days => $5),
+                 CASE WHEN $4 = 'sent' THEN now() - make_interval(days => $5) END)",
+    )
+    .bind(key)
+    .bind(&app.sender_id)
+    .bind(reference)
+    .bind(state)
+    .bind(days_ago)
+    .execute(&app.pool)
+    .await
+    .expect("a status callback");
+    key
+}
+
+#[tokio::test]
+async fn a_callback_sent_longer_ago_than_the_retention_period_is_deleted_and_no_other() {
+    use notify::status_callbacks::retention::SentCallbackRetention;
+    use runtime::jobs::{Job, Pass};
+    let app = spawn_app().await;
+    callback(&app, "sent-long-ago", "sent", 31).await;
+    let kept = [
+        callback(&app, "sent-lately", "sent", 29).await,
+        callback(&app, "pending-long", "pending", 40).await,
+        callback(&app, "abandoned-long", "failed", 40).await,
+    ];
+    let mut retention =
+        SentCallbackRetention::new(app.pool.clone(), Duration::from_secs(30 * 86_400));
+    assert_eq!(retention.pass().await.expect("a pass"), Pass::Idle);
+    let mut left: Vec<uuid::Uuid> =
+        sqlx::query_scalar("SELECT idempotency_key FROM status_callbacks")
+            .fetch_all(&app.pool)
+            .await
+            .expect("the outbox");
+    left.sort();
+    let mut expected = kept.to_vec();
+    expected.sort();
+    assert_eq!(left, expected, "only the row sent 31 days ago is gone");
+    assert_eq!(retention.purge().await.expect("a purge"), 0, "nothing more");
+
+    // A shorter period takes the other sent row; pending and abandoned rows stay.
+    let shorter = SentCallbackRetention::new(app.pool.clone(), Duration::from_secs(86_400));
+    assert_eq!(shorter.purge().await.expect("a purge"), 1);
+}
+
+/// The notify process runs the retention job with `EBOX_STATUS_CALLBACK_RETENTION_DAYS`: a
+/// callback sent longer ago than that is gone soon after the process starts (its first pass
+/// runs at once), one sent since stays.
+#[tokio::test]
+async fn the_notify_process_deletes_callbacks_past_the_configured_retention() {
+    let mut app = spawn_app_with(Options {
+        vars: vec![(
+            "EBOX_STATUS_CALLBACK_RETENTION_DAYS".to_owned(),
+            "2".to_owned(),
+        )],
+        ..Options::default()
+    })
+    .await;
+    callback(&app, "sent-three-days-ago", "sent", 3).await;
+    let kept = callback(&app, "sent-yesterday", "sent", 1).await;
+    app.stop_workers().await;
+    app.start_workers(&[ebox::workers::Worker::Notify]).await;
+    eventually("the notify process to delete the old callback", || async {
+        let left: Vec<uuid::Uuid> =
+            sqlx::query_scalar("SELECT idempotency_key FROM status_callbacks")
+                .fetch_all(&app.pool)
+                .await
+                .expect("the outbox");
+        left == [kept]
+    })
+    .await;
 }

@@ -18,8 +18,15 @@
 //!   back-off ([`crate::dispatcher::retry_delay`]) for `EBOX_NOTIFY_RETRY_FOR`, then abandoned
 //!   (audited) until `ebox notifications retry --failed`.
 //!
+//! [`retention`] deletes the rows sent longer ago than `EBOX_STATUS_CALLBACK_RETENTION_DAYS`.
+//! Each step is counted (`ebox_status_callbacks_total`) and the dispatcher measures the
+//! outbox's backlog (`ebox_status_callback_outbox_pending`,
+//! `ebox_status_callback_outbox_oldest_seconds`).
+//!
 //! The one window left, as for a partner: a crash after the POST and before it is marked sent
 //! repeats it when its lease ends; the endpoint drops the repeat by its `Idempotency-Key`.
+
+pub mod retention;
 
 use crate::dispatcher::{POLL, listen, retry_delay};
 use crate::outbox::WAKE_CHANNEL;
@@ -30,11 +37,14 @@ use domain::status::StatusEvent;
 use queues::topology::STATUS_CALLBACKS_QUEUE;
 use queues::{Handler, HandlerError, Incoming, Outcome, Raw, ResultExt};
 use records::audit::AuditEvent;
+use runtime::internal_events::{
+    CallbackBacklog, CallbackResult, StatusCallbackQueued, StatusCallbackSettled,
+};
 use runtime::jobs::{Job, Pass};
 use sqlx::postgres::{PgListener, PgRow};
 use sqlx::{PgConnection, PgPool, Row as _};
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing::{info, warn};
 use uuid::Uuid;
 
@@ -90,6 +100,12 @@ impl Handler for StatusCallbacks {
                 "idempotencyKey": key,
             });
             audit.record(conn).await?;
+            StatusCallbackQueued {
+                sender_id,
+                key: &key.to_string(),
+                status: event.status.as_str(),
+            }
+            .emit();
         } else {
             info!(%key, "status callback already queued");
         }
@@ -174,6 +190,8 @@ pub struct CallbackDispatcher {
     retry_for: Duration,
     listener: Option<PgListener>,
     listen_tried: bool,
+    /// When the outbox's backlog was last measured: at most once every [`POLL`].
+    measured_at: Option<Instant>,
 }
 
 impl CallbackDispatcher {
@@ -189,7 +207,27 @@ impl CallbackDispatcher {
             retry_for,
             listener: None,
             listen_tried: false,
+            measured_at: None,
         })
+    }
+
+    /// Exports the outbox's backlog (`ebox_status_callback_outbox_pending`,
+    /// `ebox_status_callback_outbox_oldest_seconds`), when it was not measured within [`POLL`].
+    async fn measure_backlog(&mut self) -> anyhow::Result<()> {
+        if self.measured_at.is_some_and(|at| at.elapsed() < POLL) {
+            return Ok(());
+        }
+        let (pending, oldest): (i64, Option<chrono::DateTime<chrono::Utc>>) = sqlx::query_as(
+            "SELECT count(*), min(retry_from) FROM status_callbacks WHERE state = 'pending'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let oldest = oldest
+            .and_then(|since| (chrono::Utc::now() - since).to_std().ok())
+            .unwrap_or_default();
+        CallbackBacklog { pending, oldest }.emit();
+        self.measured_at = Some(Instant::now());
+        Ok(())
     }
 
     /// Claims one due callback, sends it and settles it; whether there was one.
@@ -321,17 +359,21 @@ impl CallbackDispatcher {
             audit.record(&mut tx).await?;
         }
         tx.commit().await?;
-        match (&error, action) {
-            (None, _) => {
-                info!(key = %claim.key, sender = %claim.sender_id, status = %claim.status, attempts = claim.attempts, "status callback sent")
-            }
-            (Some(error), Some(_)) => {
-                warn!(key = %claim.key, sender = %claim.sender_id, status = %claim.status, attempts = claim.attempts, %error, "status callback abandoned")
-            }
-            (Some(error), None) => {
-                warn!(key = %claim.key, sender = %claim.sender_id, status = %claim.status, attempts = claim.attempts, %error, retry_in_ms = after.as_millis() as u64, "status callback failed; retrying")
-            }
+        let result = match (&error, action) {
+            (None, _) => CallbackResult::Sent,
+            (Some(_), Some(_)) => CallbackResult::Failed,
+            (Some(_), None) => CallbackResult::Retry,
+        };
+        StatusCallbackSettled {
+            sender_id: &claim.sender_id,
+            key: &claim.key.to_string(),
+            status: &claim.status,
+            result,
+            attempts: claim.attempts,
+            error: error.as_deref(),
+            retry_in: (result == CallbackResult::Retry).then_some(after),
         }
+        .emit();
         Ok(())
     }
 }
@@ -342,6 +384,7 @@ impl Job for CallbackDispatcher {
     }
 
     async fn pass(&mut self) -> anyhow::Result<Pass> {
+        self.measure_backlog().await?;
         Ok(if self.dispatch_due().await? {
             Pass::More
         } else {
