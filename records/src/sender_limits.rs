@@ -70,13 +70,22 @@ pub struct Charge {
     pub bytes: i64,
 }
 
+/// A sender's limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// `messagesPerSecond`: its pace.
+    MessagesPerSecond,
+    /// `bytesPerDay`: the UTC day's bytes.
+    BytesPerDay,
+}
+
 /// Until when a limited sender's lane waits, after a charge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Wait {
     pub sender_id: String,
     pub until: DateTime<Utc>,
-    /// Which limit: `messages_per_second` or `bytes_per_day`.
-    pub limit: &'static str,
+    /// Which limit.
+    pub limit: Limit,
 }
 
 /// Charges what a batch took to the senders that have limits (one statement, whatever the
@@ -160,14 +169,14 @@ fn wait(
         return Some(Wait {
             sender_id,
             until: tomorrow.and_time(NaiveTime::MIN).and_utc(),
-            limit: "bytes_per_day",
+            limit: Limit::BytesPerDay,
         });
     }
     let until = paced_until - BURST;
     (until > now).then_some(Wait {
         sender_id,
         until,
-        limit: "messages_per_second",
+        limit: Limit::MessagesPerSecond,
     })
 }
 
@@ -203,7 +212,7 @@ mod tests {
         let waited =
             wait("a".into(), at("2026-12-08T10:00:03Z"), now, 0, Some(10)).expect("a wait");
         assert_eq!(waited.until, at("2026-12-08T10:00:02Z"));
-        assert_eq!(waited.limit, "messages_per_second");
+        assert_eq!(waited.limit, Limit::MessagesPerSecond);
     }
 
     #[test]
@@ -211,7 +220,7 @@ mod tests {
         let now = at("2026-12-08T23:59:59Z");
         let waited = wait("a".into(), now, now, 100, Some(100)).expect("a wait");
         assert_eq!(waited.until, at("2026-12-09T00:00:00Z"));
-        assert_eq!(waited.limit, "bytes_per_day");
+        assert_eq!(waited.limit, Limit::BytesPerDay);
         assert_eq!(wait("a".into(), now, now, 99, Some(100)), None);
     }
 }

@@ -37,6 +37,18 @@ domain::vocabulary! {
 }
 
 domain::vocabulary! {
+    /// Why intake made a sender's lane wait.
+    pub enum LaneWaitReason {
+        /// Over its `messagesPerSecond`.
+        MessagesPerSecond => "messages_per_second",
+        /// Over its `bytesPerDay`.
+        BytesPerDay => "bytes_per_day",
+        /// At its bound of messages in flight (`EBOX_INTAKE_IN_FLIGHT_PER_SENDER`).
+        InFlight => "in_flight",
+    }
+}
+
+domain::vocabulary! {
     /// What intake did with a publication.
     pub enum IntakeOutcome {
         Accepted => "accepted",
@@ -384,6 +396,35 @@ impl MessagePublished<'_> {
         METRICS
             .publishes_total
             .with_label_values(&[exchange, self.result.as_str()])
+            .inc();
+    }
+}
+
+/// Intake made a sender's lane wait: it takes nothing more from it for a while.
+pub struct LaneWaited<'a> {
+    pub sender: &'a str,
+    pub reason: LaneWaitReason,
+}
+
+impl LaneWaited<'_> {
+    pub fn emit(self) {
+        // The bound on messages in flight is looked at every 50 ms while it holds: debug.
+        if self.reason == LaneWaitReason::InFlight {
+            debug!(
+                sender = self.sender,
+                reason = self.reason.as_str(),
+                "lane waits"
+            );
+        } else {
+            info!(
+                sender = self.sender,
+                reason = self.reason.as_str(),
+                "lane waits"
+            );
+        }
+        METRICS
+            .intake_lane_waits_total
+            .with_label_values(&[self.reason.as_str()])
             .inc();
     }
 }

@@ -3,8 +3,8 @@
 //! and the small HTTP server that exposes them with the health probes.
 
 use crate::internal_events::{
-    CallbackResult, DeliveryOutcome, IntakeOutcome, NotificationResult, PassResult, PublishResult,
-    RelayFault, RelayResult,
+    CallbackResult, DeliveryOutcome, IntakeOutcome, LaneWaitReason, NotificationResult, PassResult,
+    PublishResult, RelayFault, RelayResult,
 };
 use axum::Router;
 use axum::http::StatusCode;
@@ -46,6 +46,9 @@ pub struct Metrics {
     /// Internal messages a stage refused because they disagree with the recorded state (a
     /// forgery, or a bug): nothing was done. Label: `stage`.
     pub internal_refused_total: IntCounterVec,
+    /// Times intake made a sender's lane wait. Label: `reason` (`messages_per_second`,
+    /// `bytes_per_day`, `in_flight`).
+    pub intake_lane_waits_total: IntCounterVec,
     /// Messages a stage parked because the broker would not take them. Label: `queue`.
     pub publishes_parked_total: IntCounterVec,
     /// Messages parked because the broker would not take them, waiting to be published again.
@@ -166,6 +169,11 @@ impl Metrics {
                 "ebox_internal_refused_total",
                 "Internal messages refused because they disagree with the recorded state",
                 &["stage"],
+            ),
+            intake_lane_waits_total: counter(
+                "ebox_intake_lane_waits_total",
+                "Times intake made a sender's lane wait, by reason",
+                &["reason"],
             ),
             publishes_parked_total: counter(
                 "ebox_publishes_parked_total",
@@ -329,6 +337,10 @@ impl Metrics {
                 self.intake_decisions_total
                     .with_label_values(&[outcome.as_str(), code.as_str()]);
             }
+        }
+        for reason in LaneWaitReason::ALL {
+            self.intake_lane_waits_total
+                .with_label_values(&[reason.as_str()]);
         }
         for decision in ConsentDecision::ALL {
             self.consent_decisions_total

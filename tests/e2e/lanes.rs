@@ -47,6 +47,15 @@ async fn until_consumed(app: &TestApp, sender: &str) {
     .await;
 }
 
+/// `ebox_intake_lane_waits_total{reason}` of this process (shared by the tests that run in it,
+/// so only ever compared with zero).
+fn waits_counted(reason: &str) -> u64 {
+    runtime::metrics::METRICS
+        .intake_lane_waits_total
+        .with_label_values(&[reason])
+        .get()
+}
+
 /// Messages ready in a queue, as the broker counts them now (the management API's figures lag
 /// by seconds).
 async fn depth(app: &TestApp, queue: &str) -> i64 {
@@ -107,6 +116,7 @@ async fn a_sender_over_its_days_bytes_waits_in_its_own_lane_while_the_others_go_
         .await
         .expect("the big sender's usage");
     assert!(used >= (size * 5 / 2) as i64, "{used} bytes charged");
+    assert!(waits_counted("bytes_per_day") > 0, "the wait is counted");
     for _ in 0..taken * 2 {
         let event = big.next_status(WAIT).await.expect("a status");
         assert!(
@@ -277,6 +287,7 @@ async fn a_sender_at_its_bound_of_messages_in_flight_waits_in_its_lane_while_the
         depth(&app, &intake_lane(&big_id)).await >= BACKLOG as i64 - BOUND - 1,
         "the rest waits in the lane (one may be held by intake)"
     );
+    assert!(waits_counted("in_flight") > 0, "the waits are counted");
 
     // The later stages publish what is in flight: the rest is taken.
     app.stop_workers().await;

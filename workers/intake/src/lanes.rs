@@ -22,7 +22,8 @@ use crate::validate::Rejection;
 use domain::status::Code;
 use queues::topology::{PUBLISH_ROUTING_KEY, intake_lane, lane_owner, lane_routing_key};
 use queues::{Incoming, LaneSpec, LaneWait};
-use records::sender_limits::{self, Charge};
+use records::sender_limits::{self, Charge, Limit};
+use runtime::internal_events::{LaneWaitReason, LaneWaited};
 use sqlx::PgPool;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
@@ -115,10 +116,17 @@ impl SenderLanes {
         // Their publications in the batch are put back, not handled: nor charged.
         let mut waits: Vec<LaneWait> = full
             .iter()
-            .map(|sender_id| LaneWait {
-                queue: intake_lane(sender_id),
-                until: SystemTime::now() + IN_FLIGHT_RECHECK,
-                defer: true,
+            .map(|sender_id| {
+                LaneWaited {
+                    sender: sender_id,
+                    reason: LaneWaitReason::InFlight,
+                }
+                .emit();
+                LaneWait {
+                    queue: intake_lane(sender_id),
+                    until: SystemTime::now() + IN_FLIGHT_RECHECK,
+                    defer: true,
+                }
             })
             .collect();
         let charges: Vec<Charge> = self
@@ -131,10 +139,20 @@ impl SenderLanes {
                 sender_limits::charge(pool, &charges)
                     .await?
                     .into_iter()
-                    .map(|wait| LaneWait {
-                        queue: intake_lane(&wait.sender_id),
-                        until: wait.until.into(),
-                        defer: false,
+                    .map(|wait| {
+                        LaneWaited {
+                            sender: &wait.sender_id,
+                            reason: match wait.limit {
+                                Limit::MessagesPerSecond => LaneWaitReason::MessagesPerSecond,
+                                Limit::BytesPerDay => LaneWaitReason::BytesPerDay,
+                            },
+                        }
+                        .emit();
+                        LaneWait {
+                            queue: intake_lane(&wait.sender_id),
+                            until: wait.until.into(),
+                            defer: false,
+                        }
                     }),
             );
         }
