@@ -288,34 +288,32 @@ pub async fn declare(connection: &Connection) -> lapin::Result<()> {
 /// Declares a sender's status queue, bound to `<sender>.#` on the status exchange. Its bounds
 /// are the policy [`crate::policies::STATUS`]'s.
 pub async fn declare_status_queue(connection: &Connection, sender_id: &str) -> lapin::Result<()> {
-    let queue = status_queue(sender_id);
-    let channel = connection.create_channel().await?;
-    declare_queue(connection, &channel, &queue).await?;
-    channel
-        .queue_bind(
-            queue.as_str().into(),
-            STATUS_EXCHANGE.into(),
-            format!("{sender_id}.#").as_str().into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    let _ = channel.close(200, "done".into()).await;
-    Ok(())
+    let key = format!("{sender_id}.#");
+    declare_bound(connection, &status_queue(sender_id), STATUS_EXCHANGE, &key).await
 }
 
 /// Declares a sender's own intake lane ([`intake_lane`]), bound to [`PUBLISH_EXCHANGE`] with
 /// [`lane_routing_key`]. Its dead-lettering and delivery limit are the policy
 /// [`crate::policies::LANES`]'s.
 pub async fn declare_intake_lane(connection: &Connection, sender_id: &str) -> lapin::Result<()> {
-    let queue = intake_lane(sender_id);
+    let key = lane_routing_key(sender_id);
+    declare_bound(connection, &intake_lane(sender_id), PUBLISH_EXCHANGE, &key).await
+}
+
+/// Declares queue `queue` (when missing) and binds it to `exchange` with `key`.
+async fn declare_bound(
+    connection: &Connection,
+    queue: &str,
+    exchange: &str,
+    key: &str,
+) -> lapin::Result<()> {
     let channel = connection.create_channel().await?;
-    declare_queue(connection, &channel, &queue).await?;
+    declare_queue(connection, &channel, queue).await?;
     channel
         .queue_bind(
-            queue.as_str().into(),
-            PUBLISH_EXCHANGE.into(),
-            lane_routing_key(sender_id).as_str().into(),
+            queue.into(),
+            exchange.into(),
+            key.into(),
             QueueBindOptions::default(),
             FieldTable::default(),
         )

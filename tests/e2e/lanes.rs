@@ -9,6 +9,7 @@ use domain::status::Status;
 use ebox::demo::{SAMPLE_SSIN, SenderClient, sample_v2};
 use intake::contract::TYPE_V2;
 use queues::topology::{PUBLISH_ROUTING_KEY, intake_lane, lane_routing_key};
+use std::time::Duration;
 
 fn body() -> Vec<u8> {
     serde_json::to_vec(&sample_v2(SAMPLE_SSIN, MESSAGE_TYPE)).expect("JSON")
@@ -45,6 +46,20 @@ async fn until_consumed(app: &TestApp, sender: &str) {
             > 0
     })
     .await;
+}
+
+/// Waits, up to `within`, until all `n` of `sender`'s messages are published, and checks that
+/// none was refused: delayed, not dropped.
+async fn until_all_published(app: &TestApp, sender: &str, n: usize, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    while count(app, sender, "published").await < n as i64 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{sender}'s {n} messages published within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(count(app, sender, "rejected").await, 0, "nothing refused");
 }
 
 /// `ebox_intake_lane_waits_total{reason}` of this process (shared by the tests that run in it,
@@ -141,10 +156,7 @@ async fn a_sender_over_its_days_bytes_waits_in_its_own_lane_while_the_others_go_
 
     // A raised limit opens the lane again: every waiting publication is taken.
     app.second_sender(&big_id, &limit(size * 1000)).await;
-    eventually("the big sender's backlog to drain", || async {
-        count(&app, &big_id, "published").await == BACKLOG as i64
-    })
-    .await;
+    until_all_published(&app, &big_id, BACKLOG, WAIT).await;
     assert_eq!(depth(&app, &intake_lane(&big_id)).await, 0);
 }
 
@@ -185,15 +197,7 @@ async fn a_sender_over_its_pace_is_taken_at_its_pace_and_does_not_hold_up_the_ot
     assert!(pace.is_some(), "the big sender's batches were charged");
 
     // Delayed, not dropped: the whole backlog is published at its pace.
-    let deadline = tokio::time::Instant::now() + WAIT * 2;
-    while count(&app, &big_id, "published").await < BACKLOG as i64 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the paced backlog drains"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-    assert_eq!(count(&app, &big_id, "rejected").await, 0);
+    until_all_published(&app, &big_id, BACKLOG, WAIT * 2).await;
 }
 
 /// A publication on another sender's lane is refused (`WRONG_LANE`), a limited sender's on the
@@ -292,13 +296,5 @@ async fn a_sender_at_its_bound_of_messages_in_flight_waits_in_its_lane_while_the
     // The later stages publish what is in flight: the rest is taken.
     app.stop_workers().await;
     app.start_workers(&ebox::workers::Worker::ALL).await;
-    let deadline = tokio::time::Instant::now() + WAIT * 3;
-    while count(&app, &big_id, "published").await < BACKLOG as i64 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the big sender's backlog drains"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-    assert_eq!(count(&app, &big_id, "rejected").await, 0);
+    until_all_published(&app, &big_id, BACKLOG, WAIT * 3).await;
 }
