@@ -36,6 +36,17 @@ async fn publish_all(sender: &SenderClient, prefix: &str, n: usize, body: &[u8])
     }
 }
 
+/// A test app with `options` and a consenting citizen, and a second sender, `inss-<test id>`
+/// (`extra` added to its registry entry), whose lane intake consumes.
+async fn with_big_sender(options: Options, extra: &str) -> (TestApp, String, SenderClient) {
+    let app = spawn_app_with(options).await;
+    app.grant_consent(SAMPLE_SSIN).await;
+    let big_id = format!("inss-{}", app.id);
+    let big = app.second_sender(&big_id, extra).await;
+    until_consumed(&app, &big_id).await;
+    (app, big_id, big)
+}
+
 /// Waits until intake consumes `sender`'s lane (a sender registered while the workers run is
 /// found at their next look at the registry).
 async fn until_consumed(app: &TestApp, sender: &str) {
@@ -93,15 +104,11 @@ async fn depth(app: &TestApp, queue: &str) -> i64 {
 #[tokio::test]
 async fn a_sender_over_its_days_bytes_waits_in_its_own_lane_while_the_others_go_on() {
     const BACKLOG: usize = 10;
-    let app = spawn_app_with(Options::pipeline()).await;
-    app.grant_consent(SAMPLE_SSIN).await;
     let body = body();
     let size = body.len() as u64;
-    // Enough for two and a half publications.
-    let big_id = format!("inss-{}", app.id);
     let limit = |bytes: u64| format!("    limits: {{bytesPerDay: {bytes}}}\n");
-    let mut big = app.second_sender(&big_id, &limit(size * 5 / 2)).await;
-    until_consumed(&app, &big_id).await;
+    // Enough for two and a half publications.
+    let (app, big_id, mut big) = with_big_sender(Options::pipeline(), &limit(size * 5 / 2)).await;
 
     publish_all(&big, "ref-batch", BACKLOG, &body).await;
     let mut small = app.sender().await;
@@ -165,14 +172,9 @@ async fn a_sender_over_its_days_bytes_waits_in_its_own_lane_while_the_others_go_
 #[tokio::test]
 async fn a_sender_over_its_pace_is_taken_at_its_pace_and_does_not_hold_up_the_others() {
     const BACKLOG: usize = 24;
-    let app = spawn_app_with(Options::pipeline()).await;
-    app.grant_consent(SAMPLE_SSIN).await;
     let body = body();
-    let big_id = format!("inss-{}", app.id);
-    let big = app
-        .second_sender(&big_id, "    limits: {messagesPerSecond: 2}\n")
-        .await;
-    until_consumed(&app, &big_id).await;
+    let (app, big_id, big) =
+        with_big_sender(Options::pipeline(), "    limits: {messagesPerSecond: 2}\n").await;
 
     publish_all(&big, "ref-paced", BACKLOG, &body).await;
     let mut small = app.sender().await;
@@ -205,13 +207,12 @@ async fn a_sender_over_its_pace_is_taken_at_its_pace_and_does_not_hold_up_the_ot
 /// lane (the previous contract release).
 #[tokio::test]
 async fn lanes_are_their_senders_own_and_a_limited_sender_keeps_to_its_own() {
-    let app = spawn_app_with(Options::pipeline()).await;
-    app.grant_consent(SAMPLE_SSIN).await;
     let body = body();
-    let limited_id = format!("inss-{}", app.id);
-    let limited = app
-        .second_sender(&limited_id, "    limits: {messagesPerSecond: 100}\n")
-        .await;
+    let (app, limited_id, limited) = with_big_sender(
+        Options::pipeline(),
+        "    limits: {messagesPerSecond: 100}\n",
+    )
+    .await;
 
     let mut intruder = app
         .sender()
@@ -259,19 +260,16 @@ async fn lanes_are_their_senders_own_and_a_limited_sender_keeps_to_its_own() {
 async fn a_sender_at_its_bound_of_messages_in_flight_waits_in_its_lane_while_the_others_go_on() {
     const BOUND: i64 = 3;
     const BACKLOG: usize = 10;
-    let mut app = spawn_app_with(Options {
-        vars: vec![(
-            "EBOX_INTAKE_IN_FLIGHT_PER_SENDER".to_owned(),
-            BOUND.to_string(),
-        )],
-        ..Options::default()
-    })
-    .await;
-    app.grant_consent(SAMPLE_SSIN).await;
     let body = body();
-    let big_id = format!("inss-{}", app.id);
-    let big = app.second_sender(&big_id, "").await;
-    until_consumed(&app, &big_id).await;
+    let bound = (
+        "EBOX_INTAKE_IN_FLIGHT_PER_SENDER".to_owned(),
+        BOUND.to_string(),
+    );
+    let options = Options {
+        vars: vec![bound],
+        ..Options::default()
+    };
+    let (mut app, big_id, big) = with_big_sender(options, "").await;
 
     publish_all(&big, "ref-flight", BACKLOG, &body).await;
     eventually("the big sender's first messages to be accepted", || async {
