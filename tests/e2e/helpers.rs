@@ -506,24 +506,17 @@ impl TestApp {
 
     /// Records that the citizen consents to electronic delivery, now.
     pub async fn grant_consent(&self, ssin: &str) {
-        let ssin = domain::ssin::Ssin::parse(ssin).expect("a valid national number");
-        let mut tx = self.pool.begin().await.expect("tx");
-        records::citizens::record_consent(
-            &mut tx,
-            &self.hasher,
-            &ssin,
-            domain::citizen::Consent::Granted,
-            chrono::Utc::now(),
-            "test",
-        )
-        .await
-        .expect("consent recorded");
-        tx.commit().await.expect("commit");
+        self.consent(ssin, None).await;
     }
 
     /// The citizen consents and chooses `channel`, in French (what `ebox consent grant` and
     /// `ebox citizen set` record).
     pub async fn grant_consent_with(&self, ssin: &str, channel: domain::citizen::Channel) {
+        self.consent(ssin, Some(channel)).await;
+    }
+
+    /// The citizen's consent, now, with their preferences when `channel` is given.
+    async fn consent(&self, ssin: &str, channel: Option<domain::citizen::Channel>) {
         let ssin = domain::ssin::Ssin::parse(ssin).expect("a valid national number");
         let mut tx = self.pool.begin().await.expect("tx");
         records::citizens::record_consent(
@@ -536,19 +529,21 @@ impl TestApp {
         )
         .await
         .expect("consent recorded");
-        let preferences = domain::citizen::Preferences {
-            language: domain::translated::Language::Fr,
-            channel,
-        };
-        records::citizens::record_preferences(
-            &mut tx,
-            &self.hasher,
-            &ssin,
-            &preferences,
-            chrono::Utc::now(),
-        )
-        .await
-        .expect("preferences recorded");
+        if let Some(channel) = channel {
+            let preferences = domain::citizen::Preferences {
+                language: domain::translated::Language::Fr,
+                channel,
+            };
+            records::citizens::record_preferences(
+                &mut tx,
+                &self.hasher,
+                &ssin,
+                &preferences,
+                chrono::Utc::now(),
+            )
+            .await
+            .expect("preferences recorded");
+        }
         tx.commit().await.expect("commit");
     }
 
@@ -733,6 +728,34 @@ pub async fn publish_and_wait(
         .await
         .expect("the broker takes the publication");
     sender.next_status(WAIT).await.expect("a status event")
+}
+
+/// Publishes a v2 message to `ssin` and reads the sender's statuses until a final one
+/// (`published`, `no-digital-user`, `rejected`) for this reference; returns them all.
+pub async fn journey(sender: &mut SenderClient, reference: &str, ssin: &str) -> Vec<StatusEvent> {
+    let body = serde_json::to_vec(&ebox::demo::sample_v2(ssin, MESSAGE_TYPE)).expect("JSON");
+    sender
+        .publish(
+            sender.properties(reference, intake::contract::TYPE_V2),
+            &body,
+        )
+        .await
+        .expect("published");
+    let mut statuses = Vec::new();
+    loop {
+        let status = sender.next_status(WAIT).await.expect("a status");
+        assert_eq!(status.sender_reference.as_deref(), Some(reference));
+        let done = matches!(
+            status.status,
+            domain::status::Status::Published
+                | domain::status::Status::NoDigitalUser
+                | domain::status::Status::Rejected
+        );
+        statuses.push(status);
+        if done {
+            return statuses;
+        }
+    }
 }
 
 /// Publishes a v2 `body` and waits for its `published`; returns the eBox message id.

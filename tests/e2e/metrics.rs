@@ -4,10 +4,8 @@
 //! Prometheus's own checker (`promtool check metrics`) accepts the exposition.
 
 use crate::helpers::*;
-use domain::citizen::{Channel, Preferences};
-use domain::ssin::Ssin;
+use domain::citizen::Channel;
 use domain::status::Status;
-use domain::translated::Language;
 use ebox::demo::{SAMPLE_SSIN, sample_v2};
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -149,28 +147,6 @@ fn promtool_check(text: &str) -> Result<(), String> {
     }
 }
 
-/// The citizen wants an e-mail for each new document: the message goes through the outbox.
-async fn wants_email(app: &TestApp, ssin: &str) {
-    let ssin = Ssin::parse(ssin).expect("a national number");
-    let preferences = Preferences {
-        language: Language::Fr,
-        channel: Channel::Email {
-            email: "citoyen@example.be".to_owned(),
-        },
-    };
-    let mut tx = app.pool.begin().await.expect("tx");
-    records::citizens::record_preferences(
-        &mut tx,
-        &app.hasher,
-        &ssin,
-        &preferences,
-        chrono::Utc::now(),
-    )
-    .await
-    .expect("preferences recorded");
-    tx.commit().await.expect("commit");
-}
-
 /// Publishes a v2 message stamped with the time of publishing, as a sender may, and waits for
 /// its `published`.
 async fn deliver_stamped(sender: &mut ebox::demo::SenderClient, reference: &str) -> uuid::Uuid {
@@ -197,8 +173,11 @@ async fn the_metrics_move_as_messages_flow_and_promtool_accepts_them() {
     promtool_on_path();
     let app = spawn_app_with(Options::with_api()).await;
     let metrics = serve_metrics(&app).await;
-    app.grant_consent(SAMPLE_SSIN).await;
-    wants_email(&app, SAMPLE_SSIN).await;
+    // The citizen wants an e-mail for each new document: the message goes through the outbox.
+    let email = Channel::Email {
+        email: "citoyen@example.be".to_owned(),
+    };
+    app.grant_consent_with(SAMPLE_SSIN, email).await;
 
     let before = scrape(&metrics).await;
     // Before this test's first message, every stage's series are there (other tests of this

@@ -9,7 +9,7 @@ use domain::events::EventEnvelope;
 use domain::ssin::Ssin;
 use domain::status::{Status, StatusEvent};
 use domain::translated::Language;
-use ebox::demo::{SAMPLE_SSIN, SenderClient, sample_v2};
+use ebox::demo::{SAMPLE_SSIN, sample_v2};
 use futures_util::StreamExt;
 use intake::contract::TYPE_V2;
 use lapin::BasicProperties;
@@ -50,28 +50,6 @@ async fn prefer(app: &TestApp, ssin: &str, language: Language, channel: Channel)
 fn email(address: &str) -> Channel {
     Channel::Email {
         email: address.to_owned(),
-    }
-}
-
-/// Publishes and collects statuses until one of `last` arrives for this reference.
-async fn journey(sender: &mut SenderClient, reference: &str, ssin: &str) -> Vec<StatusEvent> {
-    let body = serde_json::to_vec(&sample_v2(ssin, MESSAGE_TYPE)).expect("JSON");
-    sender
-        .publish(sender.properties(reference, TYPE_V2), &body)
-        .await
-        .expect("published");
-    let mut statuses = Vec::new();
-    loop {
-        let status = sender.next_status(WAIT).await.expect("a status");
-        assert_eq!(status.sender_reference.as_deref(), Some(reference));
-        let done = matches!(
-            status.status,
-            Status::Published | Status::NoDigitalUser | Status::Rejected
-        );
-        statuses.push(status);
-        if done {
-            return statuses;
-        }
     }
 }
 

@@ -7,8 +7,7 @@
 
 use crate::helpers::*;
 use domain::status::{Status, StatusEvent};
-use ebox::demo::{SAMPLE_SSIN, SenderClient, sample_v2};
-use intake::contract::TYPE_V2;
+use ebox::demo::{SAMPLE_SSIN, SenderClient};
 use lapin::BasicProperties;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::ShortString;
@@ -48,28 +47,6 @@ fn registry(app: &TestApp, endpoint: std::net::SocketAddr, other: &str) -> Strin
             ),
             1,
         )
-}
-
-/// Publishes and reads the sender's statuses until a final one for this reference.
-async fn journey(sender: &mut SenderClient, reference: &str, ssin: &str) -> Vec<StatusEvent> {
-    let body = serde_json::to_vec(&sample_v2(ssin, MESSAGE_TYPE)).expect("JSON");
-    sender
-        .publish(sender.properties(reference, TYPE_V2), &body)
-        .await
-        .expect("published");
-    let mut statuses = Vec::new();
-    loop {
-        let status = sender.next_status(WAIT).await.expect("a status");
-        assert_eq!(status.sender_reference.as_deref(), Some(reference));
-        let done = matches!(
-            status.status,
-            Status::Published | Status::NoDigitalUser | Status::Rejected
-        );
-        statuses.push(status);
-        if done {
-            return statuses;
-        }
-    }
 }
 
 /// Receives calls until one for (`reference`, `status`) answered 200 (any call but the very
